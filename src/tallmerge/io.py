@@ -1,0 +1,91 @@
+"""Files in and out: atomic writes, safetensors with validation, small JSON/CSV outputs.
+
+Every writer goes through :func:`atomic_write`: the content lands in a temporary file beside
+the target and is renamed over it only when complete, so an interrupted or failed run never
+leaves a partial output (nor a file DVC would cache as if it were whole).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from tallmerge.errors import TallmergeError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder; rename it to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_tensors(
+    tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write ``tensors`` as safetensors, atomically, with string ``metadata``."""
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_write(path) as tmp:
+        save_file(contiguous, str(tmp), metadata=dict(metadata or {}))
+
+
+def open_tensors(path: str | os.PathLike):
+    """Open a safetensors file lazily (tensor by tensor), or fail with a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise TallmergeError(f"{path}: file not found")
+    try:
+        return safe_open(str(path), framework="pt")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise TallmergeError(f"{path}: not a valid safetensors file ({_one_line(e)})") from None
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a whole safetensors file: ``(tensors, metadata)``; truncated or corrupt files fail."""
+    with open_tensors(path) as f:
+        try:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise TallmergeError(f"{path}: corrupted safetensors file ({_one_line(e)})") from None
+        return tensors, dict(f.metadata() or {})
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TallmergeError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise TallmergeError(f"{path}: invalid JSON ({e})") from None
+
+
+def write_csv(frame, path: str | os.PathLike) -> None:
+    """Write a pandas DataFrame as CSV (no index), atomically."""
+    with atomic_write(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.2f")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

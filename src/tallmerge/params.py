@@ -1,0 +1,154 @@
+"""params.yaml, read and validated: every invalid value fails with a one-line error naming its key."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tallmerge.errors import TallmergeError
+from tallmerge.tasks import get_task
+
+PARAMS_FILE = "params.yaml"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """An optimisation recipe: AdamW with a cosine schedule after a linear warm-up."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup: int
+
+
+@dataclass(frozen=True)
+class PretrainConfig(TrainConfig):
+    images: int  # size of the captioned pre-training mix
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: int
+    val: int
+    test: int
+
+
+class Params:
+    """The parsed params.yaml; accessors validate only the section a stage asks for."""
+
+    def __init__(self, raw: dict[str, Any], source: str = PARAMS_FILE):
+        if not isinstance(raw, dict):
+            raise TallmergeError(f"{source}: expected a mapping at the top level")
+        self.raw = raw
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path = PARAMS_FILE) -> "Params":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise TallmergeError(f"{path}: file not found") from None
+        except yaml.YAMLError as e:
+            raise TallmergeError(f"{path}: invalid YAML ({' '.join(str(e).split())})") from None
+        return cls(raw if raw is not None else {}, str(path))
+
+    # -- accessors -----------------------------------------------------------------------------
+    @property
+    def seed(self) -> int:
+        return self._int("seed", self._get("seed"), minimum=0)
+
+    @property
+    def tasks(self) -> list[str]:
+        """The benchmark's task names, in params.yaml order; each must be registered."""
+        tasks = self._get("tasks")
+        if isinstance(tasks, list):
+            tasks = {name: {} for name in tasks}
+        if not isinstance(tasks, dict) or not tasks:
+            raise TallmergeError(f"{self.source}: 'tasks' must be a non-empty mapping of task names")
+        for name in tasks:
+            get_task(str(name))
+        return [str(name) for name in tasks]
+
+    @property
+    def arch(self) -> str:
+        arch = self._get("model.arch")
+        if not isinstance(arch, str) or not arch:
+            raise TallmergeError(f"{self.source}: 'model.arch' must be a model config name")
+        return arch
+
+    @property
+    def data(self) -> DataConfig:
+        return self._config(DataConfig, self._mapping("data"), lambda k: f"data.{k}")
+
+    @property
+    def pretrain(self) -> PretrainConfig:
+        return self._config(PretrainConfig, self._mapping("pretrain"), lambda k: f"pretrain.{k}")
+
+    def finetune(self, task: str) -> TrainConfig:
+        """The fine-tuning recipe of ``task``: the ``finetune`` defaults, then its overrides."""
+        if task not in self.tasks:
+            raise TallmergeError(f"{self.source}: task {task!r} is not in 'tasks' ({', '.join(self.tasks)})")
+        overrides = self.raw["tasks"][task] if isinstance(self.raw["tasks"], dict) else None
+        overrides = self._mapping(f"tasks.{task}", overrides or {})
+        merged = {**self._mapping("finetune"), **overrides}
+        return self._config(TrainConfig, merged, lambda k: f"tasks.{task}.{k}" if k in overrides else f"finetune.{k}")
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self._int("evaluate.batch_size", self._get("evaluate.batch_size"), minimum=1)
+
+    # -- validation helpers --------------------------------------------------------------------
+    def _get(self, dotted: str) -> Any:
+        node: Any = self.raw
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise TallmergeError(f"{self.source}: missing key '{dotted}'")
+            node = node[part]
+        return node
+
+    def _mapping(self, dotted: str, value: Any = None) -> dict:
+        value = self._get(dotted) if value is None else value
+        if not isinstance(value, dict):
+            raise TallmergeError(f"{self.source}: '{dotted}' must be a mapping")
+        return value
+
+    def _config(self, cls, values: dict, key_of):
+        """Build dataclass ``cls`` from ``values``; ``key_of(field)`` names a field in errors."""
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in fields:
+                raise TallmergeError(f"{self.source}: unknown key '{key_of(key)}' (allowed: {', '.join(fields)})")
+        out = {}
+        for key, typ in fields.items():
+            if key not in values:
+                raise TallmergeError(f"{self.source}: missing key '{key_of(key)}'")
+            if typ in ("float", float):
+                out[key] = self._float(key_of(key), values[key], allow_zero=key == "weight_decay")
+            else:
+                out[key] = self._int(key_of(key), values[key], minimum=0 if key == "warmup" else 1)
+        config = cls(**out)
+        if getattr(config, "warmup", -1) >= getattr(config, "steps", 0):
+            raise TallmergeError(
+                f"{self.source}: '{key_of('warmup')}' ({config.warmup}) must be smaller than steps ({config.steps})"
+            )
+        return config
+
+    def _int(self, key: str, value: Any, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            kind = "a positive integer" if minimum > 0 else "a non-negative integer"
+            raise TallmergeError(f"{self.source}: '{key}' must be {kind}, got {value!r}")
+        return value
+
+    def _float(self, key: str, value: Any, allow_zero: bool) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (value < 0 if allow_zero else value <= 0):
+            kind = "a non-negative number" if allow_zero else "a positive number"
+            raise TallmergeError(f"{self.source}: '{key}' must be {kind}, got {value!r}")
+        return float(value)

@@ -1,0 +1,723 @@
+"""The pocket benchmark: eight small 32x32 RGB classification tasks generated from a seed.
+
+Each task exercises a different visual skill, as the paper's eight datasets do, so that
+fine-tuning moves a shared encoder in different, partly conflicting directions:
+
+=================  ==================  ================================================
+task               stands in for       skill (and nuisances)
+=================  ==================  ================================================
+``digits``         MNIST               real handwritten digits (colours, position)
+``house-numbers``  SVHN                printed digit between cut-off neighbours, clutter
+``letters``        glyph recognition   letter identity under rotation and scale
+``shapes``         --                  shape, ignoring colour, size and rotation
+``colors``         --                  colour, ignoring shape
+``textures``       DTD                 texture, ignoring colours, scale and orientation
+``counting``       CLEVR-count         number of objects, ignoring what they are
+``landcover``      EuroSAT             aerial scene structure and colour
+=================  ==================  ================================================
+
+Every split draws from its own random stream (``train``/``val``/``test``/``web``), so splits
+never share an image; ``digits`` also partitions its 1797 source images into disjoint pools.
+The ``web`` split is the cleaner, canonical version of the same concepts that the tiny CLIP is
+pre-trained on. Images are rendered a batch at a time with shared numpy helpers: smooth-noise
+backgrounds, a vectorised affine "stamp" that paints greyscale masks (shapes, font glyphs,
+handwritten digits) in a colour, and one nuisance pass (blur, contrast, pixel noise). Glyphs
+come from Pillow's bundled scalable font, so images depend on no system font.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from sklearn.datasets import load_digits
+
+from tallmerge.tasks.registry import SPLITS, WEB_SPLIT, TallmergeError, register_task
+
+SIZE = 32
+_SPLIT_IDS = {split: i for i, split in enumerate((*SPLITS, WEB_SPLIT))}
+_CHUNK = 512  # images rendered per batch (bounds memory)
+_MASK, _PAD = 64, 2  # side of the shape and glyph masks; zero border around every mask
+_POOL_FRACTIONS = (0.6, 0.1)  # digits source pools: train, val; test gets the rest
+
+
+def _const(values, dtype=np.float32) -> np.ndarray:
+    """A read-only array: module constants and cached atlases are never modified."""
+    out = np.array(values, dtype)
+    out.flags.writeable = False
+    return out
+
+
+_PIX = _const(np.arange(SIZE) + 0.5)  # pixel-centre coordinates
+_Y, _X = (_const(a) for a in np.meshgrid(_PIX - SIZE / 2, _PIX - SIZE / 2, indexing="ij"))
+_LUMA = _const([0.3, 0.59, 0.11])
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+LETTERS = tuple("ABCDEFGHIJ")
+_GLYPHS = "0123456789" + "".join(LETTERS)  # rows of the glyph atlas
+SHAPES = ("circle", "square", "triangle", "hexagon", "star", "cross", "heart", "crescent")
+COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "white", "black")
+TEXTURES = ("striped", "zigzagged", "checkered", "dotted", "grid", "cracked", "blotchy", "speckled")
+LANDCOVER = ("forest", "pasture", "sea or lake", "river", "highway", "farmland",
+             "residential buildings", "desert")  # fmt: skip
+
+Render = Callable[[np.random.Generator, np.ndarray, str], np.ndarray]
+
+
+# --------------------------------------------------------------------------- seeds and sampling
+def _split_rng(seed: int, name: str, split: str) -> np.random.Generator:
+    """The random stream of one (seed, task, split); raises on an unknown split or bad seed."""
+    if split not in _SPLIT_IDS:
+        raise TallmergeError(
+            f"unknown split {split!r} for task {name!r}; expected one of {', '.join(_SPLIT_IDS)}"
+        )
+    if int(seed) != seed or seed < 0:
+        raise TallmergeError(f"seed must be a non-negative integer, got {seed!r}")
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode()), _SPLIT_IDS[split]])
+
+
+def _balanced_labels(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """``n`` labels in ``[0, k)`` whose counts differ by at most one, in shuffled order."""
+    return rng.permutation(np.arange(n, dtype=np.int64) % k)
+
+
+def _u(rng: np.random.Generator, lo, hi, n) -> np.ndarray:
+    """``n`` (or shape ``n``) uniform float32 draws in ``[lo, hi)``."""
+    return rng.uniform(lo, hi, n).astype(np.float32)
+
+
+def _b(x: np.ndarray) -> np.ndarray:
+    """Per-image values ``[n]`` reshaped to broadcast against ``[n, SIZE, SIZE]``."""
+    return x[:, None, None]
+
+
+def _hsv(h, s, v) -> np.ndarray:
+    """RGB ``[n, 3]`` in 0..255 from hue (degrees), saturation and value arrays ``[n]``."""
+    h, s, v = (np.asarray(a, np.float32)[:, None] for a in (h, s, v))
+    k = (np.array([5.0, 3.0, 1.0], np.float32) + (h % 360) / 60) % 6
+    return 255 * v * (1 - s * np.clip(np.minimum(k, 4 - k), 0, 1))
+
+
+def _contrasting(rng: np.random.Generator, ref: np.ndarray, dist: float = 140.0) -> np.ndarray:
+    """Random colours ``[n, 3]`` at least ``dist`` from ``ref`` in RGB, with a luminance gap too."""
+    out = _u(rng, 0, 255, ref.shape)
+    todo = np.arange(len(ref))
+    while todo.size:  # resample only the colours that are too close
+        out[todo] = _u(rng, 0, 255, (todo.size, 3))
+        d = out[todo] - ref[todo]
+        todo = todo[((d * d).sum(1) < dist**2) | (np.abs(d @ _LUMA) < 45)]
+    return out
+
+
+# --------------------------------------------------------------------------- fields, backgrounds
+@functools.cache
+def _upsampler(cells: int) -> np.ndarray:
+    """Interpolation matrix ``[SIZE, cells]`` taking a coarse grid to full size (smoothstep
+    weights, so fields have no creases at the control points)."""
+    pos = np.clip(_PIX * cells / SIZE - 0.5, 0, cells - 1)
+    lo = np.minimum(pos.astype(int), cells - 2)
+    t = pos - lo
+    m = np.zeros((SIZE, cells), np.float32)
+    m[np.arange(SIZE), lo] = 1 - t * t * (3 - 2 * t)
+    m[np.arange(SIZE), lo + 1] = t * t * (3 - 2 * t)
+    return _const(m)
+
+
+def _smooth_field(rng: np.random.Generator, n: int, cells: int, channels: int = 1) -> np.ndarray:
+    """Smooth random fields ``[n, SIZE, SIZE, channels]``: standard normal values at ``cells x
+    cells`` control points, interpolated (so ``cells`` sets the blob scale)."""
+    up = _upsampler(cells)
+    g = rng.standard_normal((n, channels, cells, cells), dtype=np.float32)
+    return (up @ g @ up.T).transpose(0, 2, 3, 1)
+
+
+def _background(rng: np.random.Generator, base: np.ndarray, amp, cells: int = 3) -> np.ndarray:
+    """Canvases ``[n, SIZE, SIZE, 3]``: colours ``base [n, 3]`` plus smooth coloured variation."""
+    field = _smooth_field(rng, len(base), cells, 3)
+    return base[:, None, None, :] + np.reshape(amp, (-1, 1, 1, 1)) * field
+
+
+def _busy_background(rng: np.random.Generator, n: int, lo: float = 0, hi: float = 35):
+    """Random colours with smooth variations of random scale and strength: ``(canvas, base)``."""
+    base = _u(rng, 0, 255, (n, 3))
+    weights = _u(rng, 0, 1, (n, 2))  # mix of coarse and fine variation
+    field = _b(weights[:, 0])[..., None] * _smooth_field(rng, n, 2, 3)
+    field += _b(weights[:, 1])[..., None] * _smooth_field(rng, n, 6, 3)
+    return base[:, None, None, :] + _b(_u(rng, lo, hi, n))[..., None] * field, base
+
+
+def _flat(color: np.ndarray) -> np.ndarray:
+    """Plain canvases ``[n, SIZE, SIZE, 3]`` of colours ``[n, 3]``."""
+    canvas = np.empty((len(color), SIZE, SIZE, 3), np.float32)
+    canvas[:] = color[:, None, None, :]
+    return canvas
+
+
+def _mix(c0: np.ndarray, c1: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Blend two colour fields (anything broadcasting to ``[n, SIZE, SIZE, 3]``) by masks ``m``."""
+    return c0 + m[..., None] * (c1 - c0)
+
+
+def _rotated(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centred pixel coordinates ``[n, SIZE, SIZE]`` rotated by angles ``theta`` (radians)."""
+    c, s = _b(np.cos(theta)).astype(np.float32), _b(np.sin(theta)).astype(np.float32)
+    return _X * c + _Y * s, _Y * c - _X * s
+
+
+# --------------------------------------------------------------------------- masks and stamping
+def _atlas(masks: list[Image.Image], blur: float) -> np.ndarray:
+    """Stack 'L' masks into a read-only float atlas ``[k, S, S]`` in 0..1 with a zero border.
+
+    The blur pre-filters the high-resolution masks so that the down-scaling stamp stays smooth."""
+    masks = [m.filter(ImageFilter.GaussianBlur(blur)) if blur else m for m in masks]
+    arr = np.stack([np.asarray(m) for m in masks])
+    return _const(np.pad(arr.astype(np.float32) / 255, ((0, 0), (_PAD, _PAD), (_PAD, _PAD))))
+
+
+def _shape_image(name: str) -> Image.Image:
+    """High-resolution mask of one shape of ``SHAPES``, centred, radius about 0.45 of the canvas."""
+    c, r = _MASK / 2, 0.45 * _MASK
+    img = Image.new("L", (_MASK, _MASK), 0)
+    draw = ImageDraw.Draw(img)
+
+    def ngon(k, radius, phase=-90.0):
+        angles = np.radians(phase + 360 * np.arange(k) / k)
+        return list(zip(c + radius * np.cos(angles), c + radius * np.sin(angles)))
+
+    if name in ("circle", "crescent"):
+        draw.ellipse([c - r * 0.9, c - r * 0.9, c + r * 0.9, c + r * 0.9], fill=255)
+        if name == "crescent":
+            draw.ellipse([c - r * 0.55, c - r * 1.05, c + r * 1.15, c + r * 0.65], fill=0)
+    elif name == "square":
+        draw.polygon(ngon(4, r * 1.05, 45), fill=255)
+    elif name == "triangle":
+        draw.polygon([(x, y + r * 0.2) for x, y in ngon(3, r * 1.15)], fill=255)
+    elif name == "hexagon":
+        draw.polygon(ngon(6, r, 0), fill=255)
+    elif name == "star":
+        outer, inner = ngon(5, r * 1.05), ngon(5, r * 0.45, -54)
+        draw.polygon([p for pair in zip(outer, inner) for p in pair], fill=255)
+    elif name == "cross":
+        a, w = r * 0.95, r * 0.33
+        draw.rectangle([c - a, c - w, c + a, c + w], fill=255)
+        draw.rectangle([c - w, c - a, c + w, c + a], fill=255)
+    elif name == "heart":
+        t = np.linspace(0, 2 * np.pi, 80)
+        x = 16 * np.sin(t) ** 3
+        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+        draw.polygon(list(zip(c + x * r / 16.5, c + (y + 2) * r / 16.5)), fill=255)
+    return img
+
+
+def _glyph_image(char: str) -> Image.Image:
+    """High-resolution mask of a bold glyph of Pillow's bundled font, ink 0.8 of the height."""
+    img = Image.new("L", (2 * _MASK, 2 * _MASK), 0)
+    font = ImageFont.load_default(size=40)
+    if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow built without FreeType
+        raise TallmergeError("the pocket tasks need Pillow >= 10.1 with FreeType support")
+    ImageDraw.Draw(img).text((_MASK // 2, _MASK // 2), char, fill=255, font=font, stroke_width=2,
+                             stroke_fill=255)  # fmt: skip
+    x0, y0, x1, y1 = img.getbbox()
+    side = round((y1 - y0) / 0.8)
+    canvas = Image.new("L", (side, side), 0)
+    canvas.paste(img.crop((x0, y0, x1, y1)), ((side - (x1 - x0)) // 2, (side - (y1 - y0)) // 2))
+    return canvas.resize((_MASK, _MASK), Image.Resampling.LANCZOS)
+
+
+@functools.cache
+def _shape_atlas() -> np.ndarray:
+    return _atlas([_shape_image(name) for name in SHAPES], blur=1.2)
+
+
+@functools.cache
+def _glyph_atlas() -> np.ndarray:
+    return _atlas([_glyph_image(char) for char in _GLYPHS], blur=1.0)
+
+
+@functools.cache
+def _handwritten() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1797 real 8x8 handwritten digits as smooth 32x32 masks, and their labels."""
+    data = load_digits()
+    masks = []
+    for img in data.images:
+        small = Image.fromarray((img * 255 / 16).astype(np.uint8))
+        big = np.asarray(small.resize((SIZE, SIZE), Image.Resampling.BICUBIC), np.float32)
+        masks.append(Image.fromarray(np.clip((big - 80) * 2.0, 0, 255).astype(np.uint8)))
+    return _atlas(masks, blur=0), _const(data.target, np.int64)
+
+
+def digit_pools() -> dict[str, np.ndarray]:
+    """Disjoint indices into ``load_digits()`` per split (60/10/30 %), independent of any seed."""
+    n = len(_handwritten()[1])
+    perm = np.random.default_rng(zlib.crc32(b"digits-pools")).permutation(n)
+    a, b = int(_POOL_FRACTIONS[0] * n), int(sum(_POOL_FRACTIONS) * n)
+    return {"train": np.sort(perm[:a]), "val": np.sort(perm[a:b]), "test": np.sort(perm[b:])}
+
+
+def _bilinear(atlas: np.ndarray, which: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
+    """Sample masks ``atlas[which]`` at fractional pixel coordinates ``[n, h, w]`` (0 outside)."""
+    s = atlas.shape[-1]
+    x0, y0 = np.clip(np.floor(sx), 0, s - 2), np.clip(np.floor(sy), 0, s - 2)
+    fx, fy = np.clip(sx - x0, 0, 1), np.clip(sy - y0, 0, 1)
+    idx = _b(which * s * s) + y0.astype(np.intp) * s + x0.astype(np.intp)
+    flat = atlas.ravel()
+    top = flat[idx] + fx * (flat[idx + 1] - flat[idx])
+    bottom = flat[idx + s] + fx * (flat[idx + s + 1] - flat[idx + s])
+    return top + fy * (bottom - top)
+
+
+def _stamp(canvas, atlas, which, color, cx, cy, size, angle=0.0, rows=None, extent=SIZE) -> None:
+    """Paint ``color [m, 3]`` through masks ``atlas[which]`` onto ``canvas[rows]`` in place.
+
+    Each mask is scaled so its (unpadded) side spans ``size`` pixels, rotated by ``angle``
+    degrees and centred at ``(cx, cy)``; all per-image arrays ``[m]``. Only an ``extent``-pixel
+    square window around the centre is painted (the full image by default)."""
+    m, s = len(which), atlas.shape[-1]
+    ox, oy = (np.clip(np.round(c - extent / 2), 0, SIZE - extent).astype(np.intp) for c in (cx, cy))
+    scale, theta = (s - 2 * _PAD) / np.asarray(size, np.float32), np.radians(angle)
+    cos = _b(np.broadcast_to(scale * np.cos(theta), (m,)).astype(np.float32))
+    sin = _b(np.broadcast_to(scale * np.sin(theta), (m,)).astype(np.float32))
+    dx = _b(ox.astype(np.float32) - cx) + _PIX[:extent]  # offsets of the window's pixel centres
+    dy = _b(oy.astype(np.float32) - cy) + _PIX[:extent, None]
+    sx, sy = cos * dx + sin * dy + (s / 2 - 0.5), cos * dy - sin * dx + (s / 2 - 0.5)
+    alpha = _bilinear(atlas, which, sx, sy)[..., None]
+    color = color[:, None, None, :]
+    if extent == SIZE and rows is None:
+        canvas += alpha * (color - canvas)
+        return
+    r = _b(np.arange(m) if rows is None else rows)
+    px, py = ox[:, None, None] + np.arange(extent), oy[:, None, None] + np.arange(extent)[:, None]
+    patch = canvas[r, py, px]
+    canvas[r, py, px] = patch + alpha * (color - patch)
+
+
+def _glyphs_on(canvas, chars, fg, height, cx=None, cy=None, angle=0.0, rows=None) -> None:
+    """Stamp glyphs ``_GLYPHS[chars]`` of ink height ``height`` (default: centred, upright)."""
+    centre = np.full(len(chars), SIZE / 2, np.float32)
+    cx, cy = (centre if c is None else c for c in (cx, cy))
+    _stamp(canvas, _glyph_atlas(), chars, fg, cx, cy, height / 0.8, angle, rows)
+
+
+def _paper(rng: np.random.Generator, n: int) -> np.ndarray:
+    """White-ish grey colours ``[n, 3]`` for the clean web images."""
+    return np.repeat(_u(rng, 225, 250, (n, 1)), 3, 1)
+
+
+def _typed(rng: np.random.Generator, chars: np.ndarray) -> np.ndarray:
+    """Dark, upright, centred glyphs on white-ish paper: the web look of the glyph tasks."""
+    n = len(chars)
+    canvas = _flat(_paper(rng, n))
+    _glyphs_on(canvas, chars, _u(rng, 0, 50, (n, 3)), _u(rng, 20, 26, n))
+    return canvas
+
+
+def _jittered_centre(rng: np.random.Generator, size: np.ndarray, room: float = 34):
+    """Random centres keeping an object of ``size`` (mostly) inside the image."""
+    half = (room - size) / 2
+    return SIZE / 2 + _u(rng, -1, 1, len(size)) * half, SIZE / 2 + _u(rng, -1, 1, len(size)) * half
+
+
+# --------------------------------------------------------------------------- glyph tasks
+def _render_digits(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    if split == WEB_SPLIT:  # typed digits, not the handwritten ones
+        return _typed(rng, labels)
+    atlas, targets = _handwritten()
+    pool = digit_pools()[split]
+    n = len(labels)
+    which = np.empty(n, np.intp)  # a source image of the right class from this split's pool
+    for c in range(10):
+        sel = labels == c
+        which[sel] = rng.choice(pool[targets[pool] == c], sel.sum())
+    canvas, base = _busy_background(rng, n)
+    cx, cy = 16 + _u(rng, -3, 3, (2, n))
+    size, angle = _u(rng, 24, 32, n), _u(rng, -12, 12, n)
+    _stamp(canvas, atlas, which, _contrasting(rng, base), cx, cy, size, angle)
+    return canvas
+
+
+def _render_house_numbers(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n = len(labels)
+    if split == WEB_SPLIT:  # a single clean digit on a plain coloured plate
+        canvas = _flat(_u(rng, 0, 255, (n, 3)))
+        _glyphs_on(canvas, labels, _contrasting(rng, canvas[:, 0, 0]), _u(rng, 20, 25, n))
+        return canvas
+    canvas, base = _busy_background(rng, n, 10, 40)
+    fg = _contrasting(rng, base, 110)
+    height, angle = _u(rng, 17, 24, n), _u(rng, -10, 10, n)
+    cx, cy = 16 + _u(rng, -1.5, 1.5, n), 16 + _u(rng, -2, 2, n)
+    sides = rng.integers(3, size=n)  # neighbours on the left, the right, or both
+    for side, rows in ((-1, np.flatnonzero(sides != 1)), (1, np.flatnonzero(sides != 0))):
+        gap = np.maximum(height[rows] * _u(rng, 0.8, 0.95, rows.size), _u(rng, 14.5, 17, rows.size))
+        chars = rng.integers(10, size=rows.size)
+        x = cx[rows] + side * gap
+        _glyphs_on(canvas, chars, fg[rows], height[rows], x, cy[rows], angle[rows], rows)
+    _glyphs_on(canvas, labels, fg, height, cx, cy, angle)
+    return canvas
+
+
+def _render_letters(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    chars = labels + _GLYPHS.index(LETTERS[0])
+    if split == WEB_SPLIT:
+        return _typed(rng, chars)
+    n = len(labels)
+    canvas, base = _busy_background(rng, n)
+    height = _u(rng, 16, 24, n)
+    cx, cy = _jittered_centre(rng, height, 30)
+    _glyphs_on(canvas, chars, _contrasting(rng, base), height, cx, cy, _u(rng, -25, 25, n))
+    return canvas
+
+
+# --------------------------------------------------------------------------- object tasks
+_WEB_INKS = _const([[220, 30, 30], [30, 60, 200], [20, 20, 20]])
+
+
+def _render_shapes(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n = len(labels)
+    if split == WEB_SPLIT:  # big, centred, upright, a few inks on paper
+        canvas, centre = _flat(_paper(rng, n)), np.full(n, 16, np.float32)
+        _stamp(canvas, _shape_atlas(), labels, _WEB_INKS[rng.integers(3, size=n)], centre, centre,
+               _u(rng, 26, 30, n))  # fmt: skip
+        return canvas
+    canvas, base = _busy_background(rng, n)
+    size = _u(rng, 17, 28, n)
+    cx, cy = _jittered_centre(rng, size)
+    fg, angle = _contrasting(rng, base), _u(rng, 0, 360, n)
+    _stamp(canvas, _shape_atlas(), labels, fg, cx, cy, size, angle)
+    return canvas
+
+
+_HUES = {"red": (-10, 8), "orange": (24, 36), "yellow": (50, 60), "green": (100, 145),
+         "blue": (210, 235), "purple": (270, 295)}  # fmt: skip
+_CANONICAL = _const([(230, 20, 20), (255, 140, 0), (250, 230, 20), (20, 170, 40), (20, 50, 230),
+                     (140, 30, 200), (250, 250, 250), (10, 10, 10)])  # fmt: skip
+
+
+def _class_colors(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
+    """Random shades ``[n, 3]`` that a person would still call ``COLORS[label]``."""
+    n = len(labels)
+    hue = _u(rng, 0, 360, n)
+    sat, val = _u(rng, 0.7, 1, n), _u(rng, 0.65, 1, n)
+    for c, name in enumerate(COLORS):
+        sel = labels == c
+        if name in _HUES:
+            hue[sel] = _u(rng, *_HUES[name], sel.sum())
+    bright = np.isin(labels, [COLORS.index("yellow"), COLORS.index("orange")])
+    val[bright] = _u(rng, 0.85, 1, bright.sum())  # dark yellow/orange read as olive/brown
+    white, black = labels == COLORS.index("white"), labels == COLORS.index("black")
+    sat[white], val[white] = _u(rng, 0, 0.08, white.sum()), _u(rng, 0.92, 1, white.sum())
+    sat[black], val[black] = _u(rng, 0, 0.4, black.sum()), _u(rng, 0, 0.14, black.sum())
+    return _hsv(hue, sat, val)
+
+
+def _render_colors(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n = len(labels)
+    if split == WEB_SPLIT:  # canonical colour, one shape, plain grey
+        canvas, centre = _flat(np.full((n, 3), 128, np.float32)), np.full(n, 16, np.float32)
+        circles = np.full(n, SHAPES.index("circle"))
+        _stamp(canvas, _shape_atlas(), circles, _CANONICAL[labels], centre, centre, np.full(n, 26))
+        return canvas
+    grey = _u(rng, 90, 165, (n, 1)) + _u(rng, -8, 8, (n, 3))  # neutral, slightly tinted
+    canvas = _background(rng, grey, _u(rng, 0, 8, n))
+    size = _u(rng, 16, 27, n)
+    cx, cy = _jittered_centre(rng, size)
+    shapes, angle = rng.integers(len(SHAPES), size=n), _u(rng, 0, 360, n)
+    _stamp(canvas, _shape_atlas(), shapes, _class_colors(rng, labels), cx, cy, size, angle)
+    return canvas
+
+
+def _place(rng: np.random.Generator, counts: np.ndarray, size: np.ndarray, attempts: int = 20):
+    """Random non-overlapping centres ``(x, y)``, each ``[n, slots]``, for objects of ``size
+    [n, slots]`` of which image ``i`` uses the first ``counts[i]``. Sizes are fixed beforehand,
+    so that crowding never makes object size depend on the count; a jammed layout is redrawn."""
+    x, y = np.zeros(size.shape, np.float32), np.zeros(size.shape, np.float32)
+    todo = np.arange(len(counts))
+    while todo.size:
+        jammed = np.zeros(todo.size, bool)
+        for j in range(size.shape[1]):
+            need = np.flatnonzero((counts[todo] > j) & ~jammed)
+            for _ in range(attempts):
+                if not need.size:
+                    break
+                rows, s = todo[need], size[todo[need], j]
+                cx, cy = (_u(rng, s / 2 + 0.5, SIZE - s / 2 - 0.5, s.size) for _ in range(2))
+                d = np.hypot(cx[:, None] - x[rows, :j], cy[:, None] - y[rows, :j])
+                ok = ~(d < 0.47 * (s[:, None] + size[rows, :j]) + 1).any(1)
+                x[rows[ok], j], y[rows[ok], j] = cx[ok], cy[ok]
+                need = need[~ok]
+            jammed[need] = True
+        todo = todo[jammed]
+    return x, y
+
+
+_COUNTABLE = _const([i for i, name in enumerate(SHAPES) if name != "crescent"], np.intp)  # too thin
+_DICE = {1: [(0, 0)], 2: [(-1, -1), (1, 1)], 3: [(-1, -1), (0, 0), (1, 1)],
+         4: [(-1, -1), (-1, 1), (1, -1), (1, 1)], 5: [(-1, -1), (-1, 1), (0, 0), (1, -1), (1, 1)],
+         6: [(-1, -1), (-1, 0), (-1, 1), (1, -1), (1, 0), (1, 1)]}  # fmt: skip
+
+
+def _dice_layout(rng: np.random.Generator, counts: np.ndarray):
+    """Tidy dice-face layouts ``(x, y, size, used)``, each ``[n, 6]``."""
+    n = len(counts)
+    x, y = np.zeros((n, 6), np.float32), np.zeros((n, 6), np.float32)
+    used = np.arange(6) < counts[:, None]
+    for count, spots in _DICE.items():
+        sel = counts == count
+        x[sel, : len(spots)], y[sel, : len(spots)] = 16 + 9 * np.array(spots, np.float32).T
+    offset = _u(rng, -1.5, 1.5, (2, n, 1))
+    return x + offset[0], y + offset[1], np.full((n, 6), 8, np.float32), used
+
+
+def _render_counting(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n, counts, web = len(labels), labels + 1, split == WEB_SPLIT
+    if web:  # identical blue squares on paper
+        canvas, base = _flat(np.full((n, 3), 240, np.float32)), None
+        x, y, size, used = _dice_layout(rng, counts)
+        shapes = np.full(used.shape, SHAPES.index("square"))
+    else:
+        canvas, base = _busy_background(rng, n)
+        size, used = _u(rng, 6, 8.5, (n, 6)), np.arange(6) < counts[:, None]
+        x, y = _place(rng, counts, size)
+        shapes = _COUNTABLE[rng.integers(len(_COUNTABLE), size=used.shape)]
+    for t in range(used.shape[1]):  # one object slot at a time, over the images that use it
+        rows = np.flatnonzero(used[:, t])
+        fg = np.tile(_WEB_INKS[1], (rows.size, 1)) if web else _contrasting(rng, base[rows])
+        angle = 0.0 if web else _u(rng, 0, 360, rows.size)
+        _stamp(canvas, _shape_atlas(), shapes[rows, t], fg, x[rows, t], y[rows, t], size[rows, t],
+               angle, rows, extent=12)  # fmt: skip
+    return canvas
+
+
+# --------------------------------------------------------------------------- textures
+def _texture_masks(rng: np.random.Generator, name: str, n: int, web: bool) -> np.ndarray:
+    """``[n, SIZE, SIZE]`` 0..1 patterns of texture ``name`` at random scale and orientation."""
+    theta = rng.choice([0, np.pi / 4, np.pi / 2], n) if web else _u(rng, 0, np.pi, n)
+    period = _b(np.full(n, 7, np.float32) if web else _u(rng, 5, 9, n))
+    u, v = _rotated(theta)
+    u, v = (u + _b(_u(rng, 0, 10, n))) / period, (v + _b(_u(rng, 0, 10, n))) / period
+    soft = lambda f, sharp=2.5: np.clip(f * sharp + 0.5, 0, 1)  # noqa: E731
+    if name == "striped":
+        return soft(np.cos(2 * np.pi * u))
+    if name == "zigzagged":
+        tri = 2 * np.abs(v / 1.3 - np.floor(v / 1.3 + 0.5))  # triangle wave in 0..1
+        return soft(np.cos(2 * np.pi * (u + 0.7 * tri)))
+    if name == "checkered":
+        return soft(np.cos(np.pi * u) * np.cos(np.pi * v), 4)
+    if name == "dotted":
+        r = np.hypot(u - np.round(u), v - np.round(v)) * period
+        return np.clip(period * 0.27 - r + 0.5, 0, 1)
+    if name == "grid":
+        d = np.minimum(np.abs(u - np.round(u)), np.abs(v - np.round(v))) * period
+        return np.clip(1.4 - d, 0, 1)
+    if name == "cracked":  # edges of a Voronoi tessellation of seeds on a jittered lattice
+        step = _u(rng, 8, 12, (n, 1, 1, 1, 1))
+        lattice = np.stack(np.meshgrid(np.arange(6), np.arange(6)), -1).reshape(36, 2) - 2.5
+        pts = step * (lattice + _u(rng, -0.3, 0.3, (n, 1, 1, 36, 2)))
+        pts += _u(rng, -5, 5, (n, 1, 1, 1, 2))
+        d2 = (_X[..., None] - pts[..., 0]) ** 2 + (_Y[..., None] - pts[..., 1]) ** 2
+        d = np.sqrt(np.partition(d2, 1, axis=-1)[..., :2])  # distances to the two nearest seeds
+        return np.clip(2.0 - (d[..., 1] - d[..., 0]), 0, 1)
+    if name == "blotchy":  # sum of random positive and negative Gaussian bumps, thresholded
+        centres = _u(rng, -20, 20, (n, 1, 1, 14, 2))
+        sigma = _u(rng, 2.5, 4.5, (n, 1, 1, 1)) if not web else np.float32(3.5)
+        r2 = (_X[..., None] - centres[..., 0]) ** 2 + (_Y[..., None] - centres[..., 1]) ** 2
+        signs = rng.choice(np.float32([-1, 1]), (n, 1, 1, 14))
+        return soft((np.exp(-r2 / (2 * sigma**2)) * signs).sum(-1), 2)
+    if name == "speckled":
+        return (rng.random((n, SIZE, SIZE)) < _b(_u(rng, 0.08, 0.2, n))).astype(np.float32)
+    raise AssertionError(name)
+
+
+def _render_textures(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n, web = len(labels), split == WEB_SPLIT
+    c0 = np.full((n, 3), 235, np.float32) if web else _u(rng, 0, 255, (n, 3))
+    c1 = np.full((n, 3), 30, np.float32) if web else _contrasting(rng, c0, 120)
+    masks = np.empty((n, SIZE, SIZE), np.float32)
+    for c, name in enumerate(TEXTURES):
+        sel = np.flatnonzero(labels == c)
+        masks[sel] = _texture_masks(rng, name, sel.size, web)
+    return _mix(c0[:, None, None, :], c1[:, None, None, :], masks)
+
+
+# --------------------------------------------------------------------------- landcover
+def _jitter(rng: np.random.Generator, rgb, spread: float, n: int) -> np.ndarray:
+    return np.asarray(rgb, np.float32) + _u(rng, -spread, spread, (n, 3))
+
+
+_GREENS = _const([(110, 150, 70), (140, 165, 85), (95, 125, 65), (150, 140, 95)])
+_CROPS = _const([(100, 150, 55), (200, 185, 95), (150, 115, 75), (80, 120, 50), (175, 195, 110)])
+_ROOFS = _const([(175, 70, 55), (205, 120, 85), (125, 120, 130), (215, 215, 205)])
+
+
+def _scene(rng: np.random.Generator, name: str, u, v, land, amp: float, spread: float, web: bool):
+    """Aerial scenes ``[n, SIZE, SIZE, 3]`` of class ``name``; ``u, v`` are rotated coordinates
+    and ``land`` a generic green ground to build on."""
+    n = len(u)
+    if name == "forest":  # dense dark tree crowns
+        crowns = 2 * amp * _smooth_field(rng, n, 12) + amp * _smooth_field(rng, n, 3, 3)
+        return _jitter(rng, (45, 85, 40), spread, n)[:, None, None, :] + crowns
+    if name == "pasture":
+        return _background(rng, _jitter(rng, (135, 175, 85), spread, n), amp * 0.7)
+    if name == "sea or lake":  # open water, half of the time with a shore
+        water = _background(rng, _jitter(rng, (30, 70, 125), spread, n), amp * 0.6)
+        coast = _b(_u(rng, 9, 14, n)) - 2 * _smooth_field(rng, n, 3)[..., 0]
+        shore = np.clip(u - coast + 0.5, 0, 1) * _b((rng.random(n) < 0.5) & (not web))
+        return _mix(water, land, shore)
+    if name == "river":  # a winding band of water
+        phase = 2 * np.pi * v / _b(_u(rng, 20, 40, n)) + _b(_u(rng, 0, 6.3, n))
+        centre = _b(_u(rng, 2, 5, n)) * np.sin(phase) + _b(_u(rng, -6, 6, n))
+        band = np.clip(_b(_u(rng, 1.5, 3, n)) - np.abs(u - centre) + 0.5, 0, 1)
+        return _mix(land, _jitter(rng, (35, 80, 130), spread / 2, n)[:, None, None, :], band)
+    if name == "highway":  # a straight grey road with a dashed centre line
+        d = np.abs(u - _b(_u(rng, -6, 6, n)))
+        road = np.clip(_b(_u(rng, 2, 3, n)) - d + 0.5, 0, 1)
+        out = _mix(land, _jitter(rng, (135, 135, 135), spread / 2, n)[:, None, None, :], road)
+        return _mix(out, np.float32(225), np.clip(0.6 - d, 0, 1) * (np.mod(v, 6) < 3))
+    if name == "farmland":  # parallel fields of different crops
+        width = _b(_u(rng, 3.5, 7, n))
+        field = np.floor(u / width + _b(_u(rng, 0, 1, n))).astype(np.intp) + 10  # index in 0..20
+        table = _CROPS[rng.integers(len(_CROPS), size=(n, 21))]
+        table = table + _u(rng, -spread, spread, (n, 21, 3))
+        return table[_b(np.arange(n)), field] + amp * 0.5 * _smooth_field(rng, n, 8)
+    if name == "residential buildings":  # a lattice of small roofs
+        step = _b(_u(rng, 6, 8, n))
+        a, b = (u + step * _b(_u(rng, 0, 1, n))) / step, (v + step * _b(_u(rng, 0, 1, n))) / step
+        size = _b(_u(rng, 0.45, 0.65, n))
+        roofs = ((a - np.floor(a)) < size) & ((b - np.floor(b)) < size)
+        table = _ROOFS[rng.integers(len(_ROOFS), size=(n, 12, 12))]
+        i, j = (np.floor(c).astype(np.intp) % 12 for c in (a, b))
+        colours = table[_b(np.arange(n)), i, j]
+        return _mix(land * 0.9 + 12, colours, roofs.astype(np.float32))
+    if name == "desert":  # sand with soft dunes
+        wobble = 2 * np.sin(2 * np.pi * v / _b(_u(rng, 18, 30, n)))
+        dunes = np.sin(2 * np.pi * (u + wobble) / _b(_u(rng, 7, 12, n)))
+        sand = _background(rng, _jitter(rng, (210, 180, 130), spread, n), amp * 0.6)
+        return sand + 12 * dunes[..., None]
+    raise AssertionError(name)
+
+
+def _render_landcover(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n, web = len(labels), split == WEB_SPLIT
+    amp, spread = (4.0, 6.0) if web else (12.0, 18.0)
+    u, v = _rotated(rng.choice([0, np.pi / 2], n) if web else _u(rng, 0, 2 * np.pi, n))
+    ground = _GREENS[rng.integers(len(_GREENS), size=n)] + _u(rng, -spread, spread, (n, 3))
+    land = _background(rng, ground, amp)
+    out = np.empty((n, SIZE, SIZE, 3), np.float32)
+    for c, name in enumerate(LANDCOVER):
+        sel = np.flatnonzero(labels == c)
+        out[sel] = _scene(rng, name, u[sel], v[sel], land[sel], amp, spread, web)
+    if web:
+        return out
+    tint = _u(rng, -15, 15, (n, 1, 1, 3))  # season / sensor
+    haze = _b(_u(rng, 0, 0.4, n)) * np.clip(0.6 + 0.4 * _smooth_field(rng, n, 2)[..., 0], 0, 1)
+    return _mix(out + tint, _u(rng, 170, 230, (n, 1, 1, 1)), haze)  # thin cloud
+
+
+# --------------------------------------------------------------------------- nuisances and tasks
+def _box_blur(imgs: np.ndarray) -> np.ndarray:
+    """3x3 mean filter over a batch ``[n, H, W, 3]`` (edge-padded)."""
+    p = np.pad(imgs, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    rows = p[:, :-2] + p[:, 1:-1] + p[:, 2:]
+    return (rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]) / 9
+
+
+def _finish(imgs: np.ndarray, rng: np.random.Generator, noise: float, blur: float, jitter: float):
+    """Random blur, contrast/brightness and pixel noise per image, then round to uint8."""
+    shape = (len(imgs), 1, 1, 1)
+    if blur:
+        imgs = imgs + _u(rng, 0, blur, shape) * (_box_blur(imgs) - imgs)
+    if jitter:
+        contrast, brightness = _u(rng, 1 - jitter, 1 + jitter, shape), _u(rng, -60, 60, shape)
+        imgs = (imgs - 128) * contrast + 128 + brightness * jitter
+    if noise:  # grey (luminance) noise
+        grain = rng.standard_normal(imgs.shape[:-1] + (1,), dtype=np.float32)
+        imgs = imgs + _u(rng, 0, noise, shape) * grain
+    return np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class PocketTask:
+    """A generated task. ``render(rng, labels, split)`` draws float images for a batch of labels;
+    :meth:`generate` adds the split's nuisances (milder on the clean ``web`` split)."""
+
+    name: str
+    classnames: tuple[str, ...]
+    templates: tuple[str, ...]
+    render: Render
+    noise: float = 10.0  # largest per-image pixel-noise std (0..255 scale)
+    blur: float = 0.5  # largest per-image weight of a 3x3 blur
+    jitter: float = 0.15  # contrast/brightness jitter
+
+    def generate(self, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = _split_rng(seed, self.name, split)
+        if int(n) != n or n < 0:
+            raise TallmergeError(f"number of images must be a non-negative integer, got {n!r}")
+        labels = _balanced_labels(rng, int(n), len(self.classnames))
+        web = split == WEB_SPLIT
+        if web:
+            nuisance = (self.noise / 4, 0.0, self.jitter / 3)
+        else:
+            nuisance = (self.noise, self.blur, self.jitter)
+        images = np.empty((int(n), SIZE, SIZE, 3), np.uint8)
+        for start in range(0, int(n), _CHUNK):
+            chunk = labels[start : start + _CHUNK]
+            raw = self.render(rng, chunk, split)
+            images[start : start + len(chunk)] = _finish(raw, rng, *nuisance)
+        return images, labels
+
+
+_TASKS = (
+    PocketTask(
+        "digits", NUMBER_WORDS,
+        ("a photo of the digit {}.", "a handwritten {}.", "the number {} written by hand.",
+         "a picture of the number {}."),
+        _render_digits, noise=12, blur=0.6,
+    ),
+    PocketTask(
+        "house-numbers", NUMBER_WORDS,
+        ("a photo of the house number {}.", "a street number {}.", "the digit {} on a house.",
+         "a cropped photo of the number {}."),
+        _render_house_numbers, noise=14, blur=0.8, jitter=0.2,
+    ),
+    PocketTask(
+        "letters", LETTERS,
+        ("a photo of the letter {}.", "the letter {}.", "a drawing of the letter {}.",
+         "a tilted letter {}."),
+        _render_letters,
+    ),
+    PocketTask(
+        "shapes", SHAPES,
+        ("a photo of a {}.", "a {} shape.", "a drawing of a {}.", "a coloured {}."),
+        _render_shapes,
+    ),
+    PocketTask(
+        "colors", COLORS,
+        ("a photo of something {}.", "a {} object.", "the colour {}.", "something that is {}."),
+        _render_colors, noise=8, jitter=0.05,
+    ),
+    PocketTask(
+        "textures", TEXTURES,
+        ("a photo of a {} texture.", "a {} pattern.", "a {} surface.",
+         "a close-up of something {}."),
+        _render_textures, noise=8, blur=0.3,
+    ),
+    PocketTask(
+        "counting", ("one", "two", "three", "four", "five", "six"),
+        ("a photo of {} objects.", "there are {} things.", "{} shapes.",
+         "a picture with {} objects."),
+        _render_counting, noise=8, blur=0.4, jitter=0.1,
+    ),
+    PocketTask(
+        "landcover", LANDCOVER,
+        ("a satellite photo of {}.", "an aerial view of {}.", "a satellite image of {}.",
+         "a top-down photo of {}."),
+        _render_landcover, noise=8, jitter=0.1,
+    ),
+)  # fmt: skip
+
+POCKET_TASKS: tuple[str, ...] = tuple(task.name for task in _TASKS)
+for _task in _TASKS:
+    register_task(_task)

@@ -1,0 +1,121 @@
+"""Training loops: contrastive pre-training of a CLIP, and fine-tuning an image encoder under a
+frozen zero-shot head. Both use AdamW with a linear warm-up then a cosine decay, as the paper.
+
+Batches are drawn from in-memory uint8 tensors by a seeded generator, so a run is a function of
+its inputs and seed: on CPU, the same params give byte-identical weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from tallmerge.heads import Classifier
+from tallmerge.params import TrainConfig
+
+
+def lr_factor(step: int, steps: int, warmup: int) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then cosine to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """``steps`` index batches over ``range(n)``: epochs of fresh permutations, laid end to end."""
+    buffer = torch.empty(0, dtype=torch.long)
+    for _ in range(steps):
+        while buffer.numel() < batch_size:
+            buffer = torch.cat([buffer, torch.randperm(n, generator=generator)])
+        yield buffer[:batch_size]
+        buffer = buffer[batch_size:]
+
+
+def _optimise(params, n: int, cfg: TrainConfig, loss_fn, seed: int, desc: str) -> list[float]:
+    """Run ``cfg.steps`` AdamW steps of ``loss_fn(batch_indices, generator)`` over ``n``
+    examples; return the loss history."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    params = [p for p in params if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup))
+    losses = []
+    progress = tqdm(range(cfg.steps), desc=desc, disable=None, leave=False)
+    stream = batches(n, cfg.batch_size, cfg.steps, generator)
+    for step, idx in zip(progress, stream):
+        loss = loss_fn(idx, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if step % 10 == 0:
+            progress.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses
+
+
+def pretrain_clip(
+    model: nn.Module,
+    images: torch.Tensor,
+    concepts: torch.Tensor,
+    captions: torch.Tensor,
+    caption_counts: torch.Tensor,
+    mean,
+    std,
+    cfg: TrainConfig,
+    seed: int,
+) -> list[float]:
+    """Contrastive image-text pre-training on captioned images.
+
+    ``images`` uint8 ``[N, H, W, 3]``; ``concepts[i]`` is what image ``i`` shows; the captions
+    of concept ``c`` are the token rows ``captions[c, :caption_counts[c]]`` (one is drawn per
+    image and step). Pairs showing the same concept count as positives of each other (the
+    "unified" contrastive target), since a small world repeats its concepts within a batch.
+    """
+    model.train()
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+
+    def loss_fn(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        concept = concepts[idx]
+        pick = (torch.rand(len(idx), generator=generator) * caption_counts[concept]).long()
+        tokens = captions[concept, pick]
+        x = (images[idx].permute(0, 3, 1, 2).float().div_(255.0) - mean_t) / std_t
+        image_features, text_features, logit_scale = model(x, tokens)[:3]
+        logits = logit_scale * image_features @ text_features.T
+        positives = (concept[:, None] == concept[None, :]).float()
+        targets = positives / positives.sum(dim=1, keepdim=True)
+        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+    losses = _optimise(model.parameters(), len(images), cfg, loss_fn, seed, desc="pretrain")
+    model.eval()
+    return losses
+
+
+def finetune(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, seed: int, desc: str = "finetune") -> list[float]:
+    """Fine-tune ``classifier.encoder`` with cross-entropy; the head stays frozen."""
+    classifier.train()
+
+    def loss_fn(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return F.cross_entropy(classifier(images[idx]), labels[idx])
+
+    losses = _optimise(classifier.encoder.parameters(), len(images), cfg, loss_fn, seed, desc=desc)
+    classifier.eval()
+    return losses
+
+
+@torch.no_grad()
+def accuracy(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy in percent."""
+    classifier.eval()
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = classifier(images[start : start + batch_size])
+        correct += (logits.argmax(dim=1) == labels[start : start + batch_size]).sum().item()
+    return 100.0 * correct / len(images)

@@ -1,0 +1,27 @@
+"""Stage pretrain: contrastive pre-training of the pocket CLIP on the captioned web mix.
+
+The mix covers every concept of the pocket world (all pocket tasks, not only the benchmark's),
+as a generic pre-training corpus would; the tasks later see those concepts differently.
+"""
+
+from tallmerge import layout
+from tallmerge.errors import exit_on_error
+from tallmerge.models import create_clip, image_stats, save_clip, tokenizer
+from tallmerge.params import Params
+from tallmerge.tasks.pocket import POCKET_TASKS
+from tallmerge.tasks.web import caption_tokens, web_mix
+from tallmerge.train import pretrain_clip
+
+
+def main() -> None:
+    params = Params.load()
+    cfg, arch, seed = params.pretrain, params.arch, params.seed
+    model = create_clip(arch, seed)
+    images, concepts, concept_list = web_mix(POCKET_TASKS, cfg.images, seed)
+    captions, counts = caption_tokens(concept_list, tokenizer(arch))
+    pretrain_clip(model, images, concepts, captions, counts, *image_stats(model), cfg, seed)
+    save_clip(model, arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT)
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

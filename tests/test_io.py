@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from tallmerge.errors import TallmergeError
+from tallmerge.io import atomic_write, load_tensors, read_json, save_tensors, write_json
+
+
+def test_save_load_roundtrip_keeps_dtypes_and_metadata(tmp_path):
+    tensors = {"w": torch.randn(3, 4), "i": torch.arange(5), "b": torch.ones(2, dtype=torch.uint8)}
+    save_tensors(tensors, tmp_path / "x.safetensors", metadata={"arch": "pocket-vit"})
+    loaded, metadata = load_tensors(tmp_path / "x.safetensors")
+    assert metadata == {"arch": "pocket-vit"}
+    for key, value in tensors.items():
+        assert loaded[key].dtype == value.dtype and torch.equal(loaded[key], value)
+
+
+def test_truncated_file_gives_one_line_error_naming_the_file(tmp_path):
+    path = tmp_path / "x.safetensors"
+    save_tensors({"w": torch.randn(64, 64)}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TallmergeError, match="x.safetensors") as err:
+        load_tensors(path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"\xff" * 16, b"{}"])
+def test_corrupted_file_is_rejected(tmp_path, content):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(TallmergeError, match="bad.safetensors"):
+        load_tensors(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(TallmergeError, match="file not found"):
+        load_tensors(tmp_path / "nope.safetensors")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    write_json({"a": 1}, target)
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("{broken")
+            raise RuntimeError("interrupted")
+    assert read_json(target) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]

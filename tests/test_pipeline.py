@@ -1,0 +1,106 @@
+"""End to end: the real dvc.yaml on a tiny params.yaml, in a throwaway git repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY = {
+    "tasks": {"colors": {}, "shapes": {}},
+    "data": {"train": 160, "val": 40, "test": 40},
+    "pretrain": {"images": 800, "steps": 12, "batch_size": 64, "lr": 0.001, "weight_decay": 0.1, "warmup": 2},
+    "finetune": {"steps": 8, "batch_size": 32, "lr": 0.001, "weight_decay": 0.1, "warmup": 1},
+}
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd, cwd, check=True):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def lock_hashes(repo: Path) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("project")
+    for item in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "src"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / item)
+    (repo / ".dvc").mkdir()
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params.update(TINY)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("git init -q && git add -A && git commit -qm init", repo)
+    run("dvc repro", repo)
+    return repo
+
+
+def test_repro_writes_the_metrics_contract(repo):
+    frame = pd.read_csv(repo / "metrics" / "accuracy.csv")
+    assert list(frame.columns) == ["method", "task", "split", "top1"]
+    assert set(frame.method) == {"zeroshot", "finetuned"}
+    assert set(frame.task) == {"colors", "shapes"} and set(frame.split) == {"val", "test"}
+    assert frame.top1.between(0, 100).all()
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert summary["finetuned"]["avg_normalized_test"] == 100.0
+    for method in ("zeroshot", "finetuned"):
+        assert {"avg_top1_test", "avg_normalized_test", "avg_top1_val"} <= set(summary[method])
+    for path in ("models/pretrained/visual.safetensors", "models/finetuned/colors.safetensors",
+                 "models/heads/shapes.safetensors", "data/tasks/colors.safetensors"):
+        assert (repo / path).is_file(), path
+
+
+def test_second_repro_does_nothing(repo):
+    out = run("dvc repro", repo).stdout
+    assert "didn't change, skipping" in out and "Running stage" not in out
+
+
+def test_changing_one_task_reruns_only_its_branch(repo):
+    before = lock_hashes(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["tasks"]["colors"] = {"steps": 6}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run("dvc repro", repo).stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"finetune@colors", "evaluate"}
+    after = lock_hashes(repo)
+    assert after["models/finetuned/colors.safetensors"] != before["models/finetuned/colors.safetensors"]
+    assert after["models/finetuned/shapes.safetensors"] == before["models/finetuned/shapes.safetensors"]
+
+
+def test_same_params_give_byte_identical_artifacts(repo):
+    before = lock_hashes(repo)
+    run("dvc repro --force --single-item finetune@shapes pretrain", repo)
+    after = lock_hashes(repo)
+    for path in ("models/pretrained/visual.safetensors", "models/pretrained/text.safetensors",
+                 "models/finetuned/shapes.safetensors", "models/heads/shapes.safetensors"):
+        assert after[path] == before[path], path
+
+
+def test_bad_params_fail_with_one_line_and_keep_outputs(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["tasks"]["shapes"] = {"lr": -1}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = (repo / "models" / "finetuned" / "shapes.safetensors").read_bytes()
+    result = run(f"{BIN / 'python'} stages/finetune.py shapes", repo, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: params.yaml: 'tasks.shapes.lr' must be a positive number, got -1"
+    assert (repo / "models" / "finetuned" / "shapes.safetensors").read_bytes() == before
