@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 repro: install           ## run the pipeline (the offline pocket benchmark by default)
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: install            ## run the test suite
 	$(BIN)/python -m pytest

@@ -74,24 +74,29 @@ def pretrain_clip(
     """Contrastive image-text pre-training on captioned images.
 
     ``images`` uint8 ``[N, H, W, 3]``; ``concepts[i]`` is what image ``i`` shows; the captions
-    of concept ``c`` are the token rows ``captions[c, :caption_counts[c]]`` (one is drawn per
-    image and step). Pairs showing the same concept count as positives of each other (the
-    "unified" contrastive target), since a small world repeats its concepts within a batch.
+    of concept ``c`` are the token rows ``captions[c, :caption_counts[c]]``. At every step each
+    concept gets one freshly drawn caption, and the symmetric InfoNCE loss pairs the batch's
+    images with those captions: an image's positive is its concept's caption, a caption's
+    positives are all the batch's images of its concept. (A small world repeats its concepts
+    within a batch, so encoding one caption per concept is both exact and cheaper than one
+    caption per image.)
     """
     model.train()
     mean_t = torch.tensor(mean).view(1, 3, 1, 1)
     std_t = torch.tensor(std).view(1, 3, 1, 1)
+    all_concepts = torch.arange(len(captions))
 
     def loss_fn(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        concept = concepts[idx]
-        pick = (torch.rand(len(idx), generator=generator) * caption_counts[concept]).long()
-        tokens = captions[concept, pick]
+        pick = (torch.rand(len(captions), generator=generator) * caption_counts).long()
+        tokens = captions[all_concepts, pick]
         x = (images[idx].permute(0, 3, 1, 2).float().div_(255.0) - mean_t) / std_t
         image_features, text_features, logit_scale = model(x, tokens)[:3]
-        logits = logit_scale * image_features @ text_features.T
-        positives = (concept[:, None] == concept[None, :]).float()
-        targets = positives / positives.sum(dim=1, keepdim=True)
-        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+        logits = logit_scale * image_features @ text_features.T  # [batch, concepts]
+        concept = concepts[idx]
+        present = torch.unique(concept)
+        targets = (concept[None, :] == present[:, None]).float()
+        targets /= targets.sum(dim=1, keepdim=True)
+        return 0.5 * (F.cross_entropy(logits, concept) + F.cross_entropy(logits.T[present], targets))
 
     losses = _optimise(model.parameters(), len(images), cfg, loss_fn, seed, desc="pretrain")
     model.eval()

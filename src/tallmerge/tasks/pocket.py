@@ -18,9 +18,12 @@ task               stands in for       skill (and nuisances)
 
 Every split draws from its own random stream (``train``/``val``/``test``/``web``), so splits
 never share an image; ``digits`` also partitions its 1797 source images into disjoint pools.
-The ``web`` split is the cleaner, canonical version of the same concepts that the tiny CLIP is
-pre-trained on. Images are rendered a batch at a time with shared numpy helpers: smooth-noise
-backgrounds, a vectorised affine "stamp" that paints greyscale masks (shapes, font glyphs,
+The ``web`` split is what the tiny CLIP is pre-trained on: the same concepts, mostly in a clean
+canonical look and partly (``web_variety``) in the task's own varied style, as web images of a
+concept are. ``digits`` (typed, never handwritten), ``colors`` and ``landcover`` show only the
+canonical look, so their tasks keep the largest domain gap.
+
+Images are rendered a batch at a time with shared numpy helpers: smooth-noise backgrounds, a vectorised affine "stamp" that paints greyscale masks (shapes, font glyphs,
 handwritten digits) in a colour, and one nuisance pass (blur, contrast, pixel noise). Glyphs
 come from Pillow's bundled scalable font, so images depend on no system font.
 """
@@ -36,7 +39,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sklearn.datasets import load_digits
 
-from tallmerge.tasks.registry import SPLITS, WEB_SPLIT, TallmergeError, register_task
+from tallmerge.errors import TallmergeError
+from tallmerge.tasks.registry import SPLITS, WEB_SPLIT, register_task
 
 SIZE = 32
 _SPLIT_IDS = {split: i for i, split in enumerate((*SPLITS, WEB_SPLIT))}
@@ -650,23 +654,37 @@ class PocketTask:
     noise: float = 10.0  # largest per-image pixel-noise std (0..255 scale)
     blur: float = 0.5  # largest per-image weight of a 3x3 blur
     jitter: float = 0.15  # contrast/brightness jitter
+    web_variety: float = 0.25 # share of web images drawn in the task's own varied style
 
     def generate(self, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         rng = _split_rng(seed, self.name, split)
         if int(n) != n or n < 0:
             raise TallmergeError(f"number of images must be a non-negative integer, got {n!r}")
         labels = _balanced_labels(rng, int(n), len(self.classnames))
-        web = split == WEB_SPLIT
-        if web:
-            nuisance = (self.noise / 4, 0.0, self.jitter / 3)
-        else:
-            nuisance = (self.noise, self.blur, self.jitter)
         images = np.empty((int(n), SIZE, SIZE, 3), np.uint8)
         for start in range(0, int(n), _CHUNK):
             chunk = labels[start : start + _CHUNK]
-            raw = self.render(rng, chunk, split)
-            images[start : start + len(chunk)] = _finish(raw, rng, *nuisance)
+            if split == WEB_SPLIT:  # canonical images, and some in the varied task style
+                varied = rng.random(len(chunk)) < self.web_variety
+                out = images[start : start + len(chunk)]
+                out[~varied] = self._draw(rng, chunk[~varied], WEB_SPLIT, clean=True)
+                out[varied] = self._draw(rng, chunk[varied], _VARIED_STYLE, clean=False)
+            else:
+                images[start : start + len(chunk)] = self._draw(rng, chunk, split, clean=False)
         return images, labels
+
+    def _draw(self, rng: np.random.Generator, labels: np.ndarray, style: str, clean: bool) -> np.ndarray:
+        if not len(labels):
+            return np.empty((0, SIZE, SIZE, 3), np.uint8)
+        nuisance = (self.noise / 4, 0.0, self.jitter / 3) if clean else (self.noise, self.blur, self.jitter)
+        return _finish(self.render(rng, labels, style), rng, *nuisance)
+
+
+# The style a renderer is asked for when the web shows a concept the way the task does. The
+# images still come from the web's own random stream, so they are not the test images; only
+# ``digits`` draws real images from per-split pools, and it keeps ``web_variety=0`` (the web
+# only has typed digits, never the handwritten ones).
+_VARIED_STYLE = "test"
 
 
 _TASKS = (
@@ -674,7 +692,7 @@ _TASKS = (
         "digits", NUMBER_WORDS,
         ("a photo of the digit {}.", "a handwritten {}.", "the number {} written by hand.",
          "a picture of the number {}."),
-        _render_digits, noise=12, blur=0.6,
+        _render_digits, noise=12, blur=0.6, web_variety=0.0,
     ),
     PocketTask(
         "house-numbers", NUMBER_WORDS,
@@ -696,7 +714,7 @@ _TASKS = (
     PocketTask(
         "colors", COLORS,
         ("a photo of something {}.", "a {} object.", "the colour {}.", "something that is {}."),
-        _render_colors, noise=8, jitter=0.05,
+        _render_colors, noise=8, jitter=0.05, web_variety=0.0,
     ),
     PocketTask(
         "textures", TEXTURES,
@@ -714,7 +732,7 @@ _TASKS = (
         "landcover", LANDCOVER,
         ("a satellite photo of {}.", "an aerial view of {}.", "a satellite image of {}.",
          "a top-down photo of {}."),
-        _render_landcover, noise=8, jitter=0.1,
+        _render_landcover, noise=8, jitter=0.1, web_variety=0.0,
     ),
 )  # fmt: skip
 
