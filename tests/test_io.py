@@ -7,9 +7,9 @@ from tallmerge.io import atomic_write, load_tensors, read_json, save_tensors, wr
 
 def test_save_load_roundtrip_keeps_dtypes_and_metadata(tmp_path):
     tensors = {"w": torch.randn(3, 4), "i": torch.arange(5), "b": torch.ones(2, dtype=torch.uint8)}
-    save_tensors(tensors, tmp_path / "x.safetensors", metadata={"arch": "pocket-vit"})
+    save_tensors(tensors, tmp_path / "x.safetensors", metadata={"arch": "pocket-vit", "n": 3})
     loaded, metadata = load_tensors(tmp_path / "x.safetensors")
-    assert metadata == {"arch": "pocket-vit"}
+    assert metadata == {"arch": "pocket-vit", "n": 3}
     for key, value in tensors.items():
         assert loaded[key].dtype == value.dtype and torch.equal(loaded[key], value)
 
@@ -55,3 +55,20 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert read_json(target) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_identical_checkpoints_are_byte_identical_across_processes(tmp_path):
+    """safetensors orders a multi-key metadata map randomly per process; ours must not vary."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch; from tallmerge.io import save_tensors; "
+        "save_tensors({'w': torch.arange(4.0)}, sys.argv[1], {'arch': 'a', 'part': 'p', 'task': 't', 'x': [1]})"
+    )
+    outputs = []
+    for i in range(4):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{i}.safetensors")], check=True)
+        outputs.append((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(set(outputs)) == 1
+    assert load_tensors(tmp_path / "0.safetensors")[1] == {"arch": "a", "part": "p", "task": "t", "x": [1]}

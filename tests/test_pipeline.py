@@ -96,6 +96,7 @@ def test_same_params_give_byte_identical_artifacts(repo):
 
 
 def test_bad_params_fail_with_one_line_and_keep_outputs(repo):
+    original = (repo / "params.yaml").read_text()
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["tasks"]["shapes"] = {"lr": -1}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -104,3 +105,23 @@ def test_bad_params_fail_with_one_line_and_keep_outputs(repo):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: params.yaml: 'tasks.shapes.lr' must be a positive number, got -1"
     assert (repo / "models" / "finetuned" / "shapes.safetensors").read_bytes() == before
+    (repo / "params.yaml").write_text(original)
+
+
+def test_unknown_task_and_corrupted_input_fail_cleanly(repo):
+    result = run(f"{BIN / 'python'} stages/prepare.py mnist", repo, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown task 'mnist'; available: ") and result.stderr.count("\n") == 1
+
+    data = repo / "data" / "tasks" / "colors.safetensors"
+    output = repo / "models" / "finetuned" / "colors.safetensors"
+    original, before = data.read_bytes(), output.read_bytes()
+    try:
+        data.write_bytes(original[: len(original) // 3])  # a truncated download, say
+        result = run(f"{BIN / 'python'} stages/finetune.py colors", repo, check=False)
+        assert result.returncode == 2
+        assert result.stderr.strip().startswith("error: data/tasks/colors.safetensors: ")
+        assert output.read_bytes() == before
+        assert not [p for p in output.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    finally:
+        data.write_bytes(original)

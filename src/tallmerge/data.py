@@ -6,7 +6,6 @@ travel in the file's metadata so that a data file is self-describing.
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch
@@ -25,9 +24,9 @@ def write_task_data(task: Task, sizes: dict[str, int], seed: int, path: str | os
         tensors[f"{split}.labels"] = torch.from_numpy(labels)
     metadata = {
         "task": task.name,
-        "seed": str(seed),
-        "classnames": json.dumps(list(task.classnames)),
-        "templates": json.dumps(list(task.templates)),
+        "seed": seed,
+        "classnames": list(task.classnames),
+        "templates": list(task.templates),
     }
     save_tensors(tensors, path, metadata)
 

@@ -7,7 +7,6 @@ scale. An image's logits are its normalised image embedding times the head.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence
 
@@ -49,7 +48,7 @@ class Classifier(nn.Module):
 
 
 def save_head(head: torch.Tensor, classnames: Sequence[str], task: str, path: str | os.PathLike) -> None:
-    save_tensors({"weight": head}, path, metadata={"task": task, "classnames": json.dumps(list(classnames))})
+    save_tensors({"weight": head}, path, metadata={"task": task, "classnames": list(classnames)})
 
 
 def load_head(path: str | os.PathLike) -> torch.Tensor:

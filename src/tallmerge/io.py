@@ -36,13 +36,17 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def save_tensors(
-    tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None
-) -> None:
-    """Write ``tensors`` as safetensors, atomically, with string ``metadata``."""
+METADATA_KEY = "tallmerge"
+"""Our metadata travels as ONE JSON string under this key: safetensors writes its metadata map in
+a per-process random order, so several keys would make identical checkpoints differ in bytes."""
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping | None = None) -> None:
+    """Write ``tensors`` as safetensors, atomically, with JSON-serialisable ``metadata``."""
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    header = {METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
     with atomic_write(path) as tmp:
-        save_file(contiguous, str(tmp), metadata=dict(metadata or {}))
+        save_file(contiguous, str(tmp), metadata=header)
 
 
 def open_tensors(path: str | os.PathLike):
@@ -56,14 +60,22 @@ def open_tensors(path: str | os.PathLike):
         raise TallmergeError(f"{path}: not a valid safetensors file ({_one_line(e)})") from None
 
 
-def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a whole safetensors file: ``(tensors, metadata)``; truncated or corrupt files fail."""
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a whole safetensors file: ``(tensors, metadata)``; truncated or corrupt files fail.
+
+    ``metadata`` is what :func:`save_tensors` stored, or a foreign file's raw string map."""
     with open_tensors(path) as f:
         try:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise TallmergeError(f"{path}: corrupted safetensors file ({_one_line(e)})") from None
-        return tensors, dict(f.metadata() or {})
+        raw = dict(f.metadata() or {})
+    if set(raw) != {METADATA_KEY}:
+        return tensors, raw
+    try:
+        return tensors, json.loads(raw[METADATA_KEY])
+    except json.JSONDecodeError:
+        raise TallmergeError(f"{path}: corrupted metadata") from None
 
 
 def write_json(obj, path: str | os.PathLike) -> None:

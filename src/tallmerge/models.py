@@ -10,7 +10,6 @@ only part that is fine-tuned, merged and compressed) and the rest (text tower, l
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -103,8 +102,3 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], path, ignore
                 f"the model expects {tuple(expected[key].shape)} (wrong architecture?)"
             )
     module.load_state_dict(state, strict=ignore_prefix is None)
-
-
-def metadata_json(value) -> str:
-    """Encode a value for safetensors' string-only metadata."""
-    return json.dumps(value)
