@@ -61,7 +61,7 @@ def test_invalid_finetune_values_name_their_key(changes, key):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("tasks", [{}, [], None, "digits"])
+@pytest.mark.parametrize("tasks", [{}, [], ["digits"], None, "digits"])
 def test_empty_or_malformed_task_list(tasks):
     with pytest.raises(TallmergeError, match="'tasks' must be a non-empty mapping"):
         make(tasks=tasks).tasks

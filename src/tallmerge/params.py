@@ -68,8 +68,6 @@ class Params:
     def tasks(self) -> list[str]:
         """The benchmark's task names, in params.yaml order; each must be registered."""
         tasks = self._get("tasks")
-        if isinstance(tasks, list):
-            tasks = {name: {} for name in tasks}
         if not isinstance(tasks, dict) or not tasks:
             raise TallmergeError(f"{self.source}: 'tasks' must be a non-empty mapping of task names")
         for name in tasks:
@@ -95,8 +93,7 @@ class Params:
         """The fine-tuning recipe of ``task``: the ``finetune`` defaults, then its overrides."""
         if task not in self.tasks:
             raise TallmergeError(f"{self.source}: task {task!r} is not in 'tasks' ({', '.join(self.tasks)})")
-        overrides = self.raw["tasks"][task] if isinstance(self.raw["tasks"], dict) else None
-        overrides = self._mapping(f"tasks.{task}", overrides or {})
+        overrides = self._mapping(f"tasks.{task}", self.raw["tasks"][task] or {})
         merged = {**self._mapping("finetune"), **overrides}
         return self._config(TrainConfig, merged, lambda k: f"tasks.{task}.{k}" if k in overrides else f"finetune.{k}")
 
