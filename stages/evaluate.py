@@ -3,7 +3,7 @@
 import pandas as pd
 
 from tallmerge import layout
-from tallmerge.data import read_split
+from tallmerge.data import read_splits
 from tallmerge.errors import exit_on_error
 from tallmerge.heads import Classifier, load_head
 from tallmerge.io import write_csv, write_json
@@ -22,7 +22,7 @@ def main() -> None:
     rows = []
     for task in params.tasks:
         head = load_head(layout.head(task))
-        splits = {split: read_split(layout.task_data(task), split) for split in EVAL_SPLITS}
+        splits = read_splits(layout.task_data(task), EVAL_SPLITS)
         for method, weights in (("zeroshot", layout.PRETRAINED_VISUAL), ("finetuned", layout.finetuned(task))):
             classifier = Classifier(load_visual(model, weights).visual, head, *stats)
             for split, (images, labels) in splits.items():

@@ -173,3 +173,12 @@ def test_classes_are_separable(name):
     probe.fit(_features(x_train), y_train)
     accuracy = probe.score(_features(x_test), y_test)
     assert accuracy >= MIN_PROBE_ACCURACY[name], f"{name}: probe accuracy {accuracy:.2f}"
+
+
+def test_digits_never_renders_handwritten_images_outside_their_split_pools():
+    """The varied web style is not a split: asking digits for it must fail, not leak a pool."""
+    import dataclasses
+
+    leaky = dataclasses.replace(get_task("digits"), web_variety=1.0)
+    with pytest.raises(TallmergeError, match="no pool of handwritten digits"):
+        leaky.generate("web", 16, 0)

@@ -7,6 +7,7 @@ travel in the file's metadata so that a data file is self-describing.
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import torch
 
@@ -31,13 +32,23 @@ def write_task_data(task: Task, sizes: dict[str, int], seed: int, path: str | os
     save_tensors(tensors, path, metadata)
 
 
+def read_splits(path: str | os.PathLike, splits: Sequence[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{split: (images, labels)}`` for the given splits, reading the task data file once."""
+    tensors, _ = load_tensors(path)
+    out = {}
+    for split in splits:
+        try:
+            images, labels = tensors[f"{split}.images"], tensors[f"{split}.labels"]
+        except KeyError:
+            raise TallmergeError(f"{path}: no split {split!r} in this task data file") from None
+        if images.dtype != torch.uint8 or images.ndim != 4 or labels.shape != images.shape[:1]:
+            raise TallmergeError(
+                f"{path}: split {split!r} is malformed (images {tuple(images.shape)}, labels {tuple(labels.shape)})"
+            )
+        out[split] = (images, labels)
+    return out
+
+
 def read_split(path: str | os.PathLike, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images, labels)`` of one split from a task data file."""
-    tensors, _ = load_tensors(path)
-    try:
-        images, labels = tensors[f"{split}.images"], tensors[f"{split}.labels"]
-    except KeyError:
-        raise TallmergeError(f"{path}: no split {split!r} in this task data file") from None
-    if images.dtype != torch.uint8 or images.ndim != 4 or labels.shape != images.shape[:1]:
-        raise TallmergeError(f"{path}: split {split!r} is malformed (images {tuple(images.shape)}, labels {tuple(labels.shape)})")
-    return images, labels
+    return read_splits(path, [split])[split]

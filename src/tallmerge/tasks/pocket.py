@@ -23,9 +23,10 @@ canonical look and partly (``web_variety``) in the task's own varied style, as w
 concept are. ``digits`` (typed, never handwritten), ``colors`` and ``landcover`` show only the
 canonical look, so their tasks keep the largest domain gap.
 
-Images are rendered a batch at a time with shared numpy helpers: smooth-noise backgrounds, a vectorised affine "stamp" that paints greyscale masks (shapes, font glyphs,
-handwritten digits) in a colour, and one nuisance pass (blur, contrast, pixel noise). Glyphs
-come from Pillow's bundled scalable font, so images depend on no system font.
+Images are rendered a batch at a time with shared numpy helpers: smooth-noise backgrounds, a
+vectorised affine "stamp" that paints greyscale masks (shapes, font glyphs, handwritten digits)
+in a colour, and one nuisance pass (blur, contrast, pixel noise). Glyphs come from Pillow's
+bundled scalable font, so images depend on no system font.
 """
 
 from __future__ import annotations
@@ -330,6 +331,8 @@ def _render_digits(rng: np.random.Generator, labels: np.ndarray, split: str) -> 
     if split == WEB_SPLIT:  # typed digits, not the handwritten ones
         return _typed(rng, labels)
     atlas, targets = _handwritten()
+    if split not in SPLITS:  # e.g. the varied web style: the real images are never on the web
+        raise TallmergeError(f"digits: no pool of handwritten digits for {split!r}")
     pool = digit_pools()[split]
     n = len(labels)
     which = np.empty(n, np.intp)  # a source image of the right class from this split's pool
@@ -654,7 +657,7 @@ class PocketTask:
     noise: float = 10.0  # largest per-image pixel-noise std (0..255 scale)
     blur: float = 0.5  # largest per-image weight of a 3x3 blur
     jitter: float = 0.15  # contrast/brightness jitter
-    web_variety: float = 0.25 # share of web images drawn in the task's own varied style
+    web_variety: float = 0.25  # share of web images drawn in the task's own varied style
 
     def generate(self, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         rng = _split_rng(seed, self.name, split)
@@ -680,11 +683,11 @@ class PocketTask:
         return _finish(self.render(rng, labels, style), rng, *nuisance)
 
 
-# The style a renderer is asked for when the web shows a concept the way the task does. The
-# images still come from the web's own random stream, so they are not the test images; only
-# ``digits`` draws real images from per-split pools, and it keeps ``web_variety=0`` (the web
-# only has typed digits, never the handwritten ones).
-_VARIED_STYLE = "test"
+# The style a renderer is asked for when the web shows a concept the way the task does: any
+# name but WEB_SPLIT means "varied", and the images come from the web's own random stream. It is
+# not a split, so ``digits``, whose real images live in per-split pools, refuses it rather than
+# leak them (it keeps ``web_variety=0``: the web only has typed digits).
+_VARIED_STYLE = "varied"
 
 
 _TASKS = (
