@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from tallmerge import __version__
 from tallmerge.errors import exit_on_error
@@ -25,6 +26,56 @@ def _cmd_models(args: argparse.Namespace) -> None:
             print(name)
 
 
+def parse_finetuned(specs: list[str]) -> dict[str, str]:
+    """``[NAME=]PATH`` arguments -> {name: path}; NAME defaults to the file's stem."""
+    from pathlib import Path
+
+    from tallmerge.errors import TallmergeError
+
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or "/" in name or os.sep in name:
+            name, path = Path(spec).stem, spec
+        if name in out:
+            raise TallmergeError(f"task name '{name}' given twice (use NAME=PATH to name checkpoints)")
+        out[name] = path
+    return out
+
+
+def _cmd_merge(args: argparse.Namespace) -> None:
+    from tallmerge.merge import merge
+
+    described = merge(
+        args.method, args.base, parse_finetuned(args.finetuned), args.out,
+        alpha=args.alpha, topk=args.topk, ties_agg=args.ties_agg, lam=args.lam, masks=args.masks,
+        k=args.k, mtv=args.mtv,
+    )
+    options = ", ".join(f"{k}={v}" for k, v in described.items() if k not in ("method", "tasks"))
+    print(f"{args.out}: {args.method} of {len(described['tasks'])} tasks ({options})")
+
+
+def _cmd_masks(args: argparse.Namespace) -> None:
+    from tallmerge.engine import MTV, Checkpoints
+    from tallmerge.errors import TallmergeError
+    from tallmerge.masks import write_masks
+
+    if args.mtv != "ties" and args.topk is not None:
+        raise TallmergeError("--topk applies only with --mtv ties")
+    mtv = MTV("ties", 20.0 if args.topk is None else args.topk) if args.mtv == "ties" else MTV("ta")
+    with Checkpoints(args.base, parse_finetuned(args.finetuned)) as ckpts:
+        write_masks(args.out, ckpts, args.lam, mtv)
+        print(f"{args.out}: TALL masks of {len(ckpts)} tasks at lambda {', '.join(map(str, args.lam))} (tau_MTL: {args.mtv})")
+
+
+def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", required=True, metavar="BASE", help="pre-trained checkpoint (safetensors)")
+    parser.add_argument(
+        "--finetuned", required=True, nargs="+", metavar="[NAME=]PATH",
+        help="fine-tuned checkpoints with the base's keys, shapes and dtypes; NAME defaults to the file stem",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tallmerge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tallmerge {__version__}")
@@ -36,6 +87,35 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the model architectures (pocket configs by default)")
     models.add_argument("--all", action="store_true", help="also list every open_clip architecture")
     models.set_defaults(run=_cmd_models)
+
+    from tallmerge.merge import METHODS
+
+    merge = commands.add_parser(
+        "merge", help="merge fine-tuned checkpoints into one model, streaming one tensor at a time",
+        description="Merge fine-tuned checkpoints into one model: theta_0 + alpha * vector, written atomically.",
+    )
+    merge.add_argument("method", choices=METHODS, metavar="METHOD", help=f"one of: {', '.join(METHODS)}")
+    _add_checkpoint_args(merge)
+    merge.add_argument("--out", required=True, metavar="OUT", help="merged model to write (safetensors, the base's keys and dtypes)")
+    merge.add_argument("--alpha", type=float, help="scaling of the merged task vector (default 1.0; average always uses 1/T)")
+    merge.add_argument("--topk", type=float, metavar="PCT", help="TIES: percent of each task vector's largest magnitudes kept (default 20)")
+    merge.add_argument("--ties-agg", choices=("mean", "sum"), help="TIES: disjoint mean or sum of agreeing entries (default mean for ties, sum inside consensus)")
+    merge.add_argument("--lambda", dest="lam", type=float, metavar="L", help="consensus: build TALL masks on the fly at this lambda")
+    merge.add_argument("--masks", metavar="MASKS", help="consensus: use these TALL masks (a file with one lambda per task)")
+    merge.add_argument("--k", type=int, help="consensus: keep weights used by at least K tasks' masks (default 2)")
+    merge.add_argument("--mtv", choices=("ta", "ties"), help="consensus: how tau_MTL is formed (follows the method)")
+    merge.set_defaults(run=_cmd_merge)
+
+    masks = commands.add_parser(
+        "masks", help="compute TALL masks (1 bit per weight) for every task at each lambda",
+        description="TALL masks m_t = |tau_t| > lambda * |tau_MTL - tau_t| for every task and lambda, packed 1 bit per weight.",
+    )
+    _add_checkpoint_args(masks)
+    masks.add_argument("--lambda", dest="lam", type=float, nargs="+", required=True, metavar="L", help="one or more lambdas (a grid to select from per task)")
+    masks.add_argument("--mtv", choices=("ta", "ties"), default="ta", help="tau_MTL: sum of task vectors (ta, default) or TIES with disjoint sum")
+    masks.add_argument("--topk", type=float, metavar="PCT", help="with --mtv ties: percent of magnitudes TIES keeps (default 20)")
+    masks.add_argument("--out", required=True, metavar="MASKS", help="mask file to write (safetensors of packed bits)")
+    masks.set_defaults(run=_cmd_masks)
     return parser
 
 

@@ -1,0 +1,168 @@
+"""The named merge methods: which options each takes, which passes it needs, what it yields.
+
+Single-model methods yield one vector per entry, applied as theta_0 + alpha * vector:
+
+=================  ===========================================  ===============
+method             vector                                       alpha
+=================  ===========================================  ===============
+average            sum_t tau_t                                  1/T (fixed)
+task-arithmetic    sum_t tau_t                                  --alpha (1.0)
+ties               TIES(top-k, disjoint mean or sum)            --alpha (1.0)
+consensus-ta       sum_t tau_t where >= k TALL masks are on     --alpha (1.0)
+consensus-ties     TIES(top-k, sum) where >= k masks are on     --alpha (1.0)
+=================  ===========================================  ===============
+
+Per-task methods (TALL reconstruction, magnitude masking) yield a [T, *shape] stack: row t is
+task t's vector, applied without alpha.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+import torch
+
+from tallmerge import methods
+from tallmerge.engine import MTV, Checkpoints, check_topk, magnitude_thresholds, write_model
+from tallmerge.errors import TallmergeError
+from tallmerge.masks import MaskFile, check_lambdas
+
+METHODS = ("average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties")
+CONSENSUS = {"consensus-ta": "ta", "consensus-ties": "ties"}
+VectorStream = Iterator[tuple[str, torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """A method with its options resolved and checked (see :func:`plan`)."""
+
+    method: str
+    alpha: float | None  # None: 1/T (average)
+    mtv: MTV
+    lam: float | None = None
+    masks: str | None = None
+    k: int | None = None
+
+    def alpha_for(self, tasks: int) -> float:
+        return 1.0 / tasks if self.alpha is None else self.alpha
+
+    def describe(self, tasks: int) -> dict:
+        out = {"method": self.method, "alpha": self.alpha_for(tasks)}
+        if self.method == "ties" or self.mtv.kind == "ties" and self.method in CONSENSUS:
+            out["topk"], out["ties_agg"] = self.mtv.topk, self.mtv.agg
+        if self.method in CONSENSUS:
+            out.update(k=self.k, lam=self.lam, masks=self.masks)
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def plan(
+    method: str,
+    *,
+    alpha: float | None = None,
+    topk: float | None = None,
+    ties_agg: str | None = None,
+    lam: float | None = None,
+    masks: str | os.PathLike | None = None,
+    k: int | None = None,
+    mtv: str | None = None,
+) -> MergePlan:
+    """Resolve a method's defaults; an option the method does not take is an error."""
+    if method not in METHODS:
+        raise TallmergeError(f"unknown merge method {method!r} (choose from {', '.join(METHODS)})")
+    consensus = method in CONSENSUS
+
+    def refuse(flag: str, value) -> None:
+        if value is not None:
+            raise TallmergeError(f"{flag} does not apply to method '{method}'")
+
+    if method == "average":
+        refuse("--alpha (average always uses 1/T)", alpha)
+    elif alpha is not None and not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+        raise TallmergeError(f"alpha must be a non-negative number, got {alpha!r}")
+    if consensus:
+        implied = CONSENSUS[method]
+        if mtv is not None and mtv != implied:
+            raise TallmergeError(f"--mtv {mtv} contradicts method '{method}' (which uses --mtv {implied})")
+        mtv = implied
+        if (lam is None) == (masks is None):
+            raise TallmergeError(f"method '{method}' needs exactly one of --lambda L or --masks MASKS")
+        if lam is not None:
+            lam = check_lambdas([lam])[0]
+        k = 2 if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise TallmergeError(f"k must be a non-negative integer, got {k!r}")
+    else:
+        refuse("--lambda", lam)
+        refuse("--masks", masks)
+        refuse("--k", k)
+        refuse("--mtv", mtv)
+        mtv = "ties" if method == "ties" else "ta"
+    if mtv == "ties":
+        vector = MTV("ties", 20.0 if topk is None else topk, ties_agg or ("mean" if method == "ties" else "sum"))
+    else:
+        refuse("--topk", topk)
+        refuse("--ties-agg", ties_agg)
+        vector = MTV("ta")
+    default_alpha = None if method == "average" else 1.0
+    return MergePlan(method, default_alpha if alpha is None else float(alpha), vector, lam,
+                     None if masks is None else str(masks), k)
+
+
+def vectors(merge: MergePlan, ckpts: Checkpoints) -> VectorStream:
+    """``(key, base, vector)`` for every float entry of the merged model."""
+    vector = merge.mtv.prepare(ckpts)
+    if merge.method not in CONSENSUS:
+        for key, base, taus in ckpts.sweep(merge.method):
+            yield key, base, vector(taus)
+        return
+    if len(ckpts) < 2:
+        raise TallmergeError(f"consensus merging needs at least 2 tasks, got {len(ckpts)}")
+    masks = MaskFile(merge.masks) if merge.masks is not None else None
+    try:
+        if masks is not None:
+            masks.check_matches(ckpts, merge.mtv)
+            selection = masks.selection()
+        for key, base, taus in ckpts.sweep(merge.method):
+            mtv = vector(taus)
+            if masks is None:
+                task_masks = methods.tall_masks(taus, mtv, merge.lam)
+            else:
+                task_masks = masks.stacked(key, ckpts.names, selection)
+            yield key, base, methods.consensus(mtv, task_masks, merge.k)
+    finally:
+        if masks is not None:
+            masks.close()
+
+
+def merge(
+    method: str, base: str | os.PathLike, finetuned: Mapping[str, str | os.PathLike], out: str | os.PathLike, **options
+) -> dict:
+    """Merge checkpoint files into ``out`` (a full model, the base's keys and dtypes), streaming.
+
+    Returns the description recorded in the output's metadata."""
+    merge = plan(method, **options)
+    with Checkpoints(base, finetuned) as ckpts:
+        described = {**merge.describe(len(ckpts)), "tasks": ckpts.names}
+        write_model(out, ckpts, vectors(merge, ckpts), merge.alpha_for(len(ckpts)), described)
+    return described
+
+
+# -- per-task models ---------------------------------------------------------------------------
+def tall_vectors(ckpts: Checkpoints, masks: MaskFile, selection: Mapping[str, int]) -> VectorStream:
+    """Row t: m_t * tau_MTL, with tau_MTL formed as the masks were (TALL reconstruction)."""
+    masks.check_matches(ckpts)
+    vector = masks.mtv.prepare(ckpts)
+    for key, base, taus in ckpts.sweep("tall"):
+        yield key, base, vector(taus) * masks.stacked(key, ckpts.names, selection)
+
+
+def magnitude_vectors(ckpts: Checkpoints, topk: float = 10.0) -> VectorStream:
+    """Row t: the top-k% magnitudes of tau_t (over the whole model) as a mask on sum_t tau_t."""
+    check_topk(topk)
+    thresholds = magnitude_thresholds(ckpts, topk)
+    for key, base, taus in ckpts.sweep("magnitude"):
+        yield key, base, methods.task_sum(taus) * methods.magnitude_masks(taus, thresholds)
+

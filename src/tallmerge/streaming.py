@@ -1,0 +1,183 @@
+"""Safetensors read and written one tensor at a time, so memory never holds a whole checkpoint.
+
+:class:`TensorFile` parses and validates the header up front (dtypes, shapes, offsets that tile
+the data exactly, the file's length) and then reads each tensor with a plain positioned read:
+no memory map, so tensors already merged do not stay resident. :func:`write_tensors` writes the
+header from a declared list of tensors and then their bytes as they are produced; the file is
+renamed into place only when every declared tensor has been written. Both follow the public
+safetensors format (8-byte little-endian header length, JSON header, raw little-endian data), so
+the files are interchangeable with ``safetensors.torch``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+import torch
+
+from tallmerge.errors import TallmergeError
+from tallmerge.io import METADATA_KEY, atomic_write
+
+DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class TensorFile:
+    """A safetensors file opened for tensor-by-tensor reading (use as a context manager)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise TallmergeError(f"{self.path}: file not found")
+        self._file = open(self.path, "rb")
+        try:
+            self._parse_header()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _fail(self, what: str) -> TallmergeError:
+        return TallmergeError(f"{self.path}: not a valid safetensors file ({what})")
+
+    def _parse_header(self) -> None:
+        size = os.fstat(self._file.fileno()).st_size
+        head = self._file.read(8)
+        if len(head) < 8:
+            raise self._fail("shorter than its 8-byte header length")
+        (length,) = struct.unpack("<Q", head)
+        if length > min(_MAX_HEADER, size - 8):
+            raise self._fail(f"header length {length} exceeds the file")
+        try:
+            header = json.loads(self._file.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise self._fail("header is not JSON") from None
+        if not isinstance(header, dict):
+            raise self._fail("header is not a JSON object")
+        raw_meta = header.pop("__metadata__", None) or {}
+        self._data_start = 8 + length
+        self._specs: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
+        for key, entry in header.items():
+            try:
+                dtype = DTYPES[entry["dtype"]]
+                shape = tuple(int(d) for d in entry["shape"])
+                start, end = (int(o) for o in entry["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise self._fail(f"bad header entry for tensor '{key}'") from None
+            nbytes = math.prod(shape) * dtype.itemsize
+            if min(shape, default=0) < 0 or end - start != nbytes:
+                raise self._fail(f"tensor '{key}' has offsets that do not match its shape")
+            self._specs[key] = (dtype, shape, start, end)
+        position = 0
+        for key, (_, _, start, end) in sorted(self._specs.items(), key=lambda kv: kv[1][2:]):
+            if start != position:
+                raise self._fail(f"tensor '{key}' does not start where the previous one ends")
+            position = end
+        if size - self._data_start != position:
+            raise TallmergeError(
+                f"{self.path}: corrupted safetensors file (data is {size - self._data_start} bytes, "
+                f"the header describes {position}; truncated?)"
+            )
+        self.keys = [k for k, _ in sorted(self._specs.items(), key=lambda kv: kv[1][2])]
+        self.metadata = _parse_metadata(self.path, raw_meta)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._specs
+
+    def dtype(self, key: str) -> torch.dtype:
+        return self._specs[key][0]
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._specs[key][1]
+
+    def get(self, key: str) -> torch.Tensor:
+        """Read one tensor (a fresh CPU tensor of the stored dtype and shape)."""
+        if key not in self._specs:
+            raise TallmergeError(f"{self.path}: no tensor '{key}'")
+        dtype, shape, start, end = self._specs[key]
+        if end == start:
+            return torch.empty(shape, dtype=dtype)
+        buffer = bytearray(end - start)
+        self._file.seek(self._data_start + start)
+        if self._file.readinto(buffer) != len(buffer):
+            raise TallmergeError(f"{self.path}: corrupted safetensors file (tensor '{key}' is cut short)")
+        return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "TensorFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _parse_metadata(path: Path, raw: Mapping) -> dict:
+    if set(raw) != {METADATA_KEY}:
+        return dict(raw)
+    try:
+        return json.loads(raw[METADATA_KEY])
+    except json.JSONDecodeError:
+        raise TallmergeError(f"{path}: corrupted metadata") from None
+
+
+TensorSpec = tuple[str, torch.dtype, Sequence[int]]
+
+
+@contextlib.contextmanager
+def write_tensors(
+    path: str | os.PathLike, specs: Sequence[TensorSpec], metadata: Mapping | None = None
+) -> Iterator[Callable[[str, torch.Tensor], None]]:
+    """Declare the tensors up front, then ``put(key, tensor)`` each one in that order.
+
+    The file appears at ``path`` only if every declared tensor was written and no exception
+    was raised; otherwise nothing is left behind.
+    """
+    header: dict = {"__metadata__": {METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}}
+    offset = 0
+    for key, dtype, shape in specs:
+        nbytes = math.prod(shape) * dtype.itemsize
+        header[key] = {"dtype": DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    expected = iter(specs)
+    written = 0
+
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+
+        def put(key: str, tensor: torch.Tensor) -> None:
+            nonlocal written
+            want = next(expected, None)
+            if want is None or want[0] != key:
+                raise RuntimeError(f"write_tensors: got '{key}', expected {want[0] if want else 'nothing'}")
+            if tensor.dtype != want[1] or tuple(tensor.shape) != tuple(want[2]):
+                raise RuntimeError(f"write_tensors: '{key}' is {tensor.dtype} {tuple(tensor.shape)}, declared {want[1]} {tuple(want[2])}")
+            if tensor.numel():
+                f.write(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+            written += 1
+
+        yield put
+        if written != len(specs):
+            raise RuntimeError(f"write_tensors: {len(specs) - written} declared tensors were never written")
+        f.flush()
