@@ -1,4 +1,5 @@
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,41 @@ def test_missing_or_broken_params_file(tmp_path):
     (tmp_path / "params.yaml").write_text("seed: [1, 2\n")
     with pytest.raises(TallmergeError, match="invalid YAML"):
         Params.load(tmp_path / "params.yaml")
+
+
+def test_lambda_grid_or_scalar():
+    assert make().lambdas == [0.2, 0.3, 0.4, 0.5, 0.6]
+    assert make(**{"lambda": 0.4}).lambdas == [0.4]
+
+
+@pytest.mark.parametrize("value", [0, -0.2, [], [0.2, 0.2], "0.4", [0.3, None], True])
+def test_bad_lambda_names_the_key(value):
+    with pytest.raises(TallmergeError, match="'lambda' must be a positive number or a list of distinct ones"):
+        make(**{"lambda": value}).lambdas
+
+
+def test_merge_sections():
+    params = make()
+    assert params.merge_options("ties") == {"alpha": [round(0.1 * i, 1) for i in range(11)], "topk": 20.0, "agg": "mean"}
+    assert params.merge_options("average") == {}
+    assert params.merge_options("consensus")["k"] == 2
+    assert params.mtv("ties").agg == "sum" and params.mtv("ta").kind == "ta"
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"merge__ties__topk": 120}, "'merge.ties.topk' must be a percentage in [0, 100], got 120"),
+        ({"merge__ties__agg": "median"}, "'merge.ties.agg' must be 'mean' or 'sum', got 'median'"),
+        ({"merge__consensus__k": -1}, "'merge.consensus.k' must be a non-negative integer, got -1"),
+        ({"merge__task-arithmetic__alpha": [0.1, -0.3]}, "'merge.task-arithmetic.alpha' must be a non-empty list of non-negative numbers"),
+        ({"merge__average": {"alpha": [1.0]}}, "unknown key 'merge.average.alpha'"),
+        ({"mtv__ties": {"topk": 20}}, "missing key 'mtv.ties.agg'"),
+    ],
+)
+def test_bad_merge_options_name_the_key(change, message):
+    params = make(**change)
+    with pytest.raises(TallmergeError, match=re.escape(message)):
+        for section in ("average", "task-arithmetic", "ties", "consensus"):
+            params.merge_options(section)
+        params.mtv("ties")

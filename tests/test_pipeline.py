@@ -53,19 +53,50 @@ def repo(tmp_path_factory):
     return repo
 
 
+METHODS = {"zeroshot", "finetuned", "average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties",
+           "tall-ta", "tall-ties", "magnitude-masking"}
+MASK_STAGES = {"masks@ta", "masks@ties", "tall@ta", "tall@ties", "consensus@ta", "consensus@ties", "report"}
+
+
+def ran_stages(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
 def test_repro_writes_the_metrics_contract(repo):
     frame = pd.read_csv(repo / "metrics" / "accuracy.csv")
     assert list(frame.columns) == ["method", "task", "split", "top1"]
-    assert set(frame.method) == {"zeroshot", "finetuned"}
+    assert set(frame.method) == METHODS
     assert set(frame.task) == {"colors", "shapes"} and set(frame.split) == {"val", "test"}
-    assert frame.top1.between(0, 100).all()
+    assert len(frame) == len(METHODS) * 2 * 2 and frame.top1.between(0, 100).all()
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert set(summary) == METHODS
     assert summary["finetuned"]["avg_normalized_test"] == 100.0
-    for method in ("zeroshot", "finetuned"):
+    for method in METHODS:
         assert {"avg_top1_test", "avg_normalized_test", "avg_top1_val"} <= set(summary[method])
+    assert summary["average"]["alpha"] == 0.5  # 1/T
+    for method in ("task-arithmetic", "ties", "consensus-ta", "consensus-ties"):
+        assert summary[method]["alpha"] in [round(0.1 * i, 1) for i in range(11)]
+    for method in ("tall-ta", "tall-ties"):
+        assert set(summary[method]["lambda"]) == {"colors", "shapes"}
+        assert set(summary[method]["lambda"].values()) <= {0.2, 0.3, 0.4, 0.5, 0.6}
     for path in ("models/pretrained/visual.safetensors", "models/finetuned/colors.safetensors",
-                 "models/heads/shapes.safetensors", "data/tasks/colors.safetensors"):
+                 "models/heads/shapes.safetensors", "data/tasks/colors.safetensors",
+                 "models/masks/ta.safetensors", "models/masks/tall-ties.safetensors",
+                 "models/merged/consensus-ta.safetensors", "models/merged/average.safetensors",
+                 "plots/alpha.csv", "plots/overlap.csv", "plots/methods.csv", "plots/lambda/colors.csv",
+                 "reports/results.md"):
         assert (repo / path).is_file(), path
+    overlap = pd.read_csv(repo / "plots" / "overlap.csv")
+    assert list(overlap.tasks) == [0, 1, 2] and abs(overlap.ta.sum() - 100) < 0.1
+    assert "| TALL mask + TA |" in (repo / "reports" / "results.md").read_text()
+
+
+def test_plots_render(repo):
+    plots = json.loads(run("dvc plots show --json", repo).stdout)["data"]
+    assert set(plots) == {"plots/alpha.csv", "plots/overlap.csv", "plots/methods.csv",
+                          "plots/lambda/colors.csv", "plots/lambda/shapes.csv"}
+    for name, rendered in plots.items():
+        assert rendered[0]["type"] == "vega" and rendered[0]["content"]["data"]["values"], name
 
 
 def test_second_repro_does_nothing(repo):
@@ -78,12 +109,23 @@ def test_changing_one_task_reruns_only_its_branch(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["tasks"]["colors"] = {"steps": 6}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = run("dvc repro", repo).stdout
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"finetune@colors", "evaluate"}
+    ran = ran_stages(run("dvc repro", repo).stdout)
+    merging = {"merge@average", "merge@task-arithmetic", "merge@ties", "magnitude"}
+    assert ran == {"finetune@colors", "evaluate"} | merging | MASK_STAGES
     after = lock_hashes(repo)
     assert after["models/finetuned/colors.safetensors"] != before["models/finetuned/colors.safetensors"]
     assert after["models/finetuned/shapes.safetensors"] == before["models/finetuned/shapes.safetensors"]
+
+
+def test_exp_run_with_one_lambda_reruns_only_mask_stages(repo):
+    run("git add -A && git commit -qm baseline", repo)
+    ran = ran_stages(run("dvc exp run -S lambda=0.4", repo).stdout)
+    assert ran == MASK_STAGES
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert summary["tall-ta"]["lambda"] == {"colors": 0.4, "shapes": 0.4}
+    diff = run("dvc metrics diff --json", repo).stdout
+    assert "tall-ta.lambda.colors" in diff or "tall-ta" in diff
+    run("git checkout -q -- . && dvc checkout -q", repo)
 
 
 def test_same_params_give_byte_identical_artifacts(repo):

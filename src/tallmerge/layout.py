@@ -10,6 +10,8 @@ PRETRAINED_VISUAL = MODELS / "pretrained" / "visual.safetensors"
 PRETRAINED_TEXT = MODELS / "pretrained" / "text.safetensors"
 ACCURACY_CSV = METRICS / "accuracy.csv"
 SUMMARY_JSON = METRICS / "summary.json"
+PLOTS = Path("plots")
+RESULTS_MD = Path("reports") / "results.md"
 
 
 def task_data(task: str) -> Path:
@@ -22,3 +24,26 @@ def finetuned(task: str) -> Path:
 
 def head(task: str) -> Path:
     return MODELS / "heads" / f"{task}.safetensors"
+
+
+def masks(mtv: str) -> Path:
+    """TALL masks of every task at every lambda of the grid, tau_MTL formed by ``mtv``."""
+    return MODELS / "masks" / f"{mtv}.safetensors"
+
+
+def selected_masks(mtv: str) -> Path:
+    """Each task's TALL mask at its lambda selected on validation."""
+    return MODELS / "masks" / f"tall-{mtv}.safetensors"
+
+
+def merged(method: str) -> Path:
+    return MODELS / "merged" / f"{method}.safetensors"
+
+
+def result(method: str) -> Path:
+    """A method's accuracy rows, selection and search curve (JSON)."""
+    return METRICS / "methods" / f"{method}.json"
+
+
+def finetuned_checkpoints(tasks) -> dict[str, Path]:
+    return {task: finetuned(task) for task in tasks}

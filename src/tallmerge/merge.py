@@ -150,6 +150,13 @@ def merge(
     return described
 
 
+def mtv_vectors(ckpts: Checkpoints, mtv: MTV) -> VectorStream:
+    """tau_MTL itself, entry by entry."""
+    vector = mtv.prepare(ckpts)
+    for key, base, taus in ckpts.sweep(f"tau_MTL ({mtv.kind})"):
+        yield key, base, vector(taus)
+
+
 # -- per-task models ---------------------------------------------------------------------------
 def tall_vectors(ckpts: Checkpoints, masks: MaskFile, selection: Mapping[str, int]) -> VectorStream:
     """Row t: m_t * tau_MTL, with tau_MTL formed as the masks were (TALL reconstruction)."""

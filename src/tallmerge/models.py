@@ -65,7 +65,7 @@ def save_clip(model: nn.Module, arch: str, visual_path: str | os.PathLike, rest_
     save_tensors(rest, rest_path, metadata={"arch": arch, "part": "text"})
 
 
-def save_visual(state: dict[str, torch.Tensor], arch: str, path: str | os.PathLike, **metadata: str) -> None:
+def save_visual(state: dict[str, torch.Tensor], arch: str, path: str | os.PathLike, **metadata) -> None:
     """Write an image-encoder state dict (keys without the ``visual.`` prefix)."""
     save_tensors(state, path, metadata={"arch": arch, "part": "visual", **metadata})
 
@@ -74,7 +74,7 @@ def load_clip(arch: str, visual_path: str | os.PathLike, rest_path: str | os.Pat
     """Rebuild a whole CLIP from the two files written by :func:`save_clip`."""
     model = create_clip(arch)
     rest, _ = load_tensors(rest_path)
-    _load_strict(model, rest, rest_path, ignore_prefix=VISUAL_PREFIX)
+    load_strict(model, rest, rest_path, ignore_prefix=VISUAL_PREFIX)
     load_visual(model, visual_path)
     model.eval()
     return model
@@ -83,11 +83,13 @@ def load_clip(arch: str, visual_path: str | os.PathLike, rest_path: str | os.Pat
 def load_visual(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load an image-encoder checkpoint into ``model.visual``, checking keys and shapes."""
     state, _ = load_tensors(path)
-    _load_strict(model.visual, state, path)
+    load_strict(model.visual, state, path)
     return model
 
 
-def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], path, ignore_prefix: str | None = None) -> None:
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], path, ignore_prefix: str | None = None) -> None:
+    """Load ``state`` into ``module``; a missing, unexpected or misshapen tensor is a one-line
+    error naming ``path`` and the tensor."""
     expected = {
         k: v for k, v in module.state_dict().items() if ignore_prefix is None or not k.startswith(ignore_prefix)
     }

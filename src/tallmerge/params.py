@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from tallmerge.engine import MTV
 from tallmerge.errors import TallmergeError
 from tallmerge.tasks import get_task
 
@@ -100,6 +101,59 @@ class Params:
     @property
     def eval_batch_size(self) -> int:
         return self._int("evaluate.batch_size", self._get("evaluate.batch_size"), minimum=1)
+
+    # -- merging -------------------------------------------------------------------------------
+    @property
+    def lambdas(self) -> list[float]:
+        """The TALL-mask lambda grid (a scalar ``lambda`` fixes it for every task)."""
+        value = self._get("lambda")
+        grid = value if isinstance(value, list) else [value]
+        if not grid or any(not self._is_number(v) or v <= 0 for v in grid) or len(set(grid)) != len(grid):
+            raise TallmergeError(f"{self.source}: 'lambda' must be a positive number or a list of distinct ones, got {value!r}")
+        return [float(v) for v in grid]
+
+    def mtv(self, kind: str) -> MTV:
+        """How tau_MTL is formed inside TALL masks and consensus (section ``mtv.<kind>``)."""
+        section = self._options(f"mtv.{kind}", {"ta": (), "ties": ("topk", "agg")}.get(kind, ()))
+        return MTV(kind, **section)
+
+    def merge_options(self, method: str) -> dict[str, Any]:
+        """A merge method's options (section ``merge.<method>``): alpha grid, topk, agg, k."""
+        allowed = {"average": (), "task-arithmetic": ("alpha",), "ties": ("alpha", "topk", "agg"),
+                   "consensus": ("alpha", "k"), "magnitude": ("topk",)}
+        if method not in allowed:
+            raise TallmergeError(f"no merge method section {method!r} (known: {', '.join(allowed)})")
+        return self._options(f"merge.{method}", allowed[method])
+
+    def _options(self, dotted: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        section = self._mapping(dotted, self._get(dotted) or {})
+        out = {}
+        for key in section:
+            if key not in allowed:
+                raise TallmergeError(f"{self.source}: unknown key '{dotted}.{key}' (allowed: {', '.join(allowed) or 'none'})")
+        for key in allowed:
+            if key not in section:
+                raise TallmergeError(f"{self.source}: missing key '{dotted}.{key}'")
+            value, name = section[key], f"{dotted}.{key}"
+            if key == "alpha":
+                if not isinstance(value, list) or not value or any(not self._is_number(v) or v < 0 for v in value):
+                    raise TallmergeError(f"{self.source}: '{name}' must be a non-empty list of non-negative numbers, got {value!r}")
+                value = [float(v) for v in value]
+            elif key == "topk":
+                if not self._is_number(value) or not 0 <= value <= 100:
+                    raise TallmergeError(f"{self.source}: '{name}' must be a percentage in [0, 100], got {value!r}")
+                value = float(value)
+            elif key == "agg":
+                if value not in ("mean", "sum"):
+                    raise TallmergeError(f"{self.source}: '{name}' must be 'mean' or 'sum', got {value!r}")
+            elif key == "k":
+                value = self._int(name, value, minimum=0)
+            out[key] = value
+        return out
+
+    @staticmethod
+    def _is_number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
     # -- validation helpers --------------------------------------------------------------------
     def _get(self, dotted: str) -> Any:

@@ -1,0 +1,115 @@
+"""Evaluating image-encoder weights on the benchmark, and the paper's selection rules.
+
+- alpha is chosen from a grid by the **average normalized validation accuracy** over tasks
+  (normalized = merged top-1 / fine-tuned top-1 of that task);
+- lambda is chosen **per task** by that task's validation top-1;
+- ties go to the first grid value; test numbers are reported at the selection.
+
+A method's result is a small JSON document (``metrics/methods/<method>.json``)::
+
+    {"method": ..., "selected": {"alpha": a} | {"lambda": {task: l}} | {},
+     "accuracy": [{"task", "split", "top1"}, ...], "search": [...], ...}
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from tallmerge import layout
+from tallmerge.data import read_splits
+from tallmerge.errors import TallmergeError
+from tallmerge.heads import Classifier, load_head
+from tallmerge.io import load_tensors, read_json
+from tallmerge.models import create_clip, image_stats, load_strict
+from tallmerge.train import accuracy
+
+SPLITS = ("val", "test")
+State = Mapping[str, torch.Tensor]
+
+
+class Benchmark:
+    """Every task's frozen head and evaluation splits, in memory, and one image encoder into
+    which candidate weights are loaded."""
+
+    def __init__(self, arch: str, tasks: Sequence[str], heads: Callable[[str], os.PathLike],
+                 data: Callable[[str], os.PathLike], batch_size: int):
+        self.tasks = list(tasks)
+        self.batch_size = batch_size
+        model = create_clip(arch)
+        self.encoder = model.visual.eval()
+        self.stats = image_stats(model)
+        self.heads = {t: load_head(heads(t)) for t in self.tasks}
+        self.splits = {t: read_splits(data(t), SPLITS) for t in self.tasks}
+
+    @classmethod
+    def from_params(cls, params) -> "Benchmark":
+        """The pipeline's benchmark: params.yaml's tasks, heads and data."""
+        return cls(params.arch, params.tasks, layout.head, layout.task_data, params.eval_batch_size)
+
+    def load(self, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+        """Read image-encoder weights, checked against this architecture."""
+        state, _ = load_tensors(path)
+        load_strict(self.encoder, state, path)
+        return state
+
+    def top1(self, state: State, task: str, split: str) -> float:
+        self.encoder.load_state_dict(state)
+        classifier = Classifier(self.encoder, self.heads[task], *self.stats)
+        images, labels = self.splits[task][split]
+        return accuracy(classifier, images, labels, self.batch_size)
+
+    def rows(self, state_of: Callable[[str], State], splits: Sequence[str] = SPLITS) -> list[dict]:
+        """Accuracy rows for every task, each evaluated with ``state_of(task)``'s weights."""
+        rows = []
+        for task in self.tasks:
+            state = state_of(task)
+            rows += [{"task": task, "split": s, "top1": round(self.top1(state, task, s), 2)} for s in splits]
+        return rows
+
+
+def reference_top1(path: str | os.PathLike, split: str = "val") -> dict[str, float]:
+    """Per-task top-1 of the fine-tuned models (the normalization reference) from a result file."""
+    result = read_json(path)
+    try:
+        return {r["task"]: r["top1"] for r in result["accuracy"] if r["split"] == split}
+    except (KeyError, TypeError):
+        raise TallmergeError(f"{path}: not a method result file") from None
+
+
+def avg_normalized(top1: Mapping[str, float], reference: Mapping[str, float]) -> float:
+    missing = [t for t in top1 if t not in reference]
+    if missing:
+        raise TallmergeError(f"no fine-tuned accuracy for task '{missing[0]}' to normalize with")
+    return sum(100.0 * top1[t] / reference[t] for t in top1) / len(top1)
+
+
+def search_alpha(bench: Benchmark, state_at: Callable[[float], State], grid: Sequence[float],
+                 reference: Mapping[str, float]) -> tuple[float, list[dict]]:
+    """The grid's alpha with the best average normalized validation accuracy, and the curve."""
+    curve = []
+    for alpha in grid:
+        state = state_at(alpha)
+        top1 = {t: bench.top1(state, t, "val") for t in bench.tasks}
+        curve.append({"alpha": alpha, "avg_normalized_val": round(avg_normalized(top1, reference), 2),
+                      "avg_top1_val": round(sum(top1.values()) / len(top1), 2)})
+    best = max(range(len(curve)), key=lambda i: (curve[i]["avg_normalized_val"], -i))
+    return grid[best], curve
+
+
+def search_lambda(bench: Benchmark, state_at: Callable[[str, int], State], lambdas: Mapping[str, Sequence[float]]
+                  ) -> tuple[dict[str, float], list[dict]]:
+    """Per task, the lambda whose model has the best validation top-1 on that task."""
+    chosen, curve = {}, []
+    for task in bench.tasks:
+        scores = [bench.top1(state_at(task, i), task, "val") for i in range(len(lambdas[task]))]
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        chosen[task] = lambdas[task][best]
+        curve += [{"task": task, "lambda": lam, "top1_val": round(s, 2)} for lam, s in zip(lambdas[task], scores)]
+    return chosen, curve
+
+
+def result(method: str, accuracy_rows: list[dict], selected: Mapping | None = None, **extra) -> dict:
+    return {"method": method, "selected": dict(selected or {}), "accuracy": accuracy_rows, **extra}

@@ -1,0 +1,25 @@
+"""Stage magnitude: the magnitude-masking baseline. Per task, the top-k% magnitudes of its task
+vector form its mask, applied to sum_t tau_t: theta_0 + m_t * sum_t tau_t (no selection)."""
+
+from tallmerge import layout
+from tallmerge.engine import Checkpoints, apply, to_state
+from tallmerge.errors import exit_on_error
+from tallmerge.evaluation import Benchmark, result
+from tallmerge.io import write_json
+from tallmerge.merge import magnitude_vectors
+from tallmerge.params import Params
+
+
+def main() -> None:
+    params = Params.load()
+    topk = params.merge_options("magnitude")["topk"]
+    with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts:
+        base, vectors = to_state(ckpts, magnitude_vectors(ckpts, topk))
+    row = {task: i for i, task in enumerate(params.tasks)}
+    bench = Benchmark.from_params(params)
+    rows = bench.rows(lambda task: apply(base, {k: v[row[task]] for k, v in vectors.items()}))
+    write_json(result("magnitude-masking", rows, {"topk": topk}), layout.result("magnitude-masking"))
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

@@ -1,0 +1,22 @@
+"""Stage masks@MTV: every task's TALL mask m_t = |tau_t| > lambda |tau_MTL - tau_t| at every
+lambda of the grid, in one pass, packed 1 bit per weight; tau_MTL is TA (sum) or TIES."""
+
+import argparse
+
+from tallmerge import layout
+from tallmerge.engine import Checkpoints
+from tallmerge.errors import exit_on_error
+from tallmerge.masks import write_masks
+from tallmerge.params import Params
+
+
+def main(mtv: str) -> None:
+    params = Params.load()
+    with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts:
+        write_masks(layout.masks(mtv), ckpts, params.lambdas, params.mtv(mtv))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mtv", choices=["ta", "ties"])
+    exit_on_error(main, parser.parse_args().mtv)

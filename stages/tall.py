@@ -1,0 +1,37 @@
+"""Stage tall@MTV: TALL-mask reconstruction theta_0 + m_t * tau_MTL of each task. Per task,
+lambda is the grid value whose model is most accurate on that task's validation split; the
+selected masks are kept for consensus merging and the compressed store."""
+
+import argparse
+
+from tallmerge import layout
+from tallmerge.engine import Checkpoints, apply, to_state
+from tallmerge.errors import exit_on_error
+from tallmerge.evaluation import Benchmark, result, search_lambda
+from tallmerge.io import write_json
+from tallmerge.masks import MaskFile, write_selection
+from tallmerge.merge import mtv_vectors
+from tallmerge.params import Params
+
+
+def main(mtv: str) -> None:
+    params = Params.load()
+    bench = Benchmark.from_params(params)
+    with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts, \
+            MaskFile(layout.masks(mtv)) as masks:
+        masks.check_matches(ckpts)
+        base, tau_mtl = to_state(ckpts, mtv_vectors(ckpts, masks.mtv))
+
+        def rebuilt(task: str, index: int):
+            return apply(base, {k: v * masks.mask(task, index, k) for k, v in tau_mtl.items()})
+
+        chosen, search = search_lambda(bench, rebuilt, masks.lambdas)
+        write_selection(masks, chosen, layout.selected_masks(mtv))
+        rows = bench.rows(lambda task: rebuilt(task, masks.lambdas[task].index(chosen[task])))
+    write_json(result(f"tall-{mtv}", rows, {"lambda": chosen}, search=search), layout.result(f"tall-{mtv}"))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mtv", choices=["ta", "ties"])
+    exit_on_error(main, parser.parse_args().mtv)
