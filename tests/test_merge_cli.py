@@ -160,3 +160,14 @@ def test_corrupt_and_missing_files(case, tmp_path, capsys):
           capsys, str(garbage), "not a valid safetensors file")
     fails(["merge", "average", "--base", base_path, "--finetuned", paths["task0"], f"task0={paths['task1']}", "--out", tmp_path / "o"],
           capsys, "task0", "twice")
+
+
+def test_masks_of_another_tau_mtl_are_refused(case, tmp_path, capsys):
+    _, _, base_path, paths = case
+    masks = tmp_path / "masks.safetensors"
+    run(["masks", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4", "--mtv", "ties", "--topk", "30", "--out", masks], capsys)
+    fails(["merge", "consensus-ties", "--base", base_path, *finetuned_args(paths), "--masks", masks, "--out", tmp_path / "o"],
+          capsys, "top-30%", "top-20%")
+    status, _, _ = run(["merge", "consensus-ties", "--base", base_path, *finetuned_args(paths), "--masks", masks, "--topk", "30",
+                        "--out", tmp_path / "o"], capsys)
+    assert status == 0

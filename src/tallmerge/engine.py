@@ -52,6 +52,7 @@ class Checkpoints:
         except BaseException:
             self.close()
             raise
+        self._checked: set[tuple[int, str]] = set()  # (file index, key) found finite
         self.keys = self.base.keys
         self.float_keys = [k for k in self.keys if self.base.dtype(k).is_floating_point]
         self.numel = sum(math.prod(self.base.shape(k)) for k in self.float_keys)
@@ -76,12 +77,21 @@ class Checkpoints:
 
     def read(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
         """One entry: the base tensor and the task vectors, float32 [T, *shape]."""
-        base = _finite(self.base, key)
+        base = self._get(-1, self.base, key)
         base32 = base.float()
         taus = torch.empty((len(self.files), *base.shape), dtype=torch.float32)
         for i, f in enumerate(self.files):
-            torch.sub(_finite(f, key).float(), base32, out=taus[i])
+            torch.sub(self._get(i, f, key).float(), base32, out=taus[i])
         return base, taus
+
+    def _get(self, index: int, f: TensorFile, key: str) -> torch.Tensor:
+        """Read one tensor; values are checked to be finite the first time it is read."""
+        tensor = f.get(key)
+        if (index, key) not in self._checked:
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise TallmergeError(f"{f.path}: tensor '{key}' has NaN or Inf values")
+            self._checked.add((index, key))
+        return tensor
 
     def sweep(self, desc: str) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
         """``(key, base, taus)`` for every float entry, in file order, with a progress bar."""
@@ -103,13 +113,6 @@ class Checkpoints:
         self.close()
 
 
-def _finite(f: TensorFile, key: str) -> torch.Tensor:
-    tensor = f.get(key)
-    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-        raise TallmergeError(f"{f.path}: tensor '{key}' has NaN or Inf values")
-    return tensor
-
-
 # -- whole-model statistics --------------------------------------------------------------------
 def magnitude_thresholds(ckpts: Checkpoints, topk: float) -> torch.Tensor:
     """Per task, the m-th largest |tau_t| over the whole model, m = floor(N * topk / 100).
@@ -123,21 +126,24 @@ def magnitude_thresholds(ckpts: Checkpoints, topk: float) -> torch.Tensor:
     if m <= 0:
         return torch.full((T,), math.inf)
     m = min(m, ckpts.numel)
-    offsets = torch.arange(T).view(T, 1) * _HIGH
-    high_counts = torch.zeros(T * _HIGH, dtype=torch.int64)
+    high_counts = torch.zeros(T, _HIGH, dtype=torch.int64)
     for _, _, taus in ckpts.sweep("thresholds 1/2"):
-        bits = taus.abs().view(torch.int32).view(T, -1)
-        high_counts += torch.bincount(((bits >> 16) + offsets).flatten(), minlength=T * _HIGH)
-    bucket, rank = _locate(high_counts.view(T, _HIGH), torch.full((T,), m))
+        for t, tau in enumerate(taus):
+            high_counts[t] += torch.bincount(_bits(tau) >> 16, minlength=_HIGH)
+    bucket, rank = _locate(high_counts, torch.full((T,), m))
 
     low_counts = torch.zeros(T, _LOW, dtype=torch.int64)
     for _, _, taus in ckpts.sweep("thresholds 2/2"):
-        bits = taus.abs().view(torch.int32).view(T, -1)
-        for t in range(T):
-            low = bits[t][(bits[t] >> 16) == bucket[t]] & 0xFFFF
-            low_counts[t] += torch.bincount(low, minlength=_LOW)
+        for t, tau in enumerate(taus):
+            bits = _bits(tau)
+            low_counts[t] += torch.bincount(bits[(bits >> 16) == bucket[t]] & 0xFFFF, minlength=_LOW)
     low, _ = _locate(low_counts, rank)
     return ((bucket << 16) | low).to(torch.int32).view(torch.float32)
+
+
+def _bits(tau: torch.Tensor) -> torch.Tensor:
+    """|tau| as int32 bit patterns, flattened: for non-negative floats, ordered like the values."""
+    return tau.abs().view(torch.int32).reshape(-1)
 
 
 def _locate(counts: torch.Tensor, rank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +159,7 @@ def majority_sign(ckpts: Checkpoints, thresholds: torch.Tensor) -> float:
     """TIES's tie-breaker: the sign of the sum of the per-weight sign votes over the model."""
     total = 0
     for _, _, taus in ckpts.sweep("majority sign"):
-        total += int(methods.sign_votes(methods.trim(taus, thresholds)).sum(dtype=torch.int64))
+        total += int(methods.sign_votes(taus, thresholds).sum(dtype=torch.int64))
     return float((total > 0) - (total < 0))
 
 
@@ -176,6 +182,9 @@ class MTV:
             check_topk(self.topk)
             if self.agg not in methods.AGGREGATIONS:
                 raise TallmergeError(f"unknown TIES aggregation {self.agg!r} (choose from mean, sum)")
+
+    def __str__(self) -> str:
+        return "ta (sum of task vectors)" if self.kind == "ta" else f"ties (top-{self.topk:g}%, disjoint {self.agg})"
 
     def prepare(self, ckpts: Checkpoints) -> VectorFn:
         """Run the passes this vector needs; return its per-entry function."""

@@ -139,7 +139,9 @@ class MaskFile:
             wrong = next(k for k in sorted(set(self.shapes) | set(expected)) if self.shapes.get(k) != expected.get(k))
             raise TallmergeError(f"{self.path}: masks do not fit the base model (tensor '{wrong}')")
         if mtv is not None and self.mtv != mtv:
-            raise TallmergeError(f"{self.path}: masks were built with tau_MTL {self.mtv}, this merge uses {mtv}")
+            raise TallmergeError(
+                f"{self.path}: masks were built with tau_MTL = {self.mtv}, this merge uses {mtv} (see --topk, --ties-agg)"
+            )
 
     def stacked(self, key: str, names: Sequence[str], selection: Mapping[str, int]) -> torch.Tensor:
         """The selected masks of ``names`` for one entry, stacked: bool [T, *shape]."""

@@ -22,50 +22,52 @@ import torch
 AGGREGATIONS = ("mean", "sum")
 
 
-def _per_task(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape a [T] vector to broadcast against a [T, *shape] stack."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
-
-
 def task_sum(taus: torch.Tensor) -> torch.Tensor:
     return taus.sum(dim=0)
 
 
-def trim(taus: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """Keep the entries with |tau_t| >= threshold_t (an infinite threshold keeps nothing)."""
-    return torch.where(taus.abs() >= _per_task(thresholds, taus), taus, torch.zeros((), dtype=taus.dtype))
+def trim(tau: torch.Tensor, threshold: float) -> torch.Tensor:
+    """One task's entries with |tau| >= threshold (an infinite threshold keeps nothing)."""
+    return torch.where(tau.abs() >= threshold, tau, torch.zeros((), dtype=tau.dtype))
 
 
-def sign_votes(trimmed: torch.Tensor) -> torch.Tensor:
+def trimmed_sum(taus: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    total = torch.zeros_like(taus[0])
+    for tau, threshold in zip(taus, thresholds.tolist()):
+        total += trim(tau, threshold)
+    return total
+
+
+def sign_votes(taus: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """The per-weight sign of the trimmed sum (-1, 0, 1): TIES's vote before tie-breaking."""
-    return torch.sign(trimmed.sum(dim=0))
+    return torch.sign(trimmed_sum(taus, thresholds))
 
 
-def elect_sign(trimmed: torch.Tensor, majority: float) -> torch.Tensor:
+def elect_sign(taus: torch.Tensor, thresholds: torch.Tensor, majority: float) -> torch.Tensor:
     """Elected sign per weight; weights whose vote is 0 take the model-wide ``majority`` sign."""
-    votes = sign_votes(trimmed)
+    votes = sign_votes(taus, thresholds)
     return torch.where(votes == 0, torch.tensor(majority, dtype=votes.dtype), votes)
 
 
-def disjoint_merge(trimmed: torch.Tensor, sign: torch.Tensor, agg: str) -> torch.Tensor:
-    """Sum or mean of the trimmed entries whose sign agrees with ``sign`` (zeros never agree)."""
-    agree = torch.where(sign > 0, trimmed > 0, trimmed < 0)
-    total = (trimmed * agree).sum(dim=0)
-    if agg == "sum":
-        return total
-    if agg == "mean":
-        return total / agree.sum(dim=0).clamp(min=1)
-    raise ValueError(f"unknown TIES aggregation {agg!r}")
-
-
 def ties(taus: torch.Tensor, thresholds: torch.Tensor, majority: float, agg: str) -> torch.Tensor:
-    trimmed = trim(taus, thresholds)
-    return disjoint_merge(trimmed, elect_sign(trimmed, majority), agg)
+    """Disjoint sum or mean of the trimmed entries whose sign agrees with the elected one
+    (zeros never agree). Works task by task: memory is a few copies of one entry, not T."""
+    if agg not in AGGREGATIONS:
+        raise ValueError(f"unknown TIES aggregation {agg!r}")
+    sign = elect_sign(taus, thresholds, majority)
+    total = torch.zeros_like(taus[0])
+    count = torch.zeros_like(taus[0])
+    for tau, threshold in zip(taus, thresholds.tolist()):
+        trimmed = trim(tau, threshold)
+        agree = torch.where(sign > 0, trimmed > 0, trimmed < 0)
+        total += trimmed * agree
+        count += agree
+    return total if agg == "sum" else total / count.clamp(min=1)
 
 
 def tall_masks(taus: torch.Tensor, mtv: torch.Tensor, lam: float) -> torch.Tensor:
     """TALL masks of every task at one lambda: bool [T, *shape]."""
-    return taus.abs() > lam * (mtv.unsqueeze(0) - taus).abs()
+    return torch.stack([tau.abs() > lam * (mtv - tau).abs() for tau in taus])
 
 
 def consensus(mtv: torch.Tensor, masks: torch.Tensor, k: int) -> torch.Tensor:
@@ -75,4 +77,4 @@ def consensus(mtv: torch.Tensor, masks: torch.Tensor, k: int) -> torch.Tensor:
 
 def magnitude_masks(taus: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """Each task's top-k% mask: |tau_t| >= threshold_t, bool [T, *shape]."""
-    return taus.abs() >= _per_task(thresholds, taus)
+    return torch.stack([tau.abs() >= threshold for tau, threshold in zip(taus, thresholds.tolist())])
