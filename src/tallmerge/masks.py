@@ -65,15 +65,8 @@ def write_masks(path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[f
         for i in range(len(lambdas))
         for task in names
     ]
-    metadata = {
-        "format": FORMAT,
-        "version": VERSION,
-        "mtv": dataclasses.asdict(mtv),
-        "tasks": names,
-        "lambdas": {task: lambdas for task in names},
-        "shapes": {key: list(ckpts.base.shape(key)) for key in ckpts.float_keys},
-    }
-    with write_tensors(path, specs, metadata) as put:
+    shapes = {key: ckpts.base.shape(key) for key in ckpts.float_keys}
+    with write_tensors(path, specs, _metadata(mtv, {task: lambdas for task in names}, shapes)) as put:
         for key, _, taus in ckpts.sweep("masks"):
             mtv_vector = vector(taus)
             for i, lam in enumerate(lambdas):
@@ -84,6 +77,17 @@ def write_masks(path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[f
 
 def _name(task: str, index: int, key: str) -> str:
     return f"{task}/{index}/{key}"
+
+
+def _metadata(mtv: MTV, lambdas: Mapping[str, Sequence[float]], shapes: Mapping[str, Sequence[int]]) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "mtv": dataclasses.asdict(mtv),
+        "tasks": list(lambdas),
+        "lambdas": {task: list(values) for task, values in lambdas.items()},
+        "shapes": {key: list(shape) for key, shape in shapes.items()},
+    }
 
 
 class MaskFile:
@@ -166,14 +170,7 @@ def write_selection(source: MaskFile, chosen: Mapping[str, float], path: str | o
         indices[task] = source.lambdas[task].index(chosen[task])
     keys = list(source.shapes)
     specs = [(_name(t, 0, k), torch.uint8, (math.ceil(math.prod(source.shapes[k]) / 8),)) for k in keys for t in source.tasks]
-    metadata = {
-        "format": FORMAT,
-        "version": VERSION,
-        "mtv": dataclasses.asdict(source.mtv),
-        "tasks": source.tasks,
-        "lambdas": {t: [chosen[t]] for t in source.tasks},
-        "shapes": {k: list(v) for k, v in source.shapes.items()},
-    }
+    metadata = _metadata(source.mtv, {t: [chosen[t]] for t in source.tasks}, source.shapes)
     with write_tensors(path, specs, metadata) as put:
         for key in keys:
             for task in source.tasks:
