@@ -28,10 +28,10 @@ def main(mtv: str) -> None:
 
     bench = Benchmark.from_params(params)
     reference = reference_top1(layout.result("finetuned"))
-    alpha, search = search_alpha(bench, lambda a: apply(base, vector, a), options["alpha"], reference)
+    alpha, search, known = search_alpha(bench, lambda a: apply(base, vector, a), options["alpha"], reference)
     merged = apply(base, vector, alpha)
     save_visual(merged, params.arch, layout.merged(method), method=method, alpha=alpha, k=options["k"])
-    rows = bench.rows(lambda task: merged)
+    rows = bench.rows(lambda task: merged, known)
     write_json(result(method, rows, {"alpha": alpha, "k": options["k"]}, search=search, overlap=used_by),
                layout.result(method))
 

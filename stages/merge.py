@@ -23,13 +23,13 @@ def main(method: str) -> None:
 
     bench = Benchmark.from_params(params)
     if method == "average":
-        alpha, search = merge.alpha_for(len(params.tasks)), []
+        alpha, search, known = merge.alpha_for(len(params.tasks)), [], {}
     else:
         reference = reference_top1(layout.result("finetuned"))
-        alpha, search = search_alpha(bench, lambda a: apply(base, vector, a), options["alpha"], reference)
+        alpha, search, known = search_alpha(bench, lambda a: apply(base, vector, a), options["alpha"], reference)
     merged = apply(base, vector, alpha)
     save_visual(merged, params.arch, layout.merged(method), method=method, alpha=alpha)
-    rows = bench.rows(lambda task: merged)
+    rows = bench.rows(lambda task: merged, known)
     write_json(result(method, rows, {"alpha": alpha}, search=search), layout.result(method))
 
 

@@ -25,9 +25,9 @@ def main(mtv: str) -> None:
         def rebuilt(task: str, index: int):
             return apply(base, {k: v * masks.mask(task, index, k) for k, v in tau_mtl.items()})
 
-        chosen, search = search_lambda(bench, rebuilt, masks.lambdas)
+        chosen, search, known = search_lambda(bench, rebuilt, masks.lambdas)
         write_selection(masks, chosen, layout.selected_masks(mtv))
-        rows = bench.rows(lambda task: rebuilt(task, masks.lambdas[task].index(chosen[task])))
+        rows = bench.rows(lambda task: rebuilt(task, masks.lambdas[task].index(chosen[task])), known)
     write_json(result(f"tall-{mtv}", rows, {"lambda": chosen}, search=search), layout.result(f"tall-{mtv}"))
 
 

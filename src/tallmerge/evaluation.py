@@ -61,12 +61,19 @@ class Benchmark:
         images, labels = self.splits[task][split]
         return accuracy(classifier, images, labels, self.batch_size)
 
-    def rows(self, state_of: Callable[[str], State], splits: Sequence[str] = SPLITS) -> list[dict]:
-        """Accuracy rows for every task, each evaluated with ``state_of(task)``'s weights."""
+    def rows(self, state_of: Callable[[str], State], known: Mapping[tuple[str, str], float] | None = None) -> list[dict]:
+        """Accuracy rows (val and test) for every task, each evaluated with ``state_of(task)``'s
+        weights; ``known`` top-1 values, keyed ``(task, split)``, are reused, not recomputed."""
+        known = known or {}
         rows = []
         for task in self.tasks:
-            state = state_of(task)
-            rows += [{"task": task, "split": s, "top1": round(self.top1(state, task, s), 2)} for s in splits]
+            state = None
+            for split in SPLITS:
+                if (task, split) not in known:
+                    state = state_of(task) if state is None else state
+                top1 = known.get((task, split))
+                top1 = self.top1(state, task, split) if top1 is None else top1
+                rows.append({"task": task, "split": split, "top1": round(top1, 2)})
         return rows
 
 
@@ -87,28 +94,31 @@ def avg_normalized(top1: Mapping[str, float], reference: Mapping[str, float]) ->
 
 
 def search_alpha(bench: Benchmark, state_at: Callable[[float], State], grid: Sequence[float],
-                 reference: Mapping[str, float]) -> tuple[float, list[dict]]:
-    """The grid's alpha with the best average normalized validation accuracy, and the curve."""
-    curve = []
+                 reference: Mapping[str, float]) -> tuple[float, list[dict], dict[tuple[str, str], float]]:
+    """The grid's alpha with the best average normalized validation accuracy, the curve, and
+    the validation top-1 at that alpha (keyed ``(task, "val")``, for :meth:`Benchmark.rows`)."""
+    curve, scores = [], []
     for alpha in grid:
         state = state_at(alpha)
-        top1 = {t: bench.top1(state, t, "val") for t in bench.tasks}
+        scores.append({(t, "val"): bench.top1(state, t, "val") for t in bench.tasks})
+        top1 = {t: v for (t, _), v in scores[-1].items()}
         curve.append({"alpha": alpha, "avg_normalized_val": round(avg_normalized(top1, reference), 2),
                       "avg_top1_val": round(sum(top1.values()) / len(top1), 2)})
     best = max(range(len(curve)), key=lambda i: (curve[i]["avg_normalized_val"], -i))
-    return grid[best], curve
+    return grid[best], curve, scores[best]
 
 
 def search_lambda(bench: Benchmark, state_at: Callable[[str, int], State], lambdas: Mapping[str, Sequence[float]]
-                  ) -> tuple[dict[str, float], list[dict]]:
-    """Per task, the lambda whose model has the best validation top-1 on that task."""
-    chosen, curve = {}, []
+                  ) -> tuple[dict[str, float], list[dict], dict[tuple[str, str], float]]:
+    """Per task, the lambda whose model has the best validation top-1 on that task; the
+    curve; and those best validation top-1 values (keyed ``(task, "val")``)."""
+    chosen, curve, known = {}, [], {}
     for task in bench.tasks:
         scores = [bench.top1(state_at(task, i), task, "val") for i in range(len(lambdas[task]))]
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-        chosen[task] = lambdas[task][best]
+        chosen[task], known[(task, "val")] = lambdas[task][best], scores[best]
         curve += [{"task": task, "lambda": lam, "top1_val": round(s, 2)} for lam, s in zip(lambdas[task], scores)]
-    return chosen, curve
+    return chosen, curve, known
 
 
 def result(method: str, accuracy_rows: list[dict], selected: Mapping | None = None, **extra) -> dict:
