@@ -225,8 +225,10 @@ def to_state(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Collect a vector stream in memory: ``(base state, {key: vector})``, for small models
     whose vector is scanned over many alphas (the pipeline's selection)."""
-    base = {k: ckpts.base.get(k) for k in ckpts.keys}
-    return base, {key: vector for key, _, vector in vectors}
+    base, vector = {}, {}
+    for key, entry, value in vectors:  # the stream has already read each float entry's base
+        base[key], vector[key] = entry, value
+    return {k: base[k] if k in base else ckpts.base.get(k) for k in ckpts.keys}, vector
 
 
 def apply(base: dict[str, torch.Tensor], vector: Mapping[str, torch.Tensor], alpha: float = 1.0) -> dict[str, torch.Tensor]:

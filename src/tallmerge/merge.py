@@ -51,7 +51,7 @@ class MergePlan:
 
     def describe(self, tasks: int) -> dict:
         out = {"method": self.method, "alpha": self.alpha_for(tasks)}
-        if self.method == "ties" or self.mtv.kind == "ties" and self.method in CONSENSUS:
+        if self.mtv.kind == "ties":  # ties and consensus-ties
             out["topk"], out["ties_agg"] = self.mtv.topk, self.mtv.agg
         if self.method in CONSENSUS:
             out.update(k=self.k, lam=self.lam, masks=self.masks)
