@@ -27,6 +27,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would make every output private
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -70,12 +71,24 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise TallmergeError(f"{path}: corrupted safetensors file ({_one_line(e)})") from None
         raw = dict(f.metadata() or {})
+    return tensors, parse_metadata(path, raw)
+
+
+def parse_metadata(path: str | os.PathLike, raw: Mapping) -> dict:
+    """A safetensors metadata map -> what :func:`save_tensors` stored (or the raw map of a
+    foreign file)."""
     if set(raw) != {METADATA_KEY}:
-        return tensors, raw
+        return dict(raw)
     try:
-        return tensors, json.loads(raw[METADATA_KEY])
+        return json.loads(raw[METADATA_KEY])
     except json.JSONDecodeError:
         raise TallmergeError(f"{path}: corrupted metadata") from None
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(obj, path: str | os.PathLike) -> None:

@@ -4,7 +4,8 @@
 the data exactly, the file's length) and then reads each tensor with a plain positioned read:
 no memory map, so tensors already merged do not stay resident. :func:`write_tensors` writes the
 header from a declared list of tensors and then their bytes as they are produced; the file is
-renamed into place only when every declared tensor has been written. Both follow the public
+renamed into place only when every declared tensor has been written; :func:`spool_tensors` does
+the same for tensors whose sizes are known only once produced (coded streams). Both follow the public
 safetensors format (8-byte little-endian header length, JSON header, raw little-endian data), so
 the files are interchangeable with ``safetensors.torch``.
 """
@@ -15,14 +16,16 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
 from tallmerge.errors import TallmergeError
-from tallmerge.io import METADATA_KEY, atomic_write
+from tallmerge.io import METADATA_KEY, atomic_write, parse_metadata
 
 DTYPES = {
     "F64": torch.float64,
@@ -33,6 +36,8 @@ DTYPES = {
     "I32": torch.int32,
     "I16": torch.int16,
     "I8": torch.int8,
+    "U32": torch.uint32,
+    "U16": torch.uint16,
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
@@ -96,7 +101,7 @@ class TensorFile:
                 f"the header describes {position}; truncated?)"
             )
         self.keys = [k for k, _ in sorted(self._specs.items(), key=lambda kv: kv[1][2])]
-        self.metadata = _parse_metadata(self.path, raw_meta)
+        self.metadata = parse_metadata(self.path, raw_meta)
 
     def __contains__(self, key: str) -> bool:
         return key in self._specs
@@ -130,16 +135,20 @@ class TensorFile:
         self.close()
 
 
-def _parse_metadata(path: Path, raw: Mapping) -> dict:
-    if set(raw) != {METADATA_KEY}:
-        return dict(raw)
-    try:
-        return json.loads(raw[METADATA_KEY])
-    except json.JSONDecodeError:
-        raise TallmergeError(f"{path}: corrupted metadata") from None
-
-
 TensorSpec = tuple[str, torch.dtype, Sequence[int]]
+
+
+def _header(specs: Sequence[TensorSpec], metadata: Mapping | None) -> bytes:
+    """The 8-byte length and the JSON header (padded to 8 bytes) for tensors laid out in order."""
+    header: dict = {"__metadata__": {METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}}
+    offset = 0
+    for key, dtype, shape in specs:
+        nbytes = math.prod(shape) * dtype.itemsize
+        header[key] = {"dtype": DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    return struct.pack("<Q", len(encoded)) + encoded
 
 
 @contextlib.contextmanager
@@ -151,20 +160,11 @@ def write_tensors(
     The file appears at ``path`` only if every declared tensor was written and no exception
     was raised; otherwise nothing is left behind.
     """
-    header: dict = {"__metadata__": {METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}}
-    offset = 0
-    for key, dtype, shape in specs:
-        nbytes = math.prod(shape) * dtype.itemsize
-        header[key] = {"dtype": DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)
     expected = iter(specs)
     written = 0
 
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
+        f.write(_header(specs, metadata))
 
         def put(key: str, tensor: torch.Tensor) -> None:
             nonlocal written
@@ -181,3 +181,31 @@ def write_tensors(
         if written != len(specs):
             raise RuntimeError(f"write_tensors: {len(specs) - written} declared tensors were never written")
         f.flush()
+
+
+@contextlib.contextmanager
+def spool_tensors(path: str | os.PathLike, metadata: Mapping | None = None) -> Iterator[Callable[[str, torch.Tensor], None]]:
+    """``put(key, tensor)`` tensors whose sizes are known only once produced (coded streams).
+
+    Data is spooled to a temporary file beside ``path``, so memory holds one tensor at a time,
+    and copied behind the header at the end; the file appears at ``path`` only if the block
+    ends without an exception."""
+    path = Path(path)
+    specs: list[TensorSpec] = []
+    keys: set[str] = set()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path.parent) as spool:  # anonymous: gone however the block ends
+
+        def put(key: str, tensor: torch.Tensor) -> None:
+            if key in keys:
+                raise RuntimeError(f"spool_tensors: '{key}' written twice")
+            keys.add(key)
+            specs.append((key, tensor.dtype, tuple(tensor.shape)))
+            if tensor.numel():
+                spool.write(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+
+        yield put
+        spool.seek(0)
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
+            f.write(_header(specs, metadata))
+            shutil.copyfileobj(spool, f, 1 << 22)
