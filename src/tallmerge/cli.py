@@ -68,6 +68,41 @@ def _cmd_masks(args: argparse.Namespace) -> None:
         print(f"{args.out}: TALL masks of {len(ckpts)} tasks at lambda {', '.join(map(str, args.lam))} (tau_MTL: {args.mtv})")
 
 
+def _cmd_compress(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from tallmerge.engine import MTV, Checkpoints
+    from tallmerge.errors import TallmergeError
+    from tallmerge.masks import MaskFile
+    from tallmerge.store import Store, compress, tall_masks, tall_masks_at
+
+    if (args.lam is None) == (args.masks is None):
+        raise TallmergeError("compress needs exactly one of --lambda L or --masks MASKS")
+    with Checkpoints(args.base, parse_finetuned(args.finetuned)) as ckpts:
+        if args.masks is not None:
+            with MaskFile(args.masks) as masks:
+                if args.mtv is not None and masks.mtv.kind != args.mtv:
+                    raise TallmergeError(f"{args.masks}: masks were built with tau_MTL = {masks.mtv}, not --mtv {args.mtv}")
+                compress(args.out, ckpts, tall_masks(masks, ckpts), args.vector_dtype)
+        else:
+            with tall_masks_at(ckpts, args.lam, MTV(args.mtv or "ta"), Path(args.out).absolute().parent) as source:
+                compress(args.out, ckpts, source, args.vector_dtype)
+    print(Store(args.out).describe())
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> None:
+    from tallmerge.store import Store
+
+    Store(args.store).reconstruct(args.task, args.out)
+    print(f"{args.out}: task '{args.task}' rebuilt from {args.store}")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from tallmerge.store import Store
+
+    print(Store(args.store).describe())
+
+
 def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, metavar="BASE", help="pre-trained checkpoint (safetensors)")
     parser.add_argument(
@@ -116,6 +151,34 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("--topk", type=float, metavar="PCT", help="with --mtv ties: percent of magnitudes TIES keeps (default 20)")
     masks.add_argument("--out", required=True, metavar="MASKS", help="mask file to write (safetensors of packed bits)")
     masks.set_defaults(run=_cmd_masks)
+
+    compress = commands.add_parser(
+        "compress", help="store T fine-tuned models as the base + one merged vector + T coded masks",
+        description="Build a compressed multi-task store: the pre-trained model, one merged vector tau_MTL and "
+        "each task's TALL mask (entropy-coded); every task is rebuilt as theta_0 + m_t * tau_MTL.",
+    )
+    _add_checkpoint_args(compress)
+    compress.add_argument("--lambda", dest="lam", type=float, metavar="L", help="TALL masks at this lambda for every task")
+    compress.add_argument("--masks", metavar="MASKS", help="TALL masks with one lambda per task (e.g. selected on validation)")
+    compress.add_argument("--mtv", choices=("ta", "ties"), help="tau_MTL: sum of task vectors (ta, default with --lambda) "
+                          "or TIES top-20%% with disjoint sum; with --masks, the masks' own")
+    compress.add_argument("--vector-dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                          help="precision of the stored merged vector (default fp32: reconstruction is exact)")
+    compress.add_argument("--out", required=True, metavar="STORE_DIR", help="store folder to write (replaces a store already there)")
+    compress.set_defaults(run=_cmd_compress)
+
+    reconstruct = commands.add_parser(
+        "reconstruct", help="rebuild one task's model from a store",
+        description="Rebuild task NAME's model theta_0 + m_t * tau_MTL from a store, after verifying its checksums.",
+    )
+    reconstruct.add_argument("store", metavar="STORE_DIR")
+    reconstruct.add_argument("--task", required=True, metavar="NAME", help="the task to rebuild (`tallmerge info` lists them)")
+    reconstruct.add_argument("--out", required=True, metavar="OUT", help="model to write (safetensors, the base's keys and dtypes)")
+    reconstruct.set_defaults(run=_cmd_reconstruct)
+
+    info = commands.add_parser("info", help="describe a store: tasks, lambdas, sizes by component, bits per weight")
+    info.add_argument("store", metavar="STORE_DIR")
+    info.set_defaults(run=_cmd_info)
     return parser
 
 

@@ -53,6 +53,7 @@ class Checkpoints:
             self.close()
             raise
         self._checked: set[tuple[int, str]] = set()  # (file index, key) found finite
+        self._prepared: dict = {}  # MTV -> its per-entry function (whole-model passes run once)
         self.keys = self.base.keys
         self.float_keys = [k for k in self.keys if self.base.dtype(k).is_floating_point]
         self.numel = sum(math.prod(self.base.shape(k)) for k in self.float_keys)
@@ -187,12 +188,14 @@ class MTV:
         return "ta (sum of task vectors)" if self.kind == "ta" else f"ties (top-{self.topk:g}%, disjoint {self.agg})"
 
     def prepare(self, ckpts: Checkpoints) -> VectorFn:
-        """Run the passes this vector needs; return its per-entry function."""
+        """Run the passes this vector needs (once per open ``ckpts``); return its per-entry function."""
         if self.kind == "ta":
             return methods.task_sum
-        thresholds = magnitude_thresholds(ckpts, self.topk)
-        majority = majority_sign(ckpts, thresholds)
-        return lambda taus: methods.ties(taus, thresholds, majority, self.agg)
+        if self not in ckpts._prepared:
+            thresholds = magnitude_thresholds(ckpts, self.topk)
+            majority = majority_sign(ckpts, thresholds)
+            ckpts._prepared[self] = lambda taus: methods.ties(taus, thresholds, majority, self.agg)
+        return ckpts._prepared[self]
 
 
 def check_topk(topk: float) -> None:

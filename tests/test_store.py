@@ -1,0 +1,355 @@
+"""The compressed store: exact round trips against the oracle, the codecs, the paper's storage
+accounting, and every bad-input path (corrupted, truncated or missing files, unknown tasks,
+interrupted writes), through the library and the `tallmerge` command line."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from reference import ref_magnitude_model, ref_tall_model
+from tallmerge import codec, store
+from tallmerge.engine import MTV, Checkpoints
+from tallmerge.errors import TallmergeError
+from tallmerge.masks import MaskFile, write_masks, write_selection
+from tallmerge.store import Store, compress, finetuned_gbit, magnitude_masks, projected_gbit, tall_masks, tall_masks_at
+from test_merge import assert_same, make_case, save_case
+from test_merge_cli import fails, finetuned_args, run
+
+
+@pytest.fixture
+def case(tmp_path):
+    base, finetuned = make_case(seed=7, tasks=3, dyadic=False)
+    base_path, paths = save_case(tmp_path, base, finetuned)
+    return base, finetuned, base_path, paths
+
+
+def build(tmp_path, base_path, paths, lam=0.4, mtv=MTV("ta"), dtype="fp32", name="store"):
+    out = tmp_path / name
+    with Checkpoints(base_path, paths) as ckpts, tall_masks_at(ckpts, lam, mtv, tmp_path) as source:
+        compress(out, ckpts, source, dtype)
+    return out
+
+
+# -- round trips --------------------------------------------------------------------------------
+@pytest.mark.parametrize("mtv", [MTV("ta"), MTV("ties", 30.0, "sum")])
+def test_fp32_store_rebuilds_every_task_exactly(case, tmp_path, mtv):
+    base, finetuned, base_path, paths = case
+    out = build(tmp_path, base_path, paths, lam=0.4, mtv=mtv)
+    for t, task in enumerate(paths):
+        rebuilt = tmp_path / f"{task}.safetensors"
+        Store(out).reconstruct(task, rebuilt)
+        expected = ref_tall_model(base, finetuned, t, 0.4, mtv=mtv.kind, topk=mtv.topk)
+        loaded = load_file(rebuilt)
+        assert {k: v.dtype for k, v in loaded.items()} == {k: v.dtype for k, v in base.items()}
+        assert_same(loaded, expected, exact=True)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_masks_file_and_lambda_give_the_same_store(case, tmp_path):
+    _, _, base_path, paths = case
+    grid, chosen = tmp_path / "grid.safetensors", tmp_path / "chosen.safetensors"
+    with Checkpoints(base_path, paths) as ckpts:
+        write_masks(grid, ckpts, [0.2, 0.4], MTV("ta"))
+        with MaskFile(grid) as masks:
+            write_selection(masks, dict.fromkeys(paths, 0.4), chosen)
+        with MaskFile(chosen) as masks:
+            compress(tmp_path / "from-file", ckpts, tall_masks(masks, ckpts))
+    build(tmp_path, base_path, paths, lam=0.4, name="from-lambda")
+    for name in store.FILES.values():
+        assert (tmp_path / "from-file" / name).read_bytes() == (tmp_path / "from-lambda" / name).read_bytes()
+
+
+def test_per_task_lambdas_are_recorded_and_used(case, tmp_path):
+    base, finetuned, base_path, paths = case
+    lambdas = {"task0": 0.2, "task1": 0.5, "task2": 0.8}
+    grid, chosen = tmp_path / "grid.safetensors", tmp_path / "chosen.safetensors"
+    with Checkpoints(base_path, paths) as ckpts:
+        write_masks(grid, ckpts, sorted(set(lambdas.values())), MTV("ta"))
+        with MaskFile(grid) as masks:
+            write_selection(masks, lambdas, chosen)
+        with MaskFile(chosen) as masks:
+            compress(tmp_path / "s", ckpts, tall_masks(masks, ckpts))
+    s = Store(tmp_path / "s")
+    assert s.made == {"kind": "tall", "lambdas": lambdas}
+    for t, (task, lam) in enumerate(lambdas.items()):
+        assert_same(s.state(task), ref_tall_model(base, finetuned, t, lam), exact=True)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_reduced_precision_vector(case, tmp_path, dtype):
+    base, finetuned, base_path, paths = case
+    exact = Store(build(tmp_path, base_path, paths, name="fp32"))
+    small = Store(build(tmp_path, base_path, paths, dtype=dtype, name=dtype))
+    assert small.sizes()["bytes"]["vector"] < exact.sizes()["bytes"]["vector"]
+    for task in paths:
+        a, b = exact.state(task), small.state(task)
+        for key in a:
+            if a[key].dtype.is_floating_point:
+                assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-2, atol=2e-2), key
+            else:
+                assert torch.equal(a[key], b[key])
+
+
+def test_magnitude_masks_store(case, tmp_path):
+    base, finetuned, base_path, paths = case
+    with Checkpoints(base_path, paths) as ckpts:
+        compress(tmp_path / "s", ckpts, magnitude_masks(ckpts, 25.0))
+    s = Store(tmp_path / "s")
+    assert s.made == {"kind": "magnitude", "topk": 25.0}
+    for t, task in enumerate(paths):
+        assert_same(s.state(task), ref_magnitude_model(base, finetuned, t, 25.0), exact=True)
+
+
+def test_compress_is_deterministic(case, tmp_path):
+    _, _, base_path, paths = case
+    a = build(tmp_path, base_path, paths, name="a", dtype="bf16")
+    b = build(tmp_path, base_path, paths, name="b", dtype="bf16")
+    for name in [*store.FILES.values(), store.MANIFEST]:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_rerun_over_an_existing_store_replaces_it(case, tmp_path):
+    _, _, base_path, paths = case
+    out = build(tmp_path, base_path, paths, lam=0.4)
+    build(tmp_path, base_path, paths, lam=0.6, dtype="bf16")
+    s = Store(out)
+    assert s.made["lambdas"] == dict.fromkeys(paths, 0.6) and s.manifest["vector_dtype"] == "bf16"
+    s.verify()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_interrupted_compress_leaves_no_store_and_keeps_the_old_one(case, tmp_path, monkeypatch):
+    _, _, base_path, paths = case
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(codec, "encode_masks", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path, base_path, paths, name="new")
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    old = build(tmp_path, base_path, paths, lam=0.4)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    monkeypatch.setattr(codec, "encode_masks", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path, base_path, paths, lam=0.6)
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_refuses_to_replace_what_is_not_a_store(case, tmp_path):
+    _, _, base_path, paths = case
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(TallmergeError, match="not a tallmerge store"):
+        build(tmp_path, base_path, paths, name="notes")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+    (tmp_path / "empty").mkdir()
+    build(tmp_path, base_path, paths, name="empty")  # an empty folder is fine
+    Store(tmp_path / "empty").verify()
+
+
+# -- codecs ---------------------------------------------------------------------------------------
+def test_magnitude_buckets_are_half_octaves_below_the_largest():
+    v = torch.tensor([0.0, 1.0, 0.75, 0.7, 0.5, 0.36, 0.25, -1.0, 1e-30, 0.0])
+    where, bucket = codec.coded_positions(v)
+    assert where.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    # half-octave cells [2^(k/2), 2^((k+1)/2)): 1.0 and -1.0 share the top cell, 0.75 is in
+    # [1/sqrt2, 1), 0.7 and 0.5 in [1/2, 1/sqrt2), 0.36 in [1/(2 sqrt2), 1/2), 0.25 below; 1e-30 clips
+    assert bucket.tolist() == [0, 1, 2, 2, 3, 4, 0, 15]
+
+
+@pytest.mark.parametrize("tasks", [1, 2, 5])
+def test_mask_coding_round_trips(tasks):
+    g = torch.Generator().manual_seed(tasks)
+    vector = torch.randn(3000, generator=g) * torch.rand(3000, generator=g) ** 4
+    vector[::7] = 0
+    masks = torch.rand(tasks, 3000, generator=g) < torch.linspace(0.05, 0.95, tasks).unsqueeze(1)
+    model = codec.MaskModel(tasks)
+    model.observe(masks, vector)
+    table = model.table()
+    streams = codec.encode_masks(masks, vector, table)
+    for t in range(tasks):
+        decoded = codec.decode_mask(streams.__getitem__, t, vector, table)
+        assert torch.equal(decoded, masks[t] & (vector != 0))
+
+
+def test_mask_coding_of_empty_and_zero_entries():
+    masks = torch.ones(2, 4, 3, dtype=torch.bool)
+    for vector in (torch.zeros(4, 3), torch.zeros(0, 3)):
+        m = masks[:, : vector.shape[0]]
+        model = codec.MaskModel(2)
+        model.observe(m, vector)
+        streams = codec.encode_masks(m, vector, model.table())
+        assert not codec.decode_mask(streams.__getitem__, 1, vector, model.table()).any()
+
+
+def test_masks_that_follow_the_vector_code_far_below_one_bit():
+    """Context modelling pays: masks on where |v| is large and where the earlier task is on."""
+    g = torch.Generator().manual_seed(0)
+    n = 200_000
+    vector = torch.randn(n, generator=g)
+    first = (vector.abs() > 0.7) ^ (torch.rand(n, generator=g) < 0.05)
+    second = first ^ (torch.rand(n, generator=g) < 0.05)
+    masks = torch.stack([first, second])
+    model = codec.MaskModel(2)
+    model.observe(masks, vector)
+    words = sum(s.numel() for s in codec.encode_masks(masks, vector, model.table()))
+    bits_per_weight = 32 * words / (2 * n)
+    assert 0.2 < bits_per_weight < 0.45  # H(0.05) = 0.29 per bit; a plain packbits is 1.0
+    plain = float(np.mean([first.float().mean(), second.float().mean()]))
+    assert bits_per_weight < 0.5 * -(plain * math.log2(plain) + (1 - plain) * math.log2(1 - plain))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_vector_coding_round_trips_bit_for_bit(dtype):
+    g = torch.Generator().manual_seed(1)
+    v = (torch.randn(4, 1000, generator=g) * 1e-3).to(dtype)
+    v[0, :500] = 0
+    v[1, 0] = -0.0
+    name, stored = codec.encode_vector(v)
+    assert name == "zstd" and stored.numel() < v.numel() * v.element_size()
+    back = codec.decode_vector(name, stored, dtype, v.shape)
+    assert back.dtype == dtype and back.shape == v.shape
+    assert torch.equal(back.reshape(-1).view(torch.uint8), v.reshape(-1).view(torch.uint8))  # -0.0 too
+
+
+def test_incompressible_vector_is_kept_raw():
+    v = torch.tensor([1.5], dtype=torch.float32)
+    name, stored = codec.encode_vector(v)
+    assert name == "raw" and stored is v
+    assert torch.equal(codec.decode_vector(name, stored, torch.float32, (1,)), v)
+
+
+# -- the paper's accounting ----------------------------------------------------------------------
+@pytest.mark.parametrize("arch, tasks, paper_store, paper_finetuned", [
+    ("ViT-B-32", 8, 7.1, 23.3), ("ViT-B-32", 14, 7.7, 40.2), ("ViT-B-32", 20, 8.2, 57.0),
+    ("ViT-L-14", 8, 23.1, 79.1), ("ViT-L-14", 14, 24.9, 137.4), ("ViT-L-14", 20, 26.8, 195.8),
+])
+def test_accounting_reproduces_the_papers_storage_figures(arch, tasks, paper_store, paper_finetuned):
+    assert round(projected_gbit(arch, tasks, vector_bits=32, mask_bits=1), 1) == paper_store
+    assert round(finetuned_gbit(arch, tasks), 1) == paper_finetuned
+
+
+# -- bad input -----------------------------------------------------------------------------------
+@pytest.fixture
+def built(case, tmp_path):
+    _, _, base_path, paths = case
+    return build(tmp_path, base_path, paths)
+
+
+@pytest.mark.parametrize("part", sorted(store.FILES))
+def test_altered_store_file_is_refused(built, tmp_path, part, capsys):
+    path = built / store.FILES[part]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    out = tmp_path / "rebuilt.safetensors"
+    line = fails(["reconstruct", built, "--task", "task0", "--out", out], capsys, str(path), "checksum")
+    assert "\n" not in line and not out.exists()
+
+
+@pytest.mark.parametrize("part", sorted(store.FILES))
+def test_truncated_or_missing_store_file_is_refused(built, tmp_path, part, capsys):
+    path = built / store.FILES[part]
+    path.write_bytes(path.read_bytes()[:-9])
+    out = tmp_path / "rebuilt.safetensors"
+    fails(["reconstruct", built, "--task", "task0", "--out", out], capsys, str(path), "bytes")
+    path.unlink()
+    fails(["reconstruct", built, "--task", "task0", "--out", out], capsys, str(path), "missing")
+    assert not out.exists()
+
+
+def test_bad_manifests_are_refused(built, tmp_path, capsys):
+    manifest = built / store.MANIFEST
+    good = json.loads(manifest.read_text())
+    out = tmp_path / "rebuilt.safetensors"
+    manifest.write_text(manifest.read_text()[:100])
+    fails(["reconstruct", built, "--task", "task0", "--out", out], capsys, str(manifest), "not JSON")
+    manifest.write_text(json.dumps({**good, "version": 99}))
+    fails(["info", built], capsys, str(manifest), "version 99")
+    manifest.write_text(json.dumps({k: v for k, v in good.items() if k != "tensors"}))
+    fails(["info", built], capsys, str(manifest), "corrupted manifest")
+    escaped = json.loads(json.dumps(good))
+    escaped["files"]["base"]["name"] = "../base.safetensors"
+    manifest.write_text(json.dumps(escaped))
+    fails(["info", built], capsys, str(manifest), "unexpected file names")
+    manifest.unlink()
+    fails(["info", built], capsys, str(manifest), "not a complete tallmerge store")
+    fails(["info", tmp_path / "nowhere"], capsys, "nowhere", "no such store")
+    assert not out.exists()
+
+
+def test_codec_mismatch_is_caught_by_the_mask_checksum(built, tmp_path):
+    """A stream that decodes differently (e.g. another codec version), with file checksums intact."""
+    manifest = json.loads((built / store.MANIFEST).read_text())
+    manifest["mask_sha256"]["task1"] = "0" * 64
+    (built / store.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(TallmergeError, match="task 'task1' decodes to masks that do not match"):
+        Store(built).reconstruct("task1", tmp_path / "t1.safetensors")
+    assert not (tmp_path / "t1.safetensors").exists()
+    Store(built).reconstruct("task0", tmp_path / "t0.safetensors")
+
+
+def test_unknown_task_lists_the_available_ones(built, tmp_path, capsys):
+    fails(["reconstruct", built, "--task", "cars", "--out", tmp_path / "x.safetensors"], capsys,
+          "no task 'cars'", "available: task0, task1, task2")
+
+
+# -- the command line ----------------------------------------------------------------------------
+def test_compress_reconstruct_info_commands(case, tmp_path, capsys):
+    base, finetuned, base_path, paths = case
+    out = tmp_path / "store"
+    status, stdout, _ = run(["compress", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4",
+                             "--mtv", "ties", "--vector-dtype", "bf16", "--out", out], capsys)
+    assert status == 0 and "masks" in stdout and "bf16" in stdout
+    status, stdout, _ = run(["info", out], capsys)
+    assert status == 0
+    for needle in ("format version 1", "task0, task1, task2", "task1=0.4", "base", "vector", "masks", "total", "bits/weight"):
+        assert needle in stdout, needle
+    status, stdout, _ = run(["reconstruct", out, "--task", "task2", "--out", tmp_path / "t2.safetensors"], capsys)
+    assert status == 0 and "task2" in stdout
+    assert set(load_file(tmp_path / "t2.safetensors")) == set(base)
+
+
+def test_compress_bad_input(case, tmp_path, capsys):
+    base, _, base_path, paths = case
+    out = tmp_path / "store"
+    args = ["compress", "--base", base_path, *finetuned_args(paths), "--out", out]
+    fails(args, capsys, "exactly one of --lambda L or --masks MASKS")
+    fails([*args, "--lambda", "0.4", "--masks", "m.safetensors"], capsys, "exactly one of")
+    fails([*args, "--lambda", "-1"], capsys, "lambda must be a positive number")
+    masks = tmp_path / "m.safetensors"
+    with Checkpoints(base_path, paths) as ckpts:
+        write_masks(masks, ckpts, [0.4], MTV("ta"))
+    fails([*args, "--masks", masks, "--mtv", "ties"], capsys, str(masks), "not --mtv ties")
+    # a base of another model: names the file and the tensor
+    from safetensors.torch import save_file
+
+    other = {k: v for k, v in base.items() if k != "embed"}
+    save_file(other, tmp_path / "other.safetensors")
+    fails(["compress", "--base", tmp_path / "other.safetensors", *finetuned_args(paths), "--lambda", "0.4", "--out", out],
+          capsys, "unexpected tensor 'embed'")
+    # masks made for other checkpoints
+    fails(["compress", "--base", base_path, *finetuned_args({k: paths[k] for k in ("task0", "task1")}),
+           "--masks", masks, "--out", out], capsys, str(masks), "masks are for tasks")
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_ties_passes_run_once_per_compress(case, tmp_path, monkeypatch):
+    """--lambda with TIES computes the masks and then the vector: the whole-model passes are shared."""
+    from tallmerge import engine
+
+    calls = []
+    real = engine.magnitude_thresholds
+    monkeypatch.setattr(engine, "magnitude_thresholds", lambda *a: calls.append(a) or real(*a))
+    _, _, base_path, paths = case
+    build(tmp_path, base_path, paths, mtv=MTV("ties", 30.0, "sum"))
+    assert len(calls) == 1
