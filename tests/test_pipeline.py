@@ -59,7 +59,7 @@ def repo(tmp_path_factory):
 
 METHODS = {"zeroshot", "finetuned", "average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties",
            "tall-ta", "tall-ties", "magnitude-masking"}
-MASK_STAGES = {"masks@ta", "masks@ties", "tall@ta", "tall@ties", "consensus@ta", "consensus@ties", "report"}
+MASK_STAGES = {"masks@ta", "masks@ties", "tall@ta", "tall@ties", "consensus@ta", "consensus@ties", "compress", "report"}
 
 
 def ran_stages(output: str) -> set[str]:
@@ -73,7 +73,7 @@ def test_repro_writes_the_metrics_contract(repo):
     assert set(frame.task) == {"colors", "shapes"} and set(frame.split) == {"val", "test"}
     assert len(frame) == len(METHODS) * 2 * 2 and frame.top1.between(0, 100).all()
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
-    assert set(summary) == METHODS
+    assert set(summary) == METHODS | {"compression"}
     assert summary["finetuned"]["avg_normalized_test"] == 100.0
     for method in METHODS:
         assert {"avg_top1_test", "avg_normalized_test", "avg_top1_val"} <= set(summary[method])
@@ -88,16 +88,40 @@ def test_repro_writes_the_metrics_contract(repo):
                  "models/masks/ta.safetensors", "models/masks/tall-ties.safetensors",
                  "models/merged/consensus-ta.safetensors", "models/merged/average.safetensors",
                  "plots/alpha.csv", "plots/overlap.csv", "plots/methods.csv", "plots/lambda/colors.csv",
-                 "reports/results.md"):
+                 "plots/storage.csv", "models/store/manifest.json", "reports/results.md"):
         assert (repo / path).is_file(), path
     overlap = pd.read_csv(repo / "plots" / "overlap.csv")
     assert list(overlap.tasks) == [0, 1, 2] and abs(overlap.ta.sum() - 100) < 0.1
     assert "| TALL mask + TA |" in (repo / "reports" / "results.md").read_text()
 
 
+def test_compress_stage_keeps_a_store_that_rebuilds_the_tall_models(repo):
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())["compression"]
+    assert summary["mtv"] == "ties" and summary["vector_dtype"] in {"fp32", "bf16", "fp16"}
+    sizes = summary["bytes"]
+    assert sizes["total"] == sizes["base"] + sizes["vector"] + sizes["masks"] + sizes["manifest"] < sizes["finetuned"]
+    assert 0 < summary["bits_per_weight"]["mask"] < 1 and 0 < summary["bits_per_weight"]["vector"] <= 32.1
+    assert 3.63 < summary["projected_gbit_vit_b32_20tasks"] < 3.63 + 0.0879 * (32.1 + 20)
+    compression = json.loads((repo / "metrics" / "compression.json").read_text())
+    # the fp32 store rebuilds exactly the TALL + TIES models, so their accuracy is the same
+    frame = pd.read_csv(repo / "metrics" / "accuracy.csv")
+    tall = frame[frame.method == "tall-ties"].drop(columns="method").to_dict("records")
+    assert compression["stores"]["tall-ties fp32"]["accuracy"] == tall
+    storage = pd.read_csv(repo / "plots" / "storage.csv")
+    assert {"fine-tuned checkpoints", "store: tall-ties bf16", "one model: Task Arithmetic"} <= set(storage.storage)
+    info = run(f"{BIN / 'tallmerge'} info models/store", repo).stdout
+    assert "tasks (2, in coding order): colors, shapes" in info and "total" in info
+    run(f"{BIN / 'tallmerge'} reconstruct models/store --task shapes --out shapes.safetensors", repo)
+    from safetensors.torch import load_file
+
+    rebuilt, base = load_file(repo / "shapes.safetensors"), load_file(repo / "models/pretrained/visual.safetensors")
+    assert {k: (v.dtype, v.shape) for k, v in rebuilt.items()} == {k: (v.dtype, v.shape) for k, v in base.items()}
+    (repo / "shapes.safetensors").unlink()
+
+
 def test_plots_render(repo):
     plots = json.loads(run("dvc plots show --json", repo).stdout)["data"]
-    assert set(plots) == {"plots/alpha.csv", "plots/overlap.csv", "plots/methods.csv",
+    assert set(plots) == {"plots/alpha.csv", "plots/overlap.csv", "plots/methods.csv", "plots/storage.csv",
                           "plots/lambda/colors.csv", "plots/lambda/shapes.csv"}
     for name, rendered in plots.items():
         assert rendered[0]["type"] == "vega" and rendered[0]["content"]["data"]["values"], name
@@ -114,7 +138,7 @@ def test_changing_one_task_reruns_only_its_branch(repo):
     params["tasks"]["colors"] = {"steps": 6}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = ran_stages(run("dvc repro", repo).stdout)
-    merging = {"merge@average", "merge@task-arithmetic", "merge@ties", "magnitude"}
+    merging = {"merge@average", "merge@task-arithmetic", "merge@ties", "magnitude", "compress"}
     assert ran == {"finetune@colors", "evaluate"} | merging | MASK_STAGES
     after = lock_hashes(repo)
     assert after["models/finetuned/colors.safetensors"] != before["models/finetuned/colors.safetensors"]

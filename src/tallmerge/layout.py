@@ -11,6 +11,8 @@ PRETRAINED_TEXT = MODELS / "pretrained" / "text.safetensors"
 ACCURACY_CSV = METRICS / "accuracy.csv"
 SUMMARY_JSON = METRICS / "summary.json"
 PLOTS = Path("plots")
+STORE = MODELS / "store"
+COMPRESSION = METRICS / "compression.json"
 RESULTS_MD = Path("reports") / "results.md"
 
 

@@ -34,6 +34,15 @@ class PretrainConfig(TrainConfig):
 
 
 @dataclass(frozen=True)
+class CompressConfig:
+    """The compressed store the pipeline keeps (see :meth:`Params.compress`)."""
+
+    mtv: str
+    vector_dtype: list[str]
+    tolerance: float
+
+
+@dataclass(frozen=True)
 class DataConfig:
     train: int
     val: int
@@ -124,6 +133,29 @@ class Params:
         if method not in allowed:
             raise TallmergeError(f"no merge method section {method!r} (known: {', '.join(allowed)})")
         return self._options(f"merge.{method}", allowed[method])
+
+    @property
+    def compress(self) -> CompressConfig:
+        """Section ``compress``: whose masks (``mtv``), the vector dtypes to try, and how many
+        points of average normalized validation accuracy a smaller store may lose (``tolerance``)."""
+        from tallmerge.store import VECTOR_DTYPES
+
+        section = self._mapping("compress")
+        allowed = ("mtv", "vector_dtype", "tolerance")
+        for key in section:
+            if key not in allowed:
+                raise TallmergeError(f"{self.source}: unknown key 'compress.{key}' (allowed: {', '.join(allowed)})")
+        mtv = self._get("compress.mtv")
+        if mtv not in ("ta", "ties"):
+            raise TallmergeError(f"{self.source}: 'compress.mtv' must be 'ta' or 'ties', got {mtv!r}")
+        dtypes = self._get("compress.vector_dtype")
+        dtypes = dtypes if isinstance(dtypes, list) else [dtypes]
+        if not dtypes or any(d not in VECTOR_DTYPES for d in dtypes) or len(set(dtypes)) != len(dtypes):
+            raise TallmergeError(
+                f"{self.source}: 'compress.vector_dtype' must be one or a list of distinct {', '.join(VECTOR_DTYPES)}, got {dtypes!r}"
+            )
+        tolerance = self._float("compress.tolerance", self._get("compress.tolerance"), allow_zero=True)
+        return CompressConfig(mtv, dtypes, tolerance)
 
     def _options(self, dotted: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         section = self._mapping(dotted, self._get(dotted) or {})

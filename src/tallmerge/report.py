@@ -71,13 +71,38 @@ def overlap(results: Sequence[dict]) -> pd.DataFrame:
     return frame.rename_axis("tasks").reset_index()
 
 
+COMPRESSION_KEYS = ("mtv", "vector_dtype", "bytes", "bits_per_weight", "avg_top1_test", "avg_normalized_test",
+                    "projected_gbit_vit_b32_20tasks", "projected_gbit_vit_l14_20tasks")
+PAPER_GBIT = {"ViT-B-32": 8.2, "ViT-L-14": 26.8}  # the paper's TALL store, 20 tasks, fp32 vector + 1-bit masks
+
+
+def compression_summary(compression: dict) -> dict:
+    """The ``compression`` entry of summary.json: the kept store's sizes, accuracy, projections."""
+    return {k: compression[k] for k in COMPRESSION_KEYS}
+
+
+def storage(summary_: dict, compression: dict) -> pd.DataFrame:
+    """Storage of every task's model (MB on disk) against average normalized test accuracy:
+    the fine-tuned checkpoints, each store built, and single models (zero-shot, merged)."""
+    one_model = compression["bytes"]["base"]  # a merged model is a checkpoint like the base
+    rows = [{"storage": "fine-tuned checkpoints", "megabytes": compression["bytes"]["finetuned"],
+             "avg_normalized_test": summary_["finetuned"]["avg_normalized_test"]}]
+    rows += [{"storage": f"store: {name}", "megabytes": s["bytes"]["total"], "avg_normalized_test": s["avg_normalized_test"]}
+             for name, s in compression["stores"].items()]
+    rows += [{"storage": f"one model: {METHODS[m][0]}", "megabytes": one_model, "avg_normalized_test": summary_[m]["avg_normalized_test"]}
+             for m in ("zeroshot", "average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties") if m in summary_]
+    frame = pd.DataFrame(rows)
+    frame["megabytes"] = (frame["megabytes"] / 1e6).round(4)
+    return frame
+
+
 def comparison(summary_: dict) -> pd.DataFrame:
     rows = [{"method": m, "avg_normalized_test": s["avg_normalized_test"], "avg_top1_test": s["avg_top1_test"]}
             for m, s in summary_.items() if m != "finetuned"]
     return pd.DataFrame(rows)
 
 
-def markdown(results: Sequence[dict], summary_: dict, arch: str) -> str:
+def markdown(results: Sequence[dict], summary_: dict, arch: str, compression: dict | None = None) -> str:
     """reports/results.md: our numbers beside the paper's ViT-B/32 8-task row."""
     frame = accuracy_frame(results)
     tasks = list(dict.fromkeys(frame.task))
@@ -118,7 +143,34 @@ def markdown(results: Sequence[dict], summary_: dict, arch: str) -> str:
             if mtv in shares:
                 col = shares[mtv]
                 lines.append(f"| {mtv} | {col[0]:.1f} | {col[1]:.1f} | {col[2:].sum():.1f} |")
+    if compression is not None:
+        lines += _compression_lines(summary_, compression)
     return "\n".join(lines) + "\n"
+
+
+def _compression_lines(summary_: dict, compression: dict) -> list[str]:
+    n = compression["bytes"]["finetuned"]
+    lines = [
+        "", "## Compressed store", "",
+        f"Kept: `{compression['store']}`, TALL masks of tau_MTL = {compression['mtv']}, merged vector stored as "
+        f"{compression['vector_dtype']} (the smallest store within the tolerance on validation).",
+        "Sizes are bytes on disk; normalized accuracy is of the models rebuilt from each store, on test.", "",
+        "| storage | bytes | % of fine-tuned | vector bits/weight | mask bits/weight | avg top-1 (normalized) |",
+        "|---|---|---|---|---|---|",
+        f"| fine-tuned checkpoints | {n:,} | 100.0 | | | {summary_['finetuned']['avg_top1_test']:.1f} (100.0) |",
+    ]
+    for name, s in compression["stores"].items():
+        b = s["bits_per_weight"]
+        lines.append(f"| store: {name} | {s['bytes']['total']:,} | {100 * s['bytes']['total'] / n:.1f} | {b['vector']:.2f} | "
+                     f"{b['mask']:.3f} | {s['avg_top1_test']:.1f} ({s['avg_normalized_test']:.1f}) |")
+    lines += [
+        "", "Projected with the paper's accounting (the full fp32 zero-shot model, visual and text side, + the merged "
+        "vector and 20 masks over the visual encoder at the kept store's measured bits per weight):", "",
+        "| model, 20 tasks | ours (Gbit) | paper's TALL store (Gbit) |", "|---|---|---|",
+        f"| ViT-B/32 | {compression['projected_gbit_vit_b32_20tasks']:.2f} | {PAPER_GBIT['ViT-B-32']} |",
+        f"| ViT-L/14 | {compression['projected_gbit_vit_l14_20tasks']:.2f} | {PAPER_GBIT['ViT-L-14']} |",
+    ]
+    return lines
 
 
 def _selection(entry: dict) -> str:

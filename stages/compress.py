@@ -1,0 +1,75 @@
+"""Stage compress: the compressed multi-task store. The pre-trained model, one merged vector
+tau_MTL and each task's TALL mask at its lambda selected on validation (entropy-coded) replace
+the T fine-tuned models; task t is rebuilt as theta_0 + m_t * tau_MTL.
+
+A store is built at each vector dtype in params; every task is rebuilt from it and evaluated.
+The smallest store whose average normalized validation accuracy is within `compress.tolerance`
+points of the best is kept (models/store). For comparison the magnitude-masking baseline is
+stored the same way. Sizes are bytes on disk; the projection to the paper's models applies our
+measured bits per weight to its accounting (the full fp32 zero-shot model + vector + 20 masks)."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from tallmerge import layout
+from tallmerge.engine import Checkpoints
+from tallmerge.errors import exit_on_error
+from tallmerge.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
+from tallmerge.io import write_json
+from tallmerge.masks import MaskFile
+from tallmerge.params import Params
+from tallmerge.store import Store, compress, magnitude_masks, projected_gbit, tall_masks
+
+
+def evaluate(store: Store, bench: Benchmark, reference: dict) -> dict:
+    """Rebuild every task from ``store``; its accuracy rows, averages and sizes."""
+    rows = bench.rows(store.state)
+    out = {"accuracy": rows, **store.sizes()}
+    for split in SPLITS:
+        top1 = {r["task"]: r["top1"] for r in rows if r["split"] == split}
+        out[f"avg_top1_{split}"] = round(sum(top1.values()) / len(top1), 2)
+        out[f"avg_normalized_{split}"] = round(avg_normalized(top1, reference[split]), 2)
+    return out
+
+
+def main() -> None:
+    params = Params.load()
+    config = params.compress
+    bench = Benchmark.from_params(params)
+    reference = {split: reference_top1(layout.result("finetuned"), split) for split in SPLITS}
+    layout.MODELS.mkdir(exist_ok=True)
+    with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts, \
+            MaskFile(layout.selected_masks(config.mtv)) as masks, \
+            tempfile.TemporaryDirectory(prefix=".compress.", dir=layout.MODELS) as scratch:
+        stores = {}
+        for dtype in config.vector_dtype:
+            compress(Path(scratch) / dtype, ckpts, tall_masks(masks, ckpts), dtype)
+            stores[dtype] = evaluate(Store(Path(scratch) / dtype), bench, reference)
+        best = max(s["avg_normalized_val"] for s in stores.values())
+        eligible = [d for d, s in stores.items() if s["avg_normalized_val"] >= best - config.tolerance]
+        kept = min(eligible, key=lambda d: stores[d]["bytes"]["total"])
+        shutil.rmtree(layout.STORE, ignore_errors=True)
+        shutil.move(Path(scratch) / kept, layout.STORE)
+
+        topk = params.merge_options("magnitude")["topk"]
+        compress(Path(scratch) / "magnitude", ckpts, magnitude_masks(ckpts, topk), kept)
+        magnitude = evaluate(Store(Path(scratch) / "magnitude"), bench, reference)
+
+    chosen = stores[kept]
+    bits = chosen["bits_per_weight"]
+    write_json({
+        "store": str(layout.STORE), "mtv": config.mtv, "vector_dtype": kept,
+        "bytes": {"finetuned": chosen["finetuned_bytes"], **chosen["bytes"]},
+        "bits_per_weight": bits,
+        **{k: chosen[k] for k in ("avg_top1_val", "avg_top1_test", "avg_normalized_val", "avg_normalized_test")},
+        "projected_gbit_vit_b32_20tasks": round(projected_gbit("ViT-B-32", 20, bits["vector"], bits["mask"]), 3),
+        "projected_gbit_vit_l14_20tasks": round(projected_gbit("ViT-L-14", 20, bits["vector"], bits["mask"]), 3),
+        "accuracy": chosen["accuracy"],
+        "stores": {**{f"tall-{config.mtv} {d}": s for d, s in stores.items()}, f"magnitude-masking {kept}": magnitude},
+        "magnitude_topk": topk,
+    }, layout.COMPRESSION)
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
