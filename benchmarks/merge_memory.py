@@ -276,7 +276,9 @@ def generate(specs: list, tasks: int, folder: Path, seed: int) -> list[Path]:
                     noise = torch.empty(n).normal_(0.0, 1e-3, generator=gens[i])
                     kicks = max(1, n // 100)
                     where = torch.randint(0, n, (kicks,), generator=gens[i])
-                    noise[where] += torch.empty(kicks).normal_(0.0, 1e-2, generator=gens[i])
+                    # index_add_ sums repeated positions; `noise[where] += ...` would keep one of them
+                    # at random (parallel writes), making the data differ from run to run
+                    noise.index_add_(0, where, torch.empty(kicks).normal_(0.0, 1e-2, generator=gens[i]))
                     tensor = (base + noise).to(dt)
                 else:
                     tensor = base.to(dt)
