@@ -58,7 +58,7 @@ def open_tensors(path: str | os.PathLike):
     try:
         return safe_open(str(path), framework="pt")
     except (SafetensorError, OSError, ValueError) as e:
-        raise TallmergeError(f"{path}: not a valid safetensors file ({_one_line(e)})") from None
+        raise TallmergeError(f"{path}: not a valid safetensors file ({one_line(e)})") from None
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
@@ -69,7 +69,7 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         try:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise TallmergeError(f"{path}: corrupted safetensors file ({_one_line(e)})") from None
+            raise TallmergeError(f"{path}: corrupted safetensors file ({one_line(e)})") from None
         raw = dict(f.metadata() or {})
     return tensors, parse_metadata(path, raw)
 
@@ -112,5 +112,5 @@ def write_csv(frame, path: str | os.PathLike) -> None:
         frame.to_csv(tmp, index=False, float_format="%.2f")
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__

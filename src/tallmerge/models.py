@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Mapping
 
 import open_clip
 import torch
@@ -91,16 +92,22 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], path, ignore_
     """Load ``state`` into ``module``; a missing, unexpected or misshapen tensor is a one-line
     error naming ``path`` and the tensor."""
     expected = {
-        k: v for k, v in module.state_dict().items() if ignore_prefix is None or not k.startswith(ignore_prefix)
+        k: tuple(v.shape) for k, v in module.state_dict().items() if ignore_prefix is None or not k.startswith(ignore_prefix)
     }
-    for key in sorted(set(expected) | set(state)):
-        if key not in state:
-            raise TallmergeError(f"{path}: missing tensor '{key}' (wrong architecture?)")
-        if key not in expected:
-            raise TallmergeError(f"{path}: unexpected tensor '{key}' (wrong architecture?)")
-        if state[key].shape != expected[key].shape:
-            raise TallmergeError(
-                f"{path}: tensor '{key}' has shape {tuple(state[key].shape)}, "
-                f"the model expects {tuple(expected[key].shape)} (wrong architecture?)"
-            )
+    check_state(state, expected, path, "the model")
     module.load_state_dict(state, strict=ignore_prefix is None)
+
+
+def check_state(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], source, owner: str) -> None:
+    """``state`` must have exactly the ``expected`` keys and shapes; the first missing, misshapen
+    or unexpected tensor (in ``expected``'s order) is a one-line error naming ``source``."""
+    for key, shape in expected.items():
+        if key not in state:
+            raise TallmergeError(f"{source}: missing tensor '{key}' for {owner} (wrong architecture?)")
+        if tuple(state[key].shape) != shape:
+            raise TallmergeError(
+                f"{source}: tensor '{key}' has shape {tuple(state[key].shape)}, {owner} expects {shape} (wrong architecture?)"
+            )
+    for key in state:
+        if key not in expected:
+            raise TallmergeError(f"{source}: unexpected tensor '{key}' for {owner} (wrong architecture?)")

@@ -1,0 +1,77 @@
+"""Pre-trained weights from this machine only: checkpoint paths, tags found in the local caches,
+and one-line errors saying which file to place where. Nothing here touches the network."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tallmerge import pretrained
+from tallmerge.errors import TallmergeError
+from tallmerge.models import create_clip
+
+
+def fake_hub_file(cache, repo, filename, content=b"weights"):
+    """A file laid out as huggingface_hub caches it (snapshot + refs/main)."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = folder / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0" * 40)
+    (snapshot / filename).write_bytes(content)
+    return snapshot / filename
+
+
+def test_checkpoint_path_loads_into_the_architecture(tmp_path):
+    source = create_clip("pocket-vit", seed=3)
+    path = tmp_path / "pocket.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, path)
+    model = pretrained.load("pocket-vit", str(path))
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert not model.training
+
+
+def test_missing_checkpoint_path(tmp_path):
+    with pytest.raises(TallmergeError, match="checkpoint file not found: .*nope.safetensors"):
+        pretrained.resolve("ViT-B-32", str(tmp_path / "nope.safetensors"))
+
+
+def test_wrong_architecture_checkpoint(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"visual.proj": torch.zeros(3, 3)}, path)
+    with pytest.raises(TallmergeError, match="other.safetensors: not a pocket-vit checkpoint"):
+        pretrained.load("pocket-vit", str(path))
+
+
+def test_unknown_tag_lists_the_known_ones():
+    with pytest.raises(TallmergeError, match="no pretrained tag 'imagenet' for ViT-B-32 .*openai, laion400m_e31"):
+        pretrained.resolve("ViT-B-32", "imagenet")
+    with pytest.raises(TallmergeError, match="it has none"):
+        pretrained.resolve("pocket-vit", "openai")
+
+
+def test_tag_not_cached_says_which_file_to_place_where(tmp_path):
+    with pytest.raises(TallmergeError) as error:
+        pretrained.resolve("ViT-B-32", "openai", cache_dir=tmp_path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "open_clip_model.safetensors of the Hugging Face repo timm/vit_base_patch32_clip_224.openai" in message
+    assert str(tmp_path) in message and "ViT-B-32.pt" not in message  # OpenAI's TorchScript file is not offered
+    with pytest.raises(TallmergeError, match="vit_b_32-laion2b_e16-af8dbd0c.pth .*releases"):
+        pretrained.resolve("ViT-B-32", "laion2b_e16", cache_dir=tmp_path)
+
+
+def test_tag_found_in_the_hub_cache(tmp_path):
+    safe = fake_hub_file(tmp_path, "timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors")
+    assert pretrained.resolve("ViT-B-32", "openai", cache_dir=tmp_path) == safe
+
+
+def test_tag_found_in_the_url_cache(tmp_path):
+    target = tmp_path / "vit_b_32-laion2b_e16-af8dbd0c.pth"
+    target.write_bytes(b"weights")
+    assert pretrained.resolve("ViT-B-32", "laion2b_e16", cache_dir=tmp_path) == target
+
+
+def test_paths_and_tags_are_told_apart():
+    assert pretrained.is_path("weights/clip.pt") and pretrained.is_path("clip.safetensors")
+    assert not pretrained.is_path("laion2b_s34b_b79k") and not pretrained.is_path("openai")
