@@ -202,3 +202,15 @@ def test_missing_hf_key_is_named(hf):
         "hf.bin: missing key 'vision_model.encoder.layers.1.self_attn.k_proj.bias' "
         "(incomplete Hugging Face CLIP vision state dict)"
     )
+
+
+def test_import_command_converts_a_hf_checkpoint(hf, images, reference, tmp_path, capsys):
+    from safetensors.torch import load_file
+    from test_merge_cli import run
+
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(hf.state_dict(), path)
+    status, _, _ = run(["import", "--arch", TINY, f"cars={path}", "--out", tmp_path / "out"], capsys)
+    assert status == 0
+    features = open_clip_features(load_file(tmp_path / "out" / "cars.safetensors"), images)
+    assert (features - reference).abs().max() < 1e-4

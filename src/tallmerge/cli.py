@@ -103,6 +103,20 @@ def _cmd_info(args: argparse.Namespace) -> None:
     print(Store(args.store).describe())
 
 
+def _cmd_import(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from tallmerge.convert import import_checkpoint
+    from tallmerge.models import save_visual
+
+    checkpoints = parse_finetuned(args.checkpoints)
+    converted = {name: import_checkpoint(path, args.arch) for name, path in checkpoints.items()}  # all checked first
+    for name, state in converted.items():
+        out = Path(args.out) / f"{name}.safetensors"
+        save_visual(state, args.arch, out, source=str(checkpoints[name]))
+        print(f"{out}: {args.arch} image encoder from {checkpoints[name]}")
+
+
 def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, metavar="BASE", help="pre-trained checkpoint (safetensors)")
     parser.add_argument(
@@ -175,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--task", required=True, metavar="NAME", help="the task to rebuild (`tallmerge info` lists them)")
     reconstruct.add_argument("--out", required=True, metavar="OUT", help="model to write (safetensors, the base's keys and dtypes)")
     reconstruct.set_defaults(run=_cmd_reconstruct)
+
+    imports = commands.add_parser(
+        "import", help="convert image encoders from other checkpoint formats into tallmerge's (safetensors)",
+        description="Read fine-tuned (or pre-trained) CLIP image encoders from Hugging Face transformers CLIP "
+        "checkpoints, open_clip state dicts or pickled task-vectors ImageEncoders (never running code from the "
+        "file), check them against --arch, and write each as OUT/NAME.safetensors.",
+    )
+    imports.add_argument("checkpoints", nargs="+", metavar="[NAME=]PATH", help="checkpoint files; NAME defaults to the file stem")
+    imports.add_argument("--arch", required=True, help="the open_clip architecture they must match (e.g. ViT-B-32-quickgelu for OpenAI CLIP)")
+    imports.add_argument("--out", required=True, metavar="DIR", help="folder to write NAME.safetensors into")
+    imports.set_defaults(run=_cmd_import)
 
     info = commands.add_parser("info", help="describe a store: tasks, lambdas, sizes by component, bits per weight")
     info.add_argument("store", metavar="STORE_DIR")

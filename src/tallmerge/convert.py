@@ -1,5 +1,15 @@
-"""Hugging Face ``transformers`` CLIP vision checkpoints -> open_clip image-encoder state dicts.
+"""Fine-tuned image encoders from elsewhere -> open_clip image-encoder state dicts.
 
+:func:`import_checkpoint` reads a checkpoint file safely (safetensors, or a torch file through
+:mod:`tallmerge.safeload`), recognises its layout, and returns the image encoder in
+``open_clip.create_model(arch).visual``'s layout, checked key by key and shape by shape:
+
+* Hugging Face ``transformers`` CLIP vision models (below);
+* open_clip CLIP state dicts (``visual.*``; the text tower is dropped), the task-vectors /
+  TALL-mask projects' pickled ``ImageEncoder`` (``model.visual.*``), DDP-wrapped ones
+  (``module.visual.*``), and bare image-encoder state dicts.
+
+**Hugging Face.**
 Many public fine-tuned CLIPs are ``transformers`` checkpoints, while tallmerge keeps an image
 encoder as the state dict of ``open_clip.create_model(arch).visual``. Both libraries implement
 the same ViT under different names, with two structural differences:
@@ -22,12 +32,16 @@ is checked by :func:`check_visual_state`: every key and shape of the target arch
 from __future__ import annotations
 
 import functools
+import os
 import re
+from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
 
+from tallmerge import safeload
 from tallmerge.errors import TallmergeError
+from tallmerge.io import load_tensors
 from tallmerge.models import check_state, create_clip
 
 VISION_PREFIX = "vision_model."
@@ -62,6 +76,36 @@ QKV = ("q_proj", "k_proj", "v_proj")
 """Stacked in this order into ``attn.in_proj_weight`` / ``attn.in_proj_bias``."""
 LAYER_SUFFIXES = [f"self_attn.{p}.{kind}" for p in QKV for kind in ("weight", "bias")] + list(LAYER_KEYS)
 LAYER = re.compile(r"encoder\.layers\.(0|[1-9][0-9]*)\.(.+)")
+
+
+OPEN_CLIP_PREFIXES = ("", "visual.", "model.visual.", "module.visual.", "module.model.visual.")
+"""Where an open_clip image encoder sits in the checkpoints we read (tried in this order)."""
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def import_checkpoint(path: str | os.PathLike, arch: str) -> dict[str, torch.Tensor]:
+    """The image encoder in a checkpoint file, as an open_clip ``arch`` ``visual`` state dict."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        state, _ = load_tensors(path)
+    elif path.suffix in TORCH_SUFFIXES:
+        state = safeload.load_state_dict(path)
+    else:
+        raise TallmergeError(f"{path}: unknown checkpoint type (expected .safetensors or one of {', '.join(TORCH_SUFFIXES)})")
+    return to_visual(state, arch, str(path))
+
+
+def to_visual(state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict") -> dict[str, torch.Tensor]:
+    """Recognise ``state``'s layout (see the module doc) and return its image encoder for ``arch``."""
+    if any(k.startswith(VISION_PREFIX) or LAYER.fullmatch(k) or k in GLOBAL_KEYS for k in state):
+        return convert_hf_clip(state, arch, source)
+    for prefix in OPEN_CLIP_PREFIXES:
+        if f"{prefix}conv1.weight" in state:
+            visual = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            check_visual_state(visual, arch, source)
+            return visual
+    sample = ", ".join(f"'{k}'" for k in list(state)[:3])
+    raise TallmergeError(f"{source}: neither an open_clip image encoder nor a Hugging Face CLIP vision checkpoint (keys {sample}, ...)")
 
 
 def convert_hf_clip(state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict") -> dict[str, torch.Tensor]:
