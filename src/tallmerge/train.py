@@ -2,7 +2,9 @@
 frozen zero-shot head. Both use AdamW with a linear warm-up then a cosine decay, as the paper.
 
 Batches are drawn from in-memory uint8 tensors by a seeded generator, so a run is a function of
-its inputs and seed: on CPU, the same params give byte-identical weights.
+its inputs and seed: on CPU, the same params give byte-identical weights. Fine-tuning runs on
+the :mod:`tallmerge.runtime` device (a GPU with bf16 autocast when there is one) and, under
+``torchrun``, on several processes (DDP), each taking an equal share of every batch.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from tallmerge import runtime
+from tallmerge.errors import TallmergeError
 from tallmerge.heads import Classifier
 from tallmerge.params import TrainConfig
 
@@ -37,9 +41,9 @@ def batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> 
         buffer = buffer[batch_size:]
 
 
-def _optimise(params, n: int, cfg: TrainConfig, loss_fn, seed: int, desc: str) -> list[float]:
+def _optimise(params, n: int, cfg: TrainConfig, loss_fn, seed: int, desc: str, world: int = 1) -> list[float]:
     """Run ``cfg.steps`` AdamW steps of ``loss_fn(batch_indices, generator)`` over ``n``
-    examples; return the loss history."""
+    examples; return the loss history (averaged over the ``world`` processes)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in params if p.requires_grad]
@@ -54,6 +58,10 @@ def _optimise(params, n: int, cfg: TrainConfig, loss_fn, seed: int, desc: str) -
         loss.backward()
         optimizer.step()
         schedule.step()
+        loss = loss.detach()
+        if world > 1:
+            torch.distributed.all_reduce(loss)
+            loss /= world
         losses.append(loss.item())
         if step % 10 == 0:
             progress.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -103,15 +111,30 @@ def pretrain_clip(
     return losses
 
 
-def finetune(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, seed: int, desc: str = "finetune") -> list[float]:
-    """Fine-tune ``classifier.encoder`` with cross-entropy; the head stays frozen."""
-    classifier.train()
+def finetune(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, seed: int,
+             desc: str = "finetune") -> list[float]:
+    """Fine-tune ``classifier.encoder`` with cross-entropy; the head stays frozen. Runs on this
+    process's :func:`runtime.current` device and shares each batch among the DDP processes;
+    the classifier is back on the CPU afterwards."""
+    rt = runtime.current()
+    if cfg.batch_size % rt.world:
+        raise TallmergeError(f"batch size {cfg.batch_size} does not split evenly over {rt.world} processes")
+    classifier.to(rt.device).train()
+    model = classifier
+    if rt.world > 1:
+        model = nn.parallel.DistributedDataParallel(classifier, device_ids=[rt.device] if rt.device.type == "cuda" else None)
+    pin = rt.device.type == "cuda"
 
     def loss_fn(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return F.cross_entropy(classifier(images[idx]), labels[idx])
+        idx = idx[rt.rank :: rt.world]
+        x, y = images[idx], labels[idx]
+        if pin:
+            x, y = x.pin_memory().to(rt.device, non_blocking=True), y.pin_memory().to(rt.device, non_blocking=True)
+        with rt.autocast():
+            return F.cross_entropy(model(x).float(), y)
 
-    losses = _optimise(classifier.encoder.parameters(), len(images), cfg, loss_fn, seed, desc=desc)
-    classifier.eval()
+    losses = _optimise(classifier.encoder.parameters(), len(images), cfg, loss_fn, seed, desc=desc, world=rt.world)
+    classifier.to("cpu").eval()
     return losses
 
 
@@ -119,8 +142,9 @@ def finetune(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
 def accuracy(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
     """Top-1 accuracy in percent."""
     classifier.eval()
+    device = next(classifier.parameters()).device
     correct = 0
     for start in range(0, len(images), batch_size):
-        logits = classifier(images[start : start + batch_size])
-        correct += (logits.argmax(dim=1) == labels[start : start + batch_size]).sum().item()
+        logits = classifier(images[start : start + batch_size].to(device))
+        correct += (logits.argmax(dim=1).cpu() == labels[start : start + batch_size]).sum().item()
     return 100.0 * correct / len(images)
