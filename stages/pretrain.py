@@ -1,11 +1,19 @@
-"""Stage pretrain: contrastive pre-training of the pocket CLIP on the captioned web mix.
+"""Stage pretrain: theta_0, the pre-trained CLIP every task starts from.
 
-The mix covers every concept of the pocket world (all pocket tasks, not only the benchmark's),
-as a generic pre-training corpus would; the tasks later see those concepts differently.
+With `model.pretrained: null` (the pocket benchmark), contrastive pre-training of the pocket CLIP
+on the captioned web mix. The mix covers every concept of the pocket world (all pocket tasks,
+not only the benchmark's), as a generic pre-training corpus would; the tasks later see those
+concepts differently. Otherwise the real model's weights, from this machine only (an open_clip
+tag found in the local caches, or a checkpoint file); set TALLMERGE_ALLOW_DOWNLOAD=1 to let
+open_clip download a missing tag.
 """
+
+import os
+
 
 from tallmerge import layout
 from tallmerge.errors import exit_on_error
+from tallmerge import pretrained
 from tallmerge.models import create_clip, image_stats, save_clip, tokenizer
 from tallmerge.params import Params
 from tallmerge.tasks.pocket import POCKET_TASKS
@@ -15,7 +23,13 @@ from tallmerge.train import pretrain_clip
 
 def main() -> None:
     params = Params.load()
-    cfg, arch, seed = params.pretrain, params.arch, params.seed
+    arch = params.arch
+    if params.pretrained is not None:
+        allow = os.environ.get("TALLMERGE_ALLOW_DOWNLOAD") == "1"
+        model = pretrained.load(arch, params.pretrained, allow_download=allow)
+        save_clip(model, arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT)
+        return
+    cfg, seed = params.pretrain, params.seed
     model = create_clip(arch, seed)
     images, concepts, concept_list = web_mix(POCKET_TASKS, cfg.images, seed)
     captions, counts = caption_tokens(concept_list, tokenizer(arch))

@@ -126,3 +126,11 @@ def test_bad_merge_options_name_the_key(change, message):
         for section in ("average", "task-arithmetic", "ties", "consensus"):
             params.merge_options(section)
         params.mtv("ties")
+
+
+def test_pretrained_weights_setting():
+    assert make().pretrained is None
+    assert make(model__pretrained="openai").pretrained == "openai"
+    for bad in ("", "  ", 3, ["openai"]):
+        with pytest.raises(TallmergeError, match=r"'model.pretrained' must be null, a pretrained tag or a checkpoint path"):
+            make(model__pretrained=bad).pretrained

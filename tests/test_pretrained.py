@@ -75,3 +75,29 @@ def test_tag_found_in_the_url_cache(tmp_path):
 def test_paths_and_tags_are_told_apart():
     assert pretrained.is_path("weights/clip.pt") and pretrained.is_path("clip.safetensors")
     assert not pretrained.is_path("laion2b_s34b_b79k") and not pretrained.is_path("openai")
+
+
+def test_pretrain_stage_takes_local_weights(tmp_path):
+    """model.pretrained set: the stage writes the given weights as theta_0, no training."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parents[1]
+    source = create_clip("pocket-vit", seed=4)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, tmp_path / "clip.safetensors")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["model"]["pretrained"] = str(tmp_path / "clip.safetensors")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(root / "stages" / "pretrain.py")], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    visual = load_file(tmp_path / "models" / "pretrained" / "visual.safetensors")
+    assert all(torch.equal(visual[k], v) for k, v in source.visual.state_dict().items())
+
+    params["model"]["pretrained"] = "openai"  # pocket-vit has no tags: a one-line error, exit 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(root / "stages" / "pretrain.py")], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no pretrained tag 'openai'" in result.stderr

@@ -92,6 +92,15 @@ class Params:
         return arch
 
     @property
+    def pretrained(self) -> str | None:
+        """``model.pretrained``: None (pre-train the pocket CLIP in the pipeline), or an open_clip
+        pretrained tag found in the local caches, or a checkpoint file (:mod:`tallmerge.pretrained`)."""
+        value = self._mapping("model").get("pretrained")
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise TallmergeError(f"{self.source}: 'model.pretrained' must be null, a pretrained tag or a checkpoint path, got {value!r}")
+        return value
+
+    @property
     def data(self) -> DataConfig:
         return self._config(DataConfig, self._mapping("data"), lambda k: f"data.{k}")
 
