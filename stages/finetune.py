@@ -1,10 +1,13 @@
 """Stage finetune@TASK: build the task's zero-shot head from the text tower, freeze it, and
 fine-tune the image encoder on the task's training split. On a GPU when there is one; on
-several with `torchrun --nproc-per-node N stages/finetune.py TASK` (same results contract)."""
+several with `torchrun --nproc-per-node N stages/finetune.py TASK` (same results contract).
+With `tasks.<task>.import: PATH`, the task's fine-tuned encoder is imported from a public
+checkpoint instead (Hugging Face, open_clip or task-vectors format; see `tallmerge import`)."""
 
 import argparse
 
 from tallmerge import layout
+from tallmerge.convert import import_checkpoint
 from tallmerge.data import read_split
 from tallmerge.errors import exit_on_error
 from tallmerge.heads import Classifier, save_head, zeroshot_head
@@ -19,16 +22,21 @@ def main(task_name: str) -> None:
     params = Params.load()
     cfg, arch = params.finetune(task_name), params.arch
     task = get_task(task_name)
-    images, labels = read_split(layout.task_data(task_name), "train")
 
     with launched() as rt:  # one process, or each of torchrun's (DDP)
         model = load_clip(arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT)
         head = zeroshot_head(model, tokenizer(arch), task.classnames, task.templates)
-        classifier = Classifier(model.visual, head, *image_stats(model))
-        finetune(classifier, images, labels, cfg, params.seed, desc=f"finetune {task_name}")
+        source = params.imported(task_name)
+        if source is None:
+            images, labels = read_split(layout.task_data(task_name), "train")
+            classifier = Classifier(model.visual, head, *image_stats(model))
+            finetune(classifier, images, labels, cfg, params.seed, desc=f"finetune {task_name}")
+            state, origin = model.visual.state_dict(), {}
+        else:  # a public fine-tuned checkpoint instead of our own fine-tuning
+            state, origin = import_checkpoint(source, arch), {"imported": source}
         if rt.main:
             save_head(head, task.classnames, task_name, layout.head(task_name))
-            save_visual(model.visual.state_dict(), arch, layout.finetuned(task_name), task=task_name)
+            save_visual(state, arch, layout.finetuned(task_name), task=task_name, **origin)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,30 @@ def test_bad_checkpoints_are_refused_and_nothing_is_written(clip, tmp_path, caps
           "notes.txt", "unknown checkpoint type")
     with pytest.raises(TallmergeError, match="file not found"):
         import_checkpoint(tmp_path / "missing.pt", "pocket-vit")
+
+
+def test_finetune_stage_imports_instead_of_training(clip, tmp_path):
+    """tasks.<task>.import: the stage writes the imported encoder (and the task's head), no training."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from tallmerge.models import save_clip
+    from tallmerge.streaming import TensorFile
+
+    root = Path(__file__).resolve().parents[1]
+    save_clip(create_clip("pocket-vit", seed=0), "pocket-vit", tmp_path / "models/pretrained/visual.safetensors",
+              tmp_path / "models/pretrained/text.safetensors")
+    torch.save({"model.visual." + k: v for k, v in clip.visual.state_dict().items()}, tmp_path / "digits.pt")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["tasks"] = {"digits": {"import": str(tmp_path / "digits.pt")}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(root / "stages" / "finetune.py"), "digits"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert_is_visual(load_file(tmp_path / "models/finetuned/digits.safetensors"), clip)
+    with TensorFile(tmp_path / "models/finetuned/digits.safetensors") as f:
+        assert f.metadata["imported"] == str(tmp_path / "digits.pt") and f.metadata["task"] == "digits"
+    assert (tmp_path / "models/heads/digits.safetensors").is_file()

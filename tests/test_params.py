@@ -134,3 +134,11 @@ def test_pretrained_weights_setting():
     for bad in ("", "  ", 3, ["openai"]):
         with pytest.raises(TallmergeError, match=r"'model.pretrained' must be null, a pretrained tag or a checkpoint path"):
             make(model__pretrained=bad).pretrained
+
+
+def test_task_import_switch():
+    params = make(tasks={"digits": {"import": "ckpts/digits.pt"}, "colors": {"steps": 300}})
+    assert params.imported("digits") == "ckpts/digits.pt" and params.imported("colors") is None
+    assert params.finetune("digits") == TrainConfig(**BASE["finetune"])  # import is not a recipe key
+    with pytest.raises(TallmergeError, match=r"'tasks.digits.import' must be a checkpoint path, got 3"):
+        make(tasks={"digits": {"import": 3}}).imported("digits")

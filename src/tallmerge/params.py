@@ -110,11 +110,21 @@ class Params:
 
     def finetune(self, task: str) -> TrainConfig:
         """The fine-tuning recipe of ``task``: the ``finetune`` defaults, then its overrides."""
-        if task not in self.tasks:
-            raise TallmergeError(f"{self.source}: task {task!r} is not in 'tasks' ({', '.join(self.tasks)})")
-        overrides = self._mapping(f"tasks.{task}", self.raw["tasks"][task] or {})
+        overrides = {k: v for k, v in self._task_entry(task).items() if k != "import"}
         merged = {**self._mapping("finetune"), **overrides}
         return self._config(TrainConfig, merged, lambda k: f"tasks.{task}.{k}" if k in overrides else f"finetune.{k}")
+
+    def imported(self, task: str) -> str | None:
+        """``tasks.<task>.import``: a fine-tuned checkpoint to import instead of fine-tuning."""
+        path = self._task_entry(task).get("import")
+        if path is not None and (not isinstance(path, str) or not path.strip()):
+            raise TallmergeError(f"{self.source}: 'tasks.{task}.import' must be a checkpoint path, got {path!r}")
+        return path
+
+    def _task_entry(self, task: str) -> dict:
+        if task not in self.tasks:
+            raise TallmergeError(f"{self.source}: task {task!r} is not in 'tasks' ({', '.join(self.tasks)})")
+        return self._mapping(f"tasks.{task}", self.raw["tasks"][task] or {})
 
     @property
     def eval_batch_size(self) -> int:
