@@ -104,17 +104,21 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
+    import contextlib
     from pathlib import Path
 
     from tallmerge.convert import import_checkpoint
+    from tallmerge.io import atomic_write
     from tallmerge.models import save_visual
 
     checkpoints = parse_finetuned(args.checkpoints)
-    converted = {name: import_checkpoint(path, args.arch) for name, path in checkpoints.items()}  # all checked first
-    for name, state in converted.items():
-        out = Path(args.out) / f"{name}.safetensors"
-        save_visual(state, args.arch, out, source=str(checkpoints[name]))
-        print(f"{out}: {args.arch} image encoder from {checkpoints[name]}")
+    # One checkpoint in memory at a time; every output is renamed into place only once all are converted.
+    with contextlib.ExitStack() as outputs:
+        for name, path in checkpoints.items():
+            tmp = outputs.enter_context(atomic_write(Path(args.out) / f"{name}.safetensors"))
+            save_visual(import_checkpoint(path, args.arch), args.arch, tmp, source=str(path))
+    for name, path in checkpoints.items():
+        print(f"{Path(args.out) / f'{name}.safetensors'}: {args.arch} image encoder from {path}")
 
 
 def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
