@@ -4,7 +4,6 @@ interrupted writes), through the library and the `tallmerge` command line."""
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest

@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=_cmd_models)
 
     from tallmerge.merge import METHODS
+    from tallmerge.store import VECTOR_DTYPES
 
     merge = commands.add_parser(
         "merge", help="merge fine-tuned checkpoints into one model, streaming one tensor at a time",
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--masks", metavar="MASKS", help="TALL masks with one lambda per task (e.g. selected on validation)")
     compress.add_argument("--mtv", choices=("ta", "ties"), help="tau_MTL: sum of task vectors (ta, default with --lambda) "
                           "or TIES top-20%% with disjoint sum; with --masks, the masks' own")
-    compress.add_argument("--vector-dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+    compress.add_argument("--vector-dtype", choices=tuple(VECTOR_DTYPES), default="fp32",
                           help="precision of the stored merged vector (default fp32: reconstruction is exact)")
     compress.add_argument("--out", required=True, metavar="STORE_DIR", help="store folder to write (replaces a store already there)")
     compress.set_defaults(run=_cmd_compress)
