@@ -4,16 +4,14 @@ With `model.pretrained: null` (the pocket benchmark), contrastive pre-training o
 on the captioned web mix. The mix covers every concept of the pocket world (all pocket tasks,
 not only the benchmark's), as a generic pre-training corpus would; the tasks later see those
 concepts differently. Otherwise the real model's weights, from this machine only (an open_clip
-tag found in the local caches, or a checkpoint file); set TALLMERGE_ALLOW_DOWNLOAD=1 to let
-open_clip download a missing tag.
+tag found in the local caches, an open_clip checkpoint file, or a Hugging Face CLIPModel folder);
+set TALLMERGE_ALLOW_DOWNLOAD=1 to let open_clip download a missing tag.
 """
 
 import os
 
-
-from tallmerge import layout
+from tallmerge import layout, pretrained
 from tallmerge.errors import exit_on_error
-from tallmerge import pretrained
 from tallmerge.models import create_clip, image_stats, save_clip, tokenizer
 from tallmerge.params import Params
 from tallmerge.tasks.pocket import POCKET_TASKS

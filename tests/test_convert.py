@@ -1,4 +1,7 @@
-"""HF CLIP vision checkpoints -> open_clip: same features, clear refusals."""
+"""HF CLIP checkpoints -> open_clip: same features, clear refusals.
+
+Image encoders (``convert_hf_clip``) and whole CLIPModels as the pre-trained model
+(``pretrained.load`` of a HF folder or weights file)."""
 
 import json
 
@@ -8,19 +11,22 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tallmerge.convert import check_visual_state, convert_hf_clip, hf_to_open_clip  # noqa: E402
+from tallmerge import pretrained  # noqa: E402
+from tallmerge.convert import check_visual_state, convert_hf_clip, hf_clip_to_open_clip, hf_to_open_clip  # noqa: E402
 from tallmerge.errors import TallmergeError  # noqa: E402
 from tallmerge.models import create_clip  # noqa: E402
 from tallmerge.safeload import load_state_dict  # noqa: E402
 
 TINY = "tallmerge-test-hf-tiny"  # the HF model below, as an open_clip config
 DEEPER = "tallmerge-test-hf-tiny-3l"  # the same with one more block
+GELU = "tallmerge-test-hf-gelu"  # TINY with gelu, and its -quickgelu twin (= TINY)
+CONFIGS = {TINY: (2, True), DEEPER: (3, True), GELU: (2, False), f"{GELU}-quickgelu": (2, True)}
 
 
-def open_clip_config(layers: int) -> dict:
+def open_clip_config(layers: int, quick_gelu: bool = True) -> dict:
     return {
         "embed_dim": 32,
-        "quick_gelu": True,
+        "quick_gelu": quick_gelu,
         "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": layers, "head_width": 16, "mlp_ratio": 2.0},
         "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
     }
@@ -29,8 +35,8 @@ def open_clip_config(layers: int) -> dict:
 @pytest.fixture(scope="module", autouse=True)
 def tiny_configs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("open_clip_configs")
-    for name, layers in ((TINY, 2), (DEEPER, 3)):
-        (folder / f"{name}.json").write_text(json.dumps(open_clip_config(layers)))
+    for name, (layers, quick_gelu) in CONFIGS.items():
+        (folder / f"{name}.json").write_text(json.dumps(open_clip_config(layers, quick_gelu)))
     open_clip.add_model_config(folder)
 
 
@@ -214,3 +220,196 @@ def test_import_command_converts_a_hf_checkpoint(hf, images, reference, tmp_path
     assert status == 0
     features = open_clip_features(load_file(tmp_path / "out" / "cars.safetensors"), images)
     assert (features - reference).abs().max() < 1e-4
+
+
+# Whole CLIPModels as the pre-trained model.
+
+
+def hf_clip_config(cfg: dict, hidden_act: str = "quick_gelu"):
+    """The transformers CLIPConfig of the open_clip config ``cfg``; the end token is the largest
+    id (where open_clip pools), the start token the one below it."""
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    vocab = t["vocab_size"]
+    return transformers.CLIPConfig(
+        vision_config={
+            "image_size": v["image_size"],
+            "patch_size": v["patch_size"],
+            "hidden_size": v["width"],
+            "num_hidden_layers": v["layers"],
+            "num_attention_heads": v["width"] // v.get("head_width", 64),
+            "intermediate_size": int(v["width"] * v.get("mlp_ratio", 4.0)),
+            "hidden_act": hidden_act,
+        },
+        text_config={
+            "vocab_size": vocab,
+            "hidden_size": t["width"],
+            "num_hidden_layers": t["layers"],
+            "num_attention_heads": t["heads"],
+            "intermediate_size": int(t["width"] * t.get("mlp_ratio", 4.0)),
+            "max_position_embeddings": t["context_length"],
+            "hidden_act": hidden_act,
+            "bos_token_id": vocab - 2,
+            "eos_token_id": vocab - 1,
+            "pad_token_id": 0,
+        },
+        projection_dim=cfg["embed_dim"],
+    )
+
+
+def random_hf_clip(cfg: dict, hidden_act: str = "quick_gelu", seed: int = 0):
+    """A random CLIPModel for the open_clip config ``cfg``, every parameter perturbed."""
+    torch.manual_seed(seed)
+    model = transformers.CLIPModel(hf_clip_config(cfg, hidden_act)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def save_hf_clip(model, folder):
+    """``save_pretrained`` into ``folder`` (config.json + model.safetensors); returns ``folder``."""
+    model.save_pretrained(folder)
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    return folder
+
+
+@pytest.fixture(scope="module", params=["quick_gelu", "gelu"])
+def hf_clip(request, tmp_path_factory):
+    """``(arch, HF CLIPModel, its save_pretrained folder)``: TINY's shapes, with either activation."""
+    act = request.param
+    model = random_hf_clip(open_clip_config(2), act)
+    return (TINY if act == "quick_gelu" else GELU), model, save_hf_clip(model, tmp_path_factory.mktemp(f"hf-{act}"))
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    """Start token, random words, end token (the largest id), zero padding: three lengths."""
+    rows = []
+    generator = torch.Generator().manual_seed(2)
+    for length in (3, 6, 1):
+        words = torch.randint(1, 62, (length,), generator=generator).tolist()
+        rows.append(([62] + words + [63] + [0] * 8)[:8])
+    return torch.tensor(rows)
+
+
+def hf_features(output) -> torch.Tensor:
+    """``get_*_features``' result: a tensor (transformers 4) or its ``pooler_output`` (5)."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def hf_clip_variant(folder, variant, tmp_path):
+    """The ``model.pretrained`` value for the saved ``folder`` in the given form."""
+    if variant == "folder":
+        return str(folder)
+    if variant == "safetensors-file":
+        return str(folder / "model.safetensors")
+    from safetensors.torch import load_file
+
+    other = tmp_path / "bin-folder"  # pytorch_model.bin, with old transformers' position_ids buffers
+    other.mkdir()
+    (other / "config.json").write_text((folder / "config.json").read_text())
+    state = load_file(folder / "model.safetensors")
+    state["text_model.embeddings.position_ids"] = torch.arange(8)[None]
+    state["vision_model.embeddings.position_ids"] = torch.arange(17)[None]
+    torch.save(state, other / "pytorch_model.bin")
+    return str(other)
+
+
+@pytest.mark.parametrize("variant", ["folder", "safetensors-file", "bin-folder"])
+def test_pretrained_hf_clip_gives_hf_features(hf_clip, images, tokens, variant, tmp_path):
+    arch, hf, folder = hf_clip
+    model = pretrained.load(arch, hf_clip_variant(folder, variant, tmp_path))
+    assert not model.training
+    with torch.no_grad():
+        image = (model.encode_image(images) - hf_features(hf.get_image_features(pixel_values=images))).abs().max()
+        text = (model.encode_text(tokens) - hf_features(hf.get_text_features(input_ids=tokens))).abs().max()
+    assert image < 1e-4 and text < 1e-4
+    assert torch.equal(model.logit_scale, hf.logit_scale)
+
+
+def test_whole_clip_keys_and_layout(hf_clip):
+    _, hf, _ = hf_clip
+    state = {**hf.state_dict(), "text_model.embeddings.position_ids": torch.arange(8)[None]}
+    whole = hf_clip_to_open_clip(state)
+    assert set(whole) == set(create_clip(TINY).state_dict())
+    layer = hf.text_model.encoder.layers[0].self_attn
+    q, k, v = whole["transformer.resblocks.0.attn.in_proj_bias"].split(32)
+    assert torch.equal(q, layer.q_proj.bias) and torch.equal(k, layer.k_proj.bias) and torch.equal(v, layer.v_proj.bias)
+    assert whole["text_projection"].shape == (32, 32)
+    assert torch.equal(whole["text_projection"], hf.text_projection.weight.T)
+    assert torch.equal(whole["visual.proj"], hf.visual_projection.weight.T)
+    assert torch.equal(whole["token_embedding.weight"], hf.text_model.embeddings.token_embedding.weight)
+
+
+@pytest.mark.parametrize("hf_clip", ["quick_gelu"], indirect=True)
+def test_pretrained_hf_clip_wrong_architecture_names_first_mismatch(hf_clip):
+    _, _, folder = hf_clip
+    with pytest.raises(TallmergeError) as e:
+        pretrained.load(DEEPER, str(folder))
+    assert str(e.value) == (
+        f"{folder / 'model.safetensors'}: missing tensor 'visual.transformer.resblocks.2.ln_1.weight' "
+        f"for {DEEPER} (wrong architecture?)"
+    )
+
+
+@pytest.mark.parametrize(
+    "hf_clip, arch, hint",
+    [
+        ("quick_gelu", GELU, f"{GELU} uses gelu: set model.arch to {GELU}-quickgelu"),
+        ("quick_gelu", "ViT-B-32", "ViT-B-32 uses gelu: set model.arch to ViT-B-32-quickgelu"),
+        ("gelu", f"{GELU}-quickgelu", f"uses quick_gelu: set model.arch to {GELU}"),
+        ("gelu", TINY, "uses quick_gelu: use an arch without quick_gelu"),
+    ],
+    indirect=["hf_clip"],
+)
+def test_pretrained_hf_clip_activation_must_match_the_arch(hf_clip, arch, hint):
+    act, folder = ("quick_gelu" if hf_clip[0] == TINY else "gelu"), hf_clip[2]
+    with pytest.raises(TallmergeError) as e:
+        pretrained.load(arch, str(folder))
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"{folder / 'model.safetensors'}: a Hugging Face CLIP with {act}")
+    assert f"hidden_act in {folder / 'config.json'}" in message and message.endswith(hint)
+
+
+@pytest.mark.parametrize("hf_clip", ["quick_gelu"], indirect=True)
+def test_pretrained_hf_weights_file_without_config_is_taken_as_quick_gelu(hf_clip, tmp_path):
+    folder = hf_clip[2]
+    path = tmp_path / "model.safetensors"
+    path.write_bytes((folder / "model.safetensors").read_bytes())
+    with pytest.raises(TallmergeError, match=r"quick_gelu activations \(transformers' default, no config.json beside it\)"):
+        pretrained.load(GELU, str(path))
+
+
+def test_pretrained_hf_vision_model_is_refused(hf, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, path)
+    with pytest.raises(TallmergeError) as e:
+        pretrained.load(TINY, str(path))
+    assert str(e.value) == f"{path}: no text tower ('text_model.*' keys): a whole Hugging Face CLIPModel is needed"
+
+
+def test_pretrained_hf_folder_without_weights(tmp_path):
+    with pytest.raises(TallmergeError, match="checkpoint file not found: .*nowhere"):
+        pretrained.load(TINY, str(tmp_path / "nowhere"))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(TallmergeError) as e:
+        pretrained.load(TINY, str(tmp_path))
+    assert str(e.value) == (
+        f"model.pretrained: {tmp_path} holds neither model.safetensors nor pytorch_model.bin "
+        "(expected a Hugging Face CLIPModel folder)"
+    )
+
+
+def test_incomplete_text_tower_is_named(hf_clip):
+    _, hf, _ = hf_clip
+    state = dict(hf.state_dict())
+    del state["text_model.final_layer_norm.bias"]
+    with pytest.raises(TallmergeError) as e:
+        hf_clip_to_open_clip(state, "hf.bin")
+    assert str(e.value) == "hf.bin: missing key 'text_model.final_layer_norm.bias' (incomplete Hugging Face CLIP text state dict)"
+    del state["logit_scale"]
+    state["text_model.final_layer_norm.bias"] = hf.text_model.final_layer_norm.bias
+    with pytest.raises(TallmergeError, match=r"^hf.bin: missing key 'logit_scale' \(incomplete Hugging Face CLIPModel"):
+        hf_clip_to_open_clip(state, "hf.bin")

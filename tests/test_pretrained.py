@@ -101,3 +101,35 @@ def test_pretrain_stage_takes_local_weights(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run([sys.executable, str(root / "stages" / "pretrain.py")], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no pretrained tag 'openai'" in result.stderr
+
+
+def test_pretrain_stage_takes_a_hugging_face_clip_folder(tmp_path):
+    """model.pretrained set to a transformers CLIPModel folder: converted to open_clip, written as theta_0."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from safetensors.torch import load_file
+
+    pytest.importorskip("transformers")
+    from test_convert import random_hf_clip, save_hf_clip
+
+    from tallmerge.models import CONFIG_DIR
+
+    root = Path(__file__).resolve().parents[1]
+    hf = random_hf_clip(json.loads((CONFIG_DIR / "pocket-vit.json").read_text()), hidden_act="gelu", seed=5)
+    folder = save_hf_clip(hf, tmp_path / "hf-clip")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["model"]["arch"], params["model"]["pretrained"] = "pocket-vit", str(folder)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(root / "stages" / "pretrain.py")], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    visual = load_file(tmp_path / "models" / "pretrained" / "visual.safetensors")
+    text = load_file(tmp_path / "models" / "pretrained" / "text.safetensors")
+    assert torch.equal(visual["proj"], hf.visual_projection.weight.T)
+    assert torch.equal(visual["conv1.weight"], hf.vision_model.embeddings.patch_embedding.weight)
+    assert torch.equal(text["text_projection"], hf.text_projection.weight.T)
+    assert torch.equal(text["token_embedding.weight"], hf.text_model.embeddings.token_embedding.weight)
+    assert torch.equal(text["logit_scale"], hf.logit_scale)

@@ -1,4 +1,4 @@
-"""Fine-tuned image encoders from elsewhere -> open_clip image-encoder state dicts.
+"""Fine-tuned image encoders (and whole pre-trained CLIPs) from elsewhere -> open_clip state dicts.
 
 :func:`import_checkpoint` reads a checkpoint file safely (safetensors, or a torch file through
 :mod:`tallmerge.safeload`), recognises its layout, and returns the image encoder in
@@ -23,6 +23,16 @@ Accepted inputs are the state dicts of ``CLIPVisionModel`` / ``CLIPVisionModelWi
 (keys with or without the ``vision_model.`` prefix) and of a whole ``CLIPModel`` (its text tower
 is ignored). Anything else is refused, naming the first unexpected or missing key.
 
+**Whole HF CLIPs.** :func:`convert_hf_clip_model` turns a whole ``CLIPModel`` (as the pre-trained
+theta_0, see :mod:`tallmerge.pretrained`) into the state dict of ``open_clip.create_model(arch)``:
+the image tower as above under ``visual.``; the text tower's blocks by the same per-block mapping
+(q, k, v stacked), its embeddings and final LayerNorm renamed (:data:`TEXT_GLOBAL_KEYS`); the text
+projection transposed like the image one (HF ``[embed, width]`` -> open_clip ``[width, embed]``);
+``logit_scale`` as is (both store its log). Both libraries pool the text at the end token: open_clip
+at the largest token id (``argmax``), HF at the config's ``eos_token_id``, the same place for
+CLIP's tokenizer, whose end token is the last of its vocabulary. The ``position_ids`` buffers that
+older transformers saved are dropped.
+
 A state dict cannot tell the activation (quick_gelu in OpenAI's CLIPs, gelu in most others) nor
 the LayerNorm eps (1e-5 in both libraries by default): choose an open_clip arch that matches the
 HF config, e.g. ``ViT-B-32-quickgelu`` for ``openai/clip-vit-base-patch32``. What can be checked
@@ -35,21 +45,24 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import torch
 
 from tallmerge import safeload
 from tallmerge.errors import TallmergeError
 from tallmerge.io import load_tensors
-from tallmerge.models import check_state, create_clip
+from tallmerge.models import VISUAL_PREFIX, check_state, create_clip
 
 VISION_PREFIX = "vision_model."
 PROJECTION = "visual_projection.weight"
-OTHER_TOWER = ("text_model.", "text_projection.", "logit_scale")
-"""Keys of a whole ``CLIPModel`` outside its image encoder, ignored."""
+TEXT_PREFIX = "text_model."
+TEXT_PROJECTION = "text_projection.weight"
+LOGIT_SCALE = "logit_scale"
+OTHER_TOWER = (TEXT_PREFIX, TEXT_PROJECTION, LOGIT_SCALE)
+"""Keys of a whole ``CLIPModel`` outside its image encoder, ignored by the image-encoder import."""
 DROPPED = ("embeddings.position_ids",)
-"""A constant buffer (``arange``) that transformers < 4.31 saved in checkpoints."""
+"""A constant buffer (``arange``) that transformers < 4.31 saved in checkpoints (in each tower)."""
 
 GLOBAL_KEYS = {  # HF key below the vision prefix -> open_clip key
     "embeddings.class_embedding": "class_embedding",
@@ -59,6 +72,12 @@ GLOBAL_KEYS = {  # HF key below the vision prefix -> open_clip key
     "pre_layrnorm.bias": "ln_pre.bias",
     "post_layernorm.weight": "ln_post.weight",
     "post_layernorm.bias": "ln_post.bias",
+}
+TEXT_GLOBAL_KEYS = {  # HF key below the text prefix -> open_clip key (top level of the CLIP)
+    "embeddings.token_embedding.weight": "token_embedding.weight",
+    "embeddings.position_embedding.weight": "positional_embedding",
+    "final_layer_norm.weight": "ln_final.weight",
+    "final_layer_norm.bias": "ln_final.bias",
 }
 LAYER_KEYS = {  # below encoder.layers.{i}. -> below transformer.resblocks.{i}.
     "layer_norm1.weight": "ln_1.weight",
@@ -126,15 +145,61 @@ def hf_to_open_clip(state: Mapping[str, torch.Tensor], source: str = "state dict
     visual = {oc: vision[hf] for hf, oc in GLOBAL_KEYS.items()}
     if projection is not None:
         visual["proj"] = projection.t().contiguous()
+    visual.update(convert_blocks(vision, layers, prefix, source))
+    return visual
+
+
+def convert_blocks(tower: Mapping[str, torch.Tensor], layers: int, prefix: str, source: str) -> dict[str, torch.Tensor]:
+    """A HF CLIP tower's ``encoder.layers.{i}.*`` (keys below the tower's ``prefix``) as open_clip's
+    ``transformer.resblocks.{i}.*``: q, k, v stacked into ``attn.in_proj_*``, the rest renamed."""
+    blocks = {}
     for i in range(layers):
         hf, oc = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
         for kind in ("weight", "bias"):
-            q, k, v = (vision[f"{hf}self_attn.{p}.{kind}"] for p in QKV)
+            q, k, v = (tower[f"{hf}self_attn.{p}.{kind}"] for p in QKV)
             if not q.shape == k.shape == v.shape:
                 raise TallmergeError(f"{source}: '{prefix}{hf}self_attn' q, k, v {kind} shapes differ")
-            visual[f"{oc}attn.in_proj_{kind}"] = torch.cat([q, k, v])
-        visual.update({oc + o: vision[hf + h] for h, o in LAYER_KEYS.items()})
-    return visual
+            blocks[f"{oc}attn.in_proj_{kind}"] = torch.cat([q, k, v])
+        blocks.update({oc + o: tower[hf + h] for h, o in LAYER_KEYS.items()})
+    return blocks
+
+
+def is_hf_clip(keys: Iterable[str]) -> bool:
+    """Whether state-dict ``keys`` are a whole HF ``CLIPModel``'s (or at least one of its towers)."""
+    return any(k.startswith((VISION_PREFIX, TEXT_PREFIX)) for k in keys)
+
+
+def convert_hf_clip_model(state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict") -> dict[str, torch.Tensor]:
+    """A whole HF ``CLIPModel`` state dict as the state dict of ``open_clip.create_model(arch)``,
+    checked key by key and shape by shape (the first mismatch is a one-line error)."""
+    whole = hf_clip_to_open_clip(state, source)
+    check_state(whole, clip_shapes(arch), source, arch)
+    return whole
+
+
+def hf_clip_to_open_clip(state: Mapping[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
+    """Rename and restack a whole HF ``CLIPModel`` state dict into open_clip CLIP's layout."""
+    visual = {VISUAL_PREFIX + k: v for k, v in hf_to_open_clip(state, source).items()}
+    return {**visual, **hf_text_to_open_clip(state, source)}
+
+
+def hf_text_to_open_clip(state: Mapping[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
+    """A whole HF ``CLIPModel``'s text tower, text projection and logit scale under open_clip
+    CLIP's (top-level) keys; the image tower is left to :func:`hf_to_open_clip`."""
+    text = {k[len(TEXT_PREFIX):]: v for k, v in state.items() if k.startswith(TEXT_PREFIX)}
+    if not text:
+        raise TallmergeError(f"{source}: no text tower ('{TEXT_PREFIX}*' keys): a whole Hugging Face CLIPModel is needed")
+    text = {k: v for k, v in text.items() if k not in DROPPED}
+    layers = layer_count(text)
+    check_hf_keys(text, layers, TEXT_PREFIX, source, TEXT_GLOBAL_KEYS, "text")
+    for key in (TEXT_PROJECTION, LOGIT_SCALE):
+        if key not in state:
+            raise TallmergeError(f"{source}: missing key '{key}' (incomplete Hugging Face CLIPModel state dict)")
+    converted = {oc: text[hf] for hf, oc in TEXT_GLOBAL_KEYS.items()}
+    converted.update(convert_blocks(text, layers, TEXT_PREFIX, source))
+    converted["text_projection"] = state[TEXT_PROJECTION].t().contiguous()
+    converted["logit_scale"] = state[LOGIT_SCALE]
+    return converted
 
 
 def split_vision(
@@ -162,25 +227,34 @@ def layer_count(vision: Mapping[str, torch.Tensor]) -> int:
     return max((int(m.group(1)) + 1 for k in vision if (m := LAYER.fullmatch(k))), default=0)
 
 
-def hf_keys(layers: int) -> Iterator[str]:
-    """Every key (below the vision prefix) of a HF CLIP image encoder with ``layers`` blocks."""
-    yield from GLOBAL_KEYS
+def hf_keys(layers: int, global_keys: Iterable[str] = GLOBAL_KEYS) -> Iterator[str]:
+    """Every key (below the tower prefix) of a HF CLIP tower with ``layers`` blocks: by default
+    the image encoder's (:data:`TEXT_GLOBAL_KEYS` for the text tower's)."""
+    yield from global_keys
     for i in range(layers):
         yield from (f"encoder.layers.{i}.{suffix}" for suffix in LAYER_SUFFIXES)
 
 
-def is_hf_key(key: str) -> bool:
-    return key in GLOBAL_KEYS or bool((m := LAYER.fullmatch(key)) and m.group(2) in LAYER_SUFFIXES)
+def is_hf_key(key: str, global_keys: Iterable[str] = GLOBAL_KEYS) -> bool:
+    return key in global_keys or bool((m := LAYER.fullmatch(key)) and m.group(2) in LAYER_SUFFIXES)
 
 
-def check_hf_keys(vision: Mapping[str, torch.Tensor], layers: int, prefix: str, source: str) -> None:
-    """Refuse anything but exactly the keys of a HF CLIP image encoder, naming the first culprit."""
-    for key in vision:
-        if not is_hf_key(key):
-            raise TallmergeError(f"{source}: unexpected key '{prefix}{key}' (not a Hugging Face CLIP vision state dict)")
-    for key in hf_keys(layers):
-        if key not in vision:
-            raise TallmergeError(f"{source}: missing key '{prefix}{key}' (incomplete Hugging Face CLIP vision state dict)")
+def check_hf_keys(
+    tower: Mapping[str, torch.Tensor],
+    layers: int,
+    prefix: str,
+    source: str,
+    global_keys: Iterable[str] = GLOBAL_KEYS,
+    name: str = "vision",
+) -> None:
+    """Refuse anything but exactly the keys of a HF CLIP tower (by default the image encoder),
+    naming the first culprit."""
+    for key in tower:
+        if not is_hf_key(key, global_keys):
+            raise TallmergeError(f"{source}: unexpected key '{prefix}{key}' (not a Hugging Face CLIP {name} state dict)")
+    for key in hf_keys(layers, global_keys):
+        if key not in tower:
+            raise TallmergeError(f"{source}: missing key '{prefix}{key}' (incomplete Hugging Face CLIP {name} state dict)")
 
 
 def check_visual_state(state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict") -> None:
@@ -190,6 +264,11 @@ def check_visual_state(state: Mapping[str, torch.Tensor], arch: str, source: str
 
 
 @functools.cache
+def clip_shapes(arch: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the whole ``arch`` CLIP, in ``state_dict()`` order (built once per arch)."""
+    return {k: tuple(v.shape) for k, v in create_clip(arch).state_dict().items()}
+
+
 def visual_shapes(arch: str) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of ``arch``'s image encoder, in ``state_dict()`` order (built once per arch)."""
-    return {k: tuple(v.shape) for k, v in create_clip(arch).visual.state_dict().items()}
+    """Key -> shape of ``arch``'s image encoder (keys without ``visual.``), in ``state_dict()`` order."""
+    return {k[len(VISUAL_PREFIX):]: s for k, s in clip_shapes(arch).items() if k.startswith(VISUAL_PREFIX)}
