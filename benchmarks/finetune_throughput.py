@@ -22,6 +22,7 @@ import time
 import torch
 
 from tallmerge import runtime
+from tallmerge.data import ImageSplit
 from tallmerge.heads import Classifier
 from tallmerge.models import create_clip, image_stats
 from tallmerge.params import TrainConfig
@@ -54,17 +55,17 @@ def main() -> None:
     size = model.visual.image_size
     size = size[0] if isinstance(size, tuple) else size
     head = torch.nn.functional.normalize(torch.randn(10, model.visual.output_dim), dim=-1)
-    classifier = Classifier(model.visual, head, *image_stats(model))
+    classifier = Classifier(model.visual, head)
     n = args.batch * (args.steps + 2)
     images = torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8)
-    labels = torch.randint(0, 10, (n,))
+    split = ImageSplit(images, torch.randint(0, 10, (n,)), *image_stats(model))
 
     def timed_finetune(steps: int) -> float:
         cfg = TrainConfig(steps=steps, batch_size=args.batch, lr=1e-5, weight_decay=0.1, warmup=1)
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        finetune(classifier, images, labels, cfg, seed=0, desc="benchmark")
+        finetune(classifier, split, cfg, seed=0, desc="benchmark")
         if rt.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -79,7 +80,7 @@ def main() -> None:
     classifier.to(rt.device)
     start = time.perf_counter()
     with rt.autocast():
-        accuracy(classifier, images, labels, batch_size=args.batch)
+        accuracy(classifier, split, batch_size=args.batch)
     if rt.device.type == "cuda":
         torch.cuda.synchronize()
     eval_ips = n / (time.perf_counter() - start)

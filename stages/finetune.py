@@ -8,29 +8,27 @@ import argparse
 
 from tallmerge import layout
 from tallmerge.convert import import_checkpoint
-from tallmerge.data import read_split
+from tallmerge.data import TaskData
 from tallmerge.errors import exit_on_error
 from tallmerge.heads import Classifier, save_head, zeroshot_head
-from tallmerge.models import image_stats, load_clip, save_visual, tokenizer
+from tallmerge.models import load_clip, save_visual, tokenizer
 from tallmerge.params import Params
 from tallmerge.runtime import launched
-from tallmerge.tasks import get_task
 from tallmerge.train import finetune
 
 
 def main(task_name: str) -> None:
     params = Params.load()
-    cfg, arch = params.finetune(task_name), params.arch
-    task = get_task(task_name)
+    cfg, arch, data = params.finetune(task_name), params.arch, params.data
+    task = TaskData(layout.task_data(task_name), data.root)  # class names, templates, splits
 
     with launched() as rt:  # one process, or each of torchrun's (DDP)
         model = load_clip(arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT)
         head = zeroshot_head(model, tokenizer(arch), task.classnames, task.templates)
         source = params.imported(task_name)
         if source is None:
-            images, labels = read_split(layout.task_data(task_name), "train")
-            classifier = Classifier(model.visual, head, *image_stats(model))
-            finetune(classifier, images, labels, cfg, params.seed, desc=f"finetune {task_name}")
+            train = task.split("train", model, train=True, workers=data.workers)
+            finetune(Classifier(model.visual, head), train, cfg, params.seed, desc=f"finetune {task_name}")
             state, origin = model.visual.state_dict(), {}
         else:  # a public fine-tuned checkpoint instead of our own fine-tuning
             state, origin = import_checkpoint(source, arch), {"imported": source}

@@ -1,9 +1,11 @@
-"""Stage prepare@TASK: generate one task's train / val / test splits from the seed."""
+"""Stage prepare@TASK: one task's train / val / test splits: generated from the seed (pocket
+tasks), or an index into the dataset's files under data.root (val held out of its train split
+with the seed)."""
 
 import argparse
 
 from tallmerge import layout
-from tallmerge.data import write_task_data
+from tallmerge.data import prepare
 from tallmerge.errors import exit_on_error
 from tallmerge.params import Params
 from tallmerge.tasks import get_task
@@ -11,13 +13,8 @@ from tallmerge.tasks import get_task
 
 def main(task_name: str) -> None:
     params = Params.load()
-    sizes = params.data
-    write_task_data(
-        get_task(task_name),
-        {"train": sizes.train, "val": sizes.val, "test": sizes.test},
-        params.seed,
-        layout.task_data(task_name),
-    )
+    data = params.data
+    prepare(get_task(task_name), data.sizes, params.seed, data.root, layout.task_data(task_name))
 
 
 if __name__ == "__main__":

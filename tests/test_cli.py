@@ -21,3 +21,15 @@ def test_console_script_runs_and_reports_bad_usage():
     assert ok.returncode == 0 and ok.stdout.startswith("tallmerge ")
     bad = subprocess.run([sys.executable, "-m", "tallmerge.cli", "frobnicate"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_tasks_lists_the_papers_datasets_and_prints_presets(capsys):
+    import yaml
+
+    main(["tasks"])
+    out = capsys.readouterr().out
+    assert "SVHN" in out and "svhn/{train,test}_32x32.mat" in out
+    main(["tasks", "--preset", "paper-14"])
+    block = yaml.safe_load(capsys.readouterr().out)
+    assert list(block["tasks"])[:2] == ["Cars", "DTD"] and len(block["tasks"]) == 14
+    assert all(v == {} for v in block["tasks"].values())

@@ -10,6 +10,7 @@ import torch.multiprocessing as mp
 
 from tallmerge import runtime
 from tallmerge.errors import TallmergeError
+from tallmerge.data import ImageSplit
 from tallmerge.heads import Classifier
 from tallmerge.models import create_clip, image_stats
 from tallmerge.params import TrainConfig
@@ -25,7 +26,7 @@ def setup():
     g = torch.Generator().manual_seed(3)
     images = torch.randint(0, 256, (48, 32, 32, 3), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 4, (48,), generator=g)
-    return Classifier(model.visual, head, *image_stats(model)), images, labels
+    return Classifier(model.visual, head), ImageSplit(images, labels, *image_stats(model))
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:
@@ -34,8 +35,8 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     with runtime.launched() as rt:
         assert (rt.rank, rt.world) == (rank, world)
-        classifier, images, labels = setup()
-        losses = finetune(classifier, images, labels, CFG, seed=0)
+        classifier, split = setup()
+        losses = finetune(classifier, split, CFG, seed=0)
         if rt.main:
             torch.save({"losses": torch.tensor(losses), "state": classifier.encoder.state_dict()}, out)
 
@@ -47,9 +48,9 @@ def free_port() -> int:
 
 
 def test_two_processes_follow_the_one_process_trajectory(tmp_path):
-    classifier, images, labels = setup()
+    classifier, split = setup()
     start = torch.cat([v.flatten() for v in classifier.encoder.state_dict().values()])
-    single = torch.tensor(finetune(classifier, images, labels, CFG, seed=0))
+    single = torch.tensor(finetune(classifier, split, CFG, seed=0))
     out = tmp_path / "ddp.pt"
     mp.spawn(worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     ddp = torch.load(out, weights_only=True)
@@ -65,15 +66,15 @@ def test_two_processes_follow_the_one_process_trajectory(tmp_path):
 
 def test_one_process_is_unchanged_by_the_runtime():
     """Without torchrun, on the CPU: the same run twice gives the same bytes."""
-    a, images, labels = setup()
-    b, _, _ = setup()
-    assert finetune(a, images, labels, CFG, seed=0) == finetune(b, images, labels, CFG, seed=0)
+    a, split = setup()
+    b, _ = setup()
+    assert finetune(a, split, CFG, seed=0) == finetune(b, split, CFG, seed=0)
     assert all(torch.equal(v, b.encoder.state_dict()[k]) for k, v in a.encoder.state_dict().items())
     assert next(a.parameters()).device.type == "cpu"
 
 
 def test_batch_must_split_evenly(monkeypatch):
     monkeypatch.setattr(runtime, "current", lambda: runtime.Runtime(torch.device("cpu"), 0, 3))
-    classifier, images, labels = setup()
+    classifier, split = setup()
     with pytest.raises(TallmergeError, match="batch size 16 does not split evenly over 3 processes"):
-        finetune(classifier, images, labels, CFG, seed=0)
+        finetune(classifier, split, CFG, seed=0)

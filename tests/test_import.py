@@ -79,10 +79,12 @@ def test_finetune_stage_imports_instead_of_training(clip, tmp_path):
     torch.save({"model.visual." + k: v for k, v in clip.visual.state_dict().items()}, tmp_path / "digits.pt")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["tasks"] = {"digits": {"import": str(tmp_path / "digits.pt")}}
+    params["data"].update(train=20, val=10, test=10)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(root / "stages" / "finetune.py"), "digits"], cwd=tmp_path,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    for stage in ("prepare", "finetune"):  # the head's class names and prompts come from the task data
+        result = subprocess.run([sys.executable, str(root / "stages" / f"{stage}.py"), "digits"], cwd=tmp_path,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
     assert_is_visual(load_file(tmp_path / "models/finetuned/digits.safetensors"), clip)
     with TensorFile(tmp_path / "models/finetuned/digits.safetensors") as f:
         assert f.metadata["imported"] == str(tmp_path / "digits.pt") and f.metadata["task"] == "digits"

@@ -1,5 +1,6 @@
 import torch
 
+from tallmerge.data import ImageSplit
 from tallmerge.heads import Classifier, zeroshot_head
 from tallmerge.models import create_clip, image_stats, tokenizer
 from tallmerge.params import PretrainConfig, TrainConfig
@@ -24,23 +25,24 @@ def test_batches_cover_each_epoch_without_repeats():
 
 def _small_task(name="colors", n=400):
     task = get_task(name)
-    x, y = task.generate("train", n, 0)
-    xt, yt = task.generate("test", 200, 0)
-    return task, *map(torch.from_numpy, (x, y, xt, yt))
+    stats = image_stats(create_clip("pocket-vit"))
+    train = ImageSplit(*map(torch.from_numpy, task.generate("train", n, 0)), *stats)
+    test = ImageSplit(*map(torch.from_numpy, task.generate("test", 200, 0)), *stats)
+    return task, train, test
 
 
 def test_finetuning_moves_accuracy_up_and_is_deterministic():
-    task, x, y, xt, yt = _small_task()
+    task, train, test = _small_task()
     cfg = TrainConfig(steps=40, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=4)
     results = []
     for _ in range(2):
         clip = create_clip("pocket-vit", seed=0)
         head = zeroshot_head(clip, tokenizer("pocket-vit"), task.classnames, task.templates)
-        classifier = Classifier(clip.visual, head, *image_stats(clip))
-        before = accuracy(classifier, xt, yt)
+        classifier = Classifier(clip.visual, head)
+        before = accuracy(classifier, test)
         head_before = classifier.head.clone()
-        losses = finetune(classifier, x, y, cfg, seed=0)
-        results.append((before, accuracy(classifier, xt, yt), losses, clip.visual.state_dict()))
+        losses = finetune(classifier, train, cfg, seed=0)
+        results.append((before, accuracy(classifier, test), losses, clip.visual.state_dict()))
         assert torch.equal(classifier.head, head_before)  # the head stays frozen
     (before, after, losses, state), (_, after2, losses2, state2) = results
     assert after >= before + 30, (before, after)

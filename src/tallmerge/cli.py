@@ -10,11 +10,22 @@ from tallmerge.errors import exit_on_error
 
 
 def _cmd_tasks(args: argparse.Namespace) -> None:
-    from tallmerge.tasks import available_tasks, get_task
+    from tallmerge.errors import TallmergeError
+    from tallmerge.tasks import PRESETS, DatasetTask, available_tasks, get_task
 
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise TallmergeError(f"unknown preset {args.preset!r}; available: {', '.join(PRESETS)}")
+        print(f"tasks:  # {args.preset}: the paper's first {len(PRESETS[args.preset])} tasks")
+        for name in PRESETS[args.preset]:
+            print(f"  {name}: {{}}")
+        return
     for name in available_tasks():
         task = get_task(name)
-        print(f"{name:16s} {len(task.classnames):3d} classes: {', '.join(task.classnames)}")
+        if isinstance(task, DatasetTask):
+            print(f"{name:16s} dataset under data.root: {task.layout}")
+        else:
+            print(f"{name:16s} {len(task.classnames):3d} classes: {', '.join(task.classnames)}")
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -134,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tallmerge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    tasks = commands.add_parser("tasks", help="list the registered tasks and their classes")
+    tasks = commands.add_parser(
+        "tasks", help="list the registered tasks (pocket tasks with their classes, datasets with their layout)"
+    )
+    tasks.add_argument("--preset", metavar="NAME", help="print the params.yaml `tasks:` block of a preset "
+                       "(paper-8, paper-14, paper-20: the paper's benchmarks, in its order)")
     tasks.set_defaults(run=_cmd_tasks)
 
     models = commands.add_parser("models", help="list the model architectures (pocket configs by default)")

@@ -19,11 +19,11 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from tallmerge import layout
-from tallmerge.data import read_splits
+from tallmerge.data import TaskData
 from tallmerge.errors import TallmergeError
 from tallmerge.heads import Classifier, load_head
 from tallmerge.io import load_tensors, read_json
-from tallmerge.models import create_clip, image_stats, load_strict
+from tallmerge.models import create_clip, load_strict
 from tallmerge.train import accuracy
 
 SPLITS = ("val", "test")
@@ -35,19 +35,22 @@ class Benchmark:
     which candidate weights are loaded."""
 
     def __init__(self, arch: str, tasks: Sequence[str], heads: Callable[[str], os.PathLike],
-                 data: Callable[[str], os.PathLike], batch_size: int):
+                 data: Callable[[str], os.PathLike], batch_size: int, root: str | None = None, workers: int = 0):
         self.tasks = list(tasks)
         self.batch_size = batch_size
         model = create_clip(arch)
         self.encoder = model.visual.eval()
-        self.stats = image_stats(model)
         self.heads = {t: load_head(heads(t)) for t in self.tasks}
-        self.splits = {t: read_splits(data(t), SPLITS) for t in self.tasks}
+        self.splits = {}
+        for t in self.tasks:
+            task_data = TaskData(data(t), root)
+            self.splits[t] = {s: task_data.split(s, model, workers=workers) for s in SPLITS}
 
     @classmethod
     def from_params(cls, params) -> "Benchmark":
         """The pipeline's benchmark: params.yaml's tasks, heads and data."""
-        return cls(params.arch, params.tasks, layout.head, layout.task_data, params.eval_batch_size)
+        data = params.data
+        return cls(params.arch, params.tasks, layout.head, layout.task_data, params.eval_batch_size, data.root, data.workers)
 
     def load(self, path: str | os.PathLike) -> dict[str, torch.Tensor]:
         """Read image-encoder weights, checked against this architecture."""
@@ -57,9 +60,8 @@ class Benchmark:
 
     def top1(self, state: State, task: str, split: str) -> float:
         self.encoder.load_state_dict(state)
-        classifier = Classifier(self.encoder, self.heads[task], *self.stats)
-        images, labels = self.splits[task][split]
-        return accuracy(classifier, images, labels, self.batch_size)
+        classifier = Classifier(self.encoder, self.heads[task])
+        return accuracy(classifier, self.splits[task][split], self.batch_size)
 
     def rows(self, state_of: Callable[[str], State], known: Mapping[tuple[str, str], float] | None = None) -> list[dict]:
         """Accuracy rows (val and test) for every task, each evaluated with ``state_of(task)``'s

@@ -31,20 +31,16 @@ def zeroshot_head(model: nn.Module, tokenize, classnames: Sequence[str], templat
 
 
 class Classifier(nn.Module):
-    """An image encoder followed by a frozen head: ``logits = normalize(encoder(x)) @ head.T``."""
+    """An image encoder followed by a frozen head: ``logits = normalize(encoder(x)) @ head.T``,
+    for ``x`` preprocessed as the encoder expects (see :class:`tallmerge.data.Split`)."""
 
-    def __init__(self, encoder: nn.Module, head: torch.Tensor, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, encoder: nn.Module, head: torch.Tensor):
         super().__init__()
         self.encoder = encoder
         self.register_buffer("head", head.detach().clone())
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``images``: uint8 ``[N, H, W, 3]`` as the tasks store them."""
-        x = images.permute(0, 3, 1, 2).float().div_(255.0)
-        x = (x - self.mean) / self.std
-        return F.normalize(self.encoder(x), dim=-1) @ self.head.T
+        return F.normalize(self.encoder(images), dim=-1) @ self.head.T
 
 
 def save_head(head: torch.Tensor, classnames: Sequence[str], task: str, path: str | os.PathLike) -> None:

@@ -57,6 +57,14 @@ def image_stats(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(visual.image_mean), tuple(visual.image_std)
 
 
+def image_transform(model: nn.Module, train: bool = False):
+    """The model's own open_clip preprocessing of a PIL image (resize, crop, normalize), with
+    open_clip's training augmentation (a random resized crop) when ``train``."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    return image_transform_v2(PreprocessCfg(**model.visual.preprocess_cfg), is_train=train)
+
+
 def save_clip(model: nn.Module, arch: str, visual_path: str | os.PathLike, rest_path: str | os.PathLike) -> None:
     """Write the image encoder and the rest of the model as two safetensors files."""
     state = model.state_dict()

@@ -44,9 +44,18 @@ class CompressConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: int
-    val: int
-    test: int
+    """Section ``data``: images per split (``None``: all of a dataset's; generated tasks need a
+    number), the folder holding the real datasets, and DataLoader workers reading them."""
+
+    train: int | None
+    val: int | None
+    test: int | None
+    root: str | None
+    workers: int
+
+    @property
+    def sizes(self) -> dict[str, int | None]:
+        return {"train": self.train, "val": self.val, "test": self.test}
 
 
 class Params:
@@ -102,7 +111,20 @@ class Params:
 
     @property
     def data(self) -> DataConfig:
-        return self._config(DataConfig, self._mapping("data"), lambda k: f"data.{k}")
+        section = self._mapping("data")
+        allowed = ("train", "val", "test", "root", "workers")
+        for key in section:
+            if key not in allowed:
+                raise TallmergeError(f"{self.source}: unknown key 'data.{key}' (allowed: {', '.join(allowed)})")
+        sizes = {}
+        for split in ("train", "val", "test"):
+            value = self._get(f"data.{split}")
+            sizes[split] = None if value is None else self._int(f"data.{split}", value, minimum=1)
+        root = section.get("root")
+        if root is not None and (not isinstance(root, str) or not root.strip()):
+            raise TallmergeError(f"{self.source}: 'data.root' must be null or a folder path, got {root!r}")
+        workers = self._int("data.workers", section.get("workers", 0), minimum=0)
+        return DataConfig(**sizes, root=root, workers=workers)
 
     @property
     def pretrain(self) -> PretrainConfig:

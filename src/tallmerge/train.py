@@ -1,8 +1,8 @@
 """Training loops: contrastive pre-training of a CLIP, and fine-tuning an image encoder under a
 frozen zero-shot head. Both use AdamW with a linear warm-up then a cosine decay, as the paper.
 
-Batches are drawn from in-memory uint8 tensors by a seeded generator, so a run is a function of
-its inputs and seed: on CPU, the same params give byte-identical weights. Fine-tuning runs on
+Batches of positions are drawn by a seeded generator (and any augmentation is seeded per image),
+so a run is a function of its inputs and seed: on CPU, the same params give byte-identical weights. Fine-tuning runs on
 the :mod:`tallmerge.runtime` device (a GPU with bf16 autocast when there is one) and, under
 ``torchrun``, on several processes (DDP), each taking an equal share of every batch.
 """
@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tallmerge import runtime
+from tallmerge.data import Split
 from tallmerge.errors import TallmergeError
 from tallmerge.heads import Classifier
 from tallmerge.params import TrainConfig
@@ -41,9 +42,10 @@ def batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> 
         buffer = buffer[batch_size:]
 
 
-def _optimise(params, n: int, cfg: TrainConfig, loss_fn, seed: int, desc: str, world: int = 1) -> list[float]:
-    """Run ``cfg.steps`` AdamW steps of ``loss_fn(batch_indices, generator)`` over ``n``
-    examples; return the loss history (averaged over the ``world`` processes)."""
+def _optimise(params, cfg: TrainConfig, seed: int, stream_of, loss_fn, desc: str, world: int = 1) -> list[float]:
+    """Run ``cfg.steps`` AdamW steps of ``loss_fn(batch, generator)``, one per batch of
+    ``stream_of(generator)``; return the loss history (averaged over the ``world`` processes).
+    ``generator`` is the run's one seeded random stream."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in params if p.requires_grad]
@@ -51,9 +53,8 @@ def _optimise(params, n: int, cfg: TrainConfig, loss_fn, seed: int, desc: str, w
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup))
     losses = []
     progress = tqdm(range(cfg.steps), desc=desc, disable=None, leave=False)
-    stream = batches(n, cfg.batch_size, cfg.steps, generator)
-    for step, idx in zip(progress, stream):
-        loss = loss_fn(idx, generator)
+    for step, batch in zip(progress, stream_of(generator)):
+        loss = loss_fn(batch, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -106,16 +107,18 @@ def pretrain_clip(
         targets /= targets.sum(dim=1, keepdim=True)
         return 0.5 * (F.cross_entropy(logits, concept) + F.cross_entropy(logits.T[present], targets))
 
-    losses = _optimise(model.parameters(), len(images), cfg, loss_fn, seed, desc="pretrain")
+    stream_of = lambda generator: batches(len(images), cfg.batch_size, cfg.steps, generator)  # noqa: E731
+    losses = _optimise(model.parameters(), cfg, seed, stream_of, loss_fn, desc="pretrain")
     model.eval()
     return losses
 
 
-def finetune(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, seed: int,
-             desc: str = "finetune") -> list[float]:
-    """Fine-tune ``classifier.encoder`` with cross-entropy; the head stays frozen. Runs on this
-    process's :func:`runtime.current` device and shares each batch among the DDP processes;
-    the classifier is back on the CPU afterwards."""
+def finetune(classifier: Classifier, split: Split, cfg: TrainConfig, seed: int, desc: str = "finetune") -> list[float]:
+    """Fine-tune ``classifier.encoder`` on ``split`` with cross-entropy; the head stays frozen.
+
+    Runs on this process's :func:`runtime.current` device; under DDP every process draws the
+    same seeded batch of positions and reads only its share of it. The classifier is back on
+    the CPU afterwards."""
     rt = runtime.current()
     if cfg.batch_size % rt.world:
         raise TallmergeError(f"batch size {cfg.batch_size} does not split evenly over {rt.world} processes")
@@ -123,28 +126,27 @@ def finetune(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor,
     model = classifier
     if rt.world > 1:
         model = nn.parallel.DistributedDataParallel(classifier, device_ids=[rt.device] if rt.device.type == "cuda" else None)
-    pin = rt.device.type == "cuda"
 
-    def loss_fn(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        idx = idx[rt.rank :: rt.world]
-        x, y = images[idx], labels[idx]
-        if pin:
-            x, y = x.pin_memory().to(rt.device, non_blocking=True), y.pin_memory().to(rt.device, non_blocking=True)
+    def stream_of(generator: torch.Generator):
+        shares = (idx[rt.rank :: rt.world] for idx in batches(len(split), cfg.batch_size, cfg.steps, generator))
+        return split.batches(shares, seed=seed)
+
+    def loss_fn(batch, generator: torch.Generator) -> torch.Tensor:
+        x, y = (t.to(rt.device, non_blocking=True) for t in batch)
         with rt.autocast():
             return F.cross_entropy(model(x).float(), y)
 
-    losses = _optimise(classifier.encoder.parameters(), len(images), cfg, loss_fn, seed, desc=desc, world=rt.world)
+    losses = _optimise(classifier.encoder.parameters(), cfg, seed, stream_of, loss_fn, desc=desc, world=rt.world)
     classifier.to("cpu").eval()
     return losses
 
 
 @torch.no_grad()
-def accuracy(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy in percent."""
+def accuracy(classifier: Classifier, split: Split, batch_size: int = 512) -> float:
+    """Top-1 accuracy in percent on the whole split."""
     classifier.eval()
     device = next(classifier.parameters()).device
     correct = 0
-    for start in range(0, len(images), batch_size):
-        logits = classifier(images[start : start + batch_size].to(device))
-        correct += (logits.argmax(dim=1).cpu() == labels[start : start + batch_size]).sum().item()
-    return 100.0 * correct / len(images)
+    for x, y in split.in_order(batch_size):
+        correct += (classifier(x.to(device)).argmax(dim=1).cpu() == y).sum().item()
+    return 100.0 * correct / len(split)

@@ -1,8 +1,9 @@
 """The task registry: every task the pipeline can run is looked up here by name.
 
-A task knows its class names and prompt templates (for the zero-shot head) and how to produce
-labelled images for a split. Pocket tasks generate them from a seed; real datasets (a later
-addition) load them from a local folder. Everything else in tallmerge goes through
+A task knows its prompt templates (for the zero-shot head) and where its labelled images come
+from. Pocket tasks (:class:`Task`) know their class names and generate images from a seed; the
+paper's dataset tasks (:class:`tallmerge.tasks.paper.DatasetTask`) read a dataset's official
+splits, class names included, from a local folder. Everything else in tallmerge goes through
 :func:`get_task`, so adding a dataset means registering one object, nothing more.
 """
 
@@ -23,6 +24,8 @@ pre-training mix (cleaner, differently distributed), never used for fine-tuning 
 
 
 class Task(Protocol):
+    """A generated task."""
+
     name: str
     classnames: tuple[str, ...]
     templates: tuple[str, ...]  # each has one "{}" where the class name goes
@@ -56,4 +59,5 @@ def get_task(name: str) -> Task:
 
 
 def available_tasks() -> list[str]:
-    return sorted(_TASKS)
+    """Registered task names: the pocket tasks, then the paper's, each in registration order."""
+    return list(_TASKS)

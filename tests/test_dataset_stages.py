@@ -1,0 +1,69 @@
+"""The pipeline's stage scripts on real-dataset tasks: fake MNIST and EuroSAT in their on-disk
+layouts under data.root, the pocket CLIP resizing them to 32 px with its own transform."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fakes_arrays import FAKES as ARRAY_FAKES
+from fakes_folders import FAKES as FOLDER_FAKES
+from tallmerge.models import create_clip, save_clip
+from tallmerge.streaming import TensorFile
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = ("MNIST", "EuroSAT")
+
+
+def run(stage: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")
+    root = work / "datasets"
+    ARRAY_FAKES["MNIST"](root)
+    FOLDER_FAKES["EuroSAT"](root)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["tasks"] = {name: {} for name in TASKS}
+    params["data"].update(train=None, val=None, test=None, root=str(root), workers=0)
+    params["finetune"].update(steps=3, batch_size=4, warmup=1)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    save_clip(create_clip("pocket-vit", seed=0), "pocket-vit", work / "models/pretrained/visual.safetensors",
+              work / "models/pretrained/text.safetensors")
+    for task in TASKS:
+        for stage in ("prepare", "finetune"):
+            result = run(stage, task, cwd=work)
+            assert result.returncode == 0, result.stderr
+    return work
+
+
+def test_finetune_then_evaluate_on_datasets(workspace):
+    for task in TASKS:
+        with TensorFile(workspace / f"models/finetuned/{task}.safetensors") as f:
+            assert f.metadata["task"] == task
+    result = run("evaluate", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((workspace / "metrics/methods/finetuned.json").read_text())["accuracy"]
+    assert {(r["task"], r["split"]) for r in rows} == {(t, s) for t in TASKS for s in ("val", "test")}
+    assert all(0 <= r["top1"] <= 100 for r in rows)
+
+
+def test_heads_use_the_datasets_class_names(workspace):
+    with TensorFile(workspace / "models/heads/EuroSAT.safetensors") as f:
+        assert f.metadata["classnames"][0] == "annual crop land"
+
+
+def test_a_missing_dataset_names_the_expected_layout(workspace, tmp_path):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["tasks"] = {"SVHN": {}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run("prepare", "SVHN", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "svhn" in result.stderr and "expected" in result.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.safetensors"))
