@@ -137,3 +137,15 @@ def test_malformed_task_data_is_refused(tmp_path, clip):
         TaskData(tmp_path / "t.safetensors").split("train", clip)
     with pytest.raises(TallmergeError, match="no tensor 'val.labels'"):
         TaskData(tmp_path / "t.safetensors").split("val", clip)
+
+
+def test_process_shares_get_the_one_process_augmentation(root, tmp_path, clip):
+    """Under DDP each rank reads its share of a batch, augmented as in a one-process run."""
+    prepare(get_task("EuroSAT"), SIZES, 0, root, tmp_path / "e.safetensors")
+    split = TaskData(tmp_path / "e.safetensors", root).split("train", clip, train=True)
+    positions = [torch.tensor([3, 1, 4, 0]), torch.tensor([1, 5, 2, 6])]
+    whole = list(split.batches(positions, seed=7))
+    shares = [list(split.batches(positions, seed=7, share=(rank, 2))) for rank in range(2)]
+    for step, (x, y) in enumerate(whole):
+        for rank in range(2):
+            assert torch.equal(shares[rank][step][0], x[rank::2]) and torch.equal(shares[rank][step][1], y[rank::2])

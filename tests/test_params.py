@@ -69,8 +69,10 @@ def test_empty_or_malformed_task_list(tasks):
 
 
 def test_unknown_task_lists_the_available_ones():
-    with pytest.raises(TallmergeError, match=r"unknown task 'mnist'.*digits"):
-        make(tasks={"mnist": {}, "digits": {}}).tasks
+    with pytest.raises(TallmergeError, match=r"unknown task 'imagenet'; available: digits, .*, Cars, .*KMNIST"):
+        make(tasks={"imagenet": {}, "digits": {}}).tasks
+    with pytest.raises(TallmergeError, match=r"unknown task 'mnist' \(did you mean 'MNIST'\?\)"):
+        make(tasks={"mnist": {}}).tasks
 
 
 def test_invalid_pretrain_and_data_values():

@@ -190,9 +190,9 @@ def test_bad_params_fail_with_one_line_and_keep_outputs(repo):
 
 
 def test_unknown_task_and_corrupted_input_fail_cleanly(repo):
-    result = run(f"{BIN / 'python'} stages/prepare.py mnist", repo, check=False)
+    result = run(f"{BIN / 'python'} stages/prepare.py imagenet", repo, check=False)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: unknown task 'mnist'; available: ") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: unknown task 'imagenet'; available: ") and result.stderr.count("\n") == 1
 
     data = repo / "data" / "tasks" / "colors.safetensors"
     output = repo / "models" / "finetuned" / "colors.safetensors"

@@ -94,9 +94,12 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batches(self, index_batches: Iterable[torch.Tensor], seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, index_batches: Iterable[torch.Tensor], seed: int | None = None,
+                share: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(images, labels)`` for each batch of positions; ``images`` float ``[B, 3, H, W]``,
-        normalized. ``seed`` (training) makes random augmentation, if any, a function of it."""
+        normalized. ``seed`` (training) makes random augmentation, if any, a function of it and
+        of each image's place in the batch stream. ``share = (rank, world)`` keeps only this
+        process's share of every batch (DDP), with the augmentation of the whole batch's run."""
         raise NotImplementedError
 
     def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -113,8 +116,10 @@ class ImageSplit(Split):
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
 
-    def batches(self, index_batches, seed=None):
+    def batches(self, index_batches, seed=None, share=(0, 1)):
+        rank, world = share
         for idx in index_batches:
+            idx = idx[rank::world]
             x = self.images[idx].permute(0, 3, 1, 2).float().div_(255.0)
             yield (x - self.mean) / self.std, self.labels[idx]
 
@@ -127,11 +132,12 @@ class DatasetSplit(Split):
         self.images = _Images(samples, index.numpy(), transform)
         self.workers = workers
 
-    def batches(self, index_batches, seed=None):
-        if seed is not None:  # one seed per image drawn: augmentation independent of the workers
-            index_batches = _seeded(index_batches, seed)
+    def batches(self, index_batches, seed=None, share=(0, 1)):
+        rank, world = share
+        items = _seeded(index_batches, seed) if seed is not None else ([int(p) for p in idx] for idx in index_batches)
+        # one seed per image drawn: augmentation independent of the workers and of the processes
         loader = torch.utils.data.DataLoader(
-            self.images, batch_sampler=index_batches, num_workers=self.workers,
+            self.images, batch_sampler=(batch[rank::world] for batch in items), num_workers=self.workers,
             pin_memory=torch.cuda.is_available(), collate_fn=_collate,
         )
         for x, idx in loader:
@@ -146,7 +152,7 @@ class _Images(torch.utils.data.Dataset):
         return len(self.index)
 
     def __getitem__(self, item):
-        position, seed = item if isinstance(item, tuple) else (int(item), None)
+        position, seed = item if isinstance(item, tuple) else (item, None)
         image = self.samples.image(int(self.index[position]))
         if seed is None:
             return self.transform(image), position

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from tallmerge import layout
+from tallmerge import layout, runtime
 from tallmerge.data import TaskData
 from tallmerge.errors import TallmergeError
 from tallmerge.heads import Classifier, load_head
@@ -31,16 +31,18 @@ State = Mapping[str, torch.Tensor]
 
 
 class Benchmark:
-    """Every task's frozen head and evaluation splits, in memory, and one image encoder into
-    which candidate weights are loaded."""
+    """Every task's frozen head and evaluation splits, and one image encoder, on the runtime's
+    device (a GPU when there is one; float32 throughout), into which candidate weights are
+    loaded."""
 
     def __init__(self, arch: str, tasks: Sequence[str], heads: Callable[[str], os.PathLike],
                  data: Callable[[str], os.PathLike], batch_size: int, root: str | None = None, workers: int = 0):
         self.tasks = list(tasks)
         self.batch_size = batch_size
         model = create_clip(arch)
-        self.encoder = model.visual.eval()
-        self.heads = {t: load_head(heads(t)) for t in self.tasks}
+        device = runtime.current().device
+        self.encoder = model.visual.eval().to(device)
+        self.heads = {t: load_head(heads(t)).to(device) for t in self.tasks}
         self.splits = {}
         for t in self.tasks:
             task_data = TaskData(data(t), root)

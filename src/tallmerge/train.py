@@ -128,8 +128,7 @@ def finetune(classifier: Classifier, split: Split, cfg: TrainConfig, seed: int, 
         model = nn.parallel.DistributedDataParallel(classifier, device_ids=[rt.device] if rt.device.type == "cuda" else None)
 
     def stream_of(generator: torch.Generator):
-        shares = (idx[rt.rank :: rt.world] for idx in batches(len(split), cfg.batch_size, cfg.steps, generator))
-        return split.batches(shares, seed=seed)
+        return split.batches(batches(len(split), cfg.batch_size, cfg.steps, generator), seed=seed, share=(rt.rank, rt.world))
 
     def loss_fn(batch, generator: torch.Generator) -> torch.Tensor:
         x, y = (t.to(rt.device, non_blocking=True) for t in batch)

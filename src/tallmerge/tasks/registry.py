@@ -53,9 +53,9 @@ def get_task(name: str) -> Task:
     try:
         return _TASKS[name]
     except KeyError:
-        raise TallmergeError(
-            f"unknown task {name!r}; available: {', '.join(sorted(_TASKS))}"
-        ) from None
+        alike = [t for t in _TASKS if t.lower() == str(name).lower()]
+        hint = f" (did you mean {alike[0]!r}?)" if alike else ""
+        raise TallmergeError(f"unknown task {name!r}{hint}; available: {', '.join(_TASKS)}") from None
 
 
 def available_tasks() -> list[str]:
