@@ -149,3 +149,9 @@ def test_process_shares_get_the_one_process_augmentation(root, tmp_path, clip):
     for step, (x, y) in enumerate(whole):
         for rank in range(2):
             assert torch.equal(shares[rank][step][0], x[rank::2]) and torch.equal(shares[rank][step][1], y[rank::2])
+
+
+def test_generated_tasks_refuse_a_model_of_another_resolution(tmp_path):
+    prepare(get_task("colors"), {"train": 2, "val": 2, "test": 2}, 0, None, tmp_path / "c.safetensors")
+    with pytest.raises(TallmergeError, match=r"generated 32 x 32 px images, the model takes 224 x 224"):
+        TaskData(tmp_path / "c.safetensors").split("train", create_clip("ViT-B-32"))

@@ -46,3 +46,12 @@ def test_lambda_is_chosen_per_task():
     assert chosen == {"a": 0.4, "b": 0.2}
     assert known == {("a", "val"): 90.0, ("b", "val"): 80.0}
     assert len(curve) == 6 and curve[0] == {"task": "a", "lambda": 0.2, "top1_val": 70.0}
+
+
+def test_a_zero_reference_accuracy_is_a_clear_error():
+    import pytest
+
+    from tallmerge.errors import TallmergeError
+
+    with pytest.raises(TallmergeError, match="task 'b': its fine-tuned model scores 0 % on validation"):
+        avg_normalized({"a": 50.0, "b": 10.0}, {"a": 100.0, "b": 0.0})

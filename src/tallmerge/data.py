@@ -194,6 +194,13 @@ class TaskData:
             images = self._tensor(f"{name}.images", torch.uint8, 4)
             if images.shape[:1] != labels.shape:
                 raise TallmergeError(f"{self.path}: split '{name}' has {len(images)} images and {len(labels)} labels")
+            size = model.visual.image_size
+            size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+            if tuple(images.shape[1:3]) != size:
+                raise TallmergeError(
+                    f"{self.path}: task '{self.task}' has generated {images.shape[1]} x {images.shape[2]} px images, "
+                    f"the model takes {size[0]} x {size[1]} (generated tasks need a pocket arch)"
+                )
             return ImageSplit(images, labels, *image_stats(model))
         index = self._tensor(f"{name}.index", torch.int64, 1)
         samples = self._samples(SOURCE.get(name, name))

@@ -94,6 +94,12 @@ def avg_normalized(top1: Mapping[str, float], reference: Mapping[str, float]) ->
     missing = [t for t in top1 if t not in reference]
     if missing:
         raise TallmergeError(f"no fine-tuned accuracy for task '{missing[0]}' to normalize with")
+    zero = [t for t in top1 if reference[t] <= 0]
+    if zero:
+        raise TallmergeError(
+            f"task '{zero[0]}': its fine-tuned model scores 0 % on validation, so normalized accuracy is "
+            "undefined (is its fine-tuned checkpoint or dataset right?)"
+        )
     return sum(100.0 * top1[t] / reference[t] for t in top1) / len(top1)
 
 
