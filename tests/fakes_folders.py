@@ -217,3 +217,21 @@ FAKES = {
     "Food101": write_food101,
     "RenderedSST2": write_rendered_sst2,
 }
+
+
+REFERENCE_FOLDERS = {  # the task-vectors code's split folders: (folder, train, test, class folders)
+    "DTD": ("dtd", "train", "val", ("banded", "zigzagged")),
+    "EuroSAT": ("EuroSAT_splits", "train", "test", ("AnnualCrop", "SeaLake")),
+    "SUN397": ("sun397", "train", "val", ("a_abbey", "b_bakery_shop")),
+}
+
+
+def write_reference_split(root: Path, dataset: str) -> dict[str, int]:
+    """``dataset`` in the split folders the task-vectors / TALL-mask code reads (2 train and 1
+    test image per class)."""
+    folder, train, test, classes = REFERENCE_FOLDERS[dataset]
+    for label, cls in enumerate(classes):
+        for split, count in ((train, 2), (test, 1)):
+            for n in range(count):
+                _image(root / folder / split / cls / f"{cls}_{split}_{n}.jpg", label)
+    return {"train": 2 * len(classes), "test": len(classes)}

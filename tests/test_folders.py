@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes_folders import CLASSNAMES, EUROSAT_FOLDERS, FAKES, color
+from fakes_folders import CLASSNAMES, EUROSAT_FOLDERS, FAKES, REFERENCE_FOLDERS, color, write_reference_split
 
 from tallmerge.errors import TallmergeError
 from tallmerge.tasks.folders import (
@@ -249,3 +249,27 @@ def test_unknown_split_is_rejected(data, name, split):
     root, _ = data
     with pytest.raises(TallmergeError, match=f"{name}: unknown split '{split}'"):
         READERS[name](root, split)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_FOLDERS))
+def test_reference_split_folders_take_precedence(tmp_path, name):
+    """DTD, EuroSAT and SUN397 in the task-vectors code's split folders: those splits are served,
+    even beside the dataset's own layout."""
+    FAKES[name](tmp_path)
+    counts = write_reference_split(tmp_path, name)
+    folder, train, test, classes = REFERENCE_FOLDERS[name]
+    expected_names = {
+        "DTD": ("banded", "zigzagged"),
+        "EuroSAT": ("annual crop land", "lake or sea"),
+        "SUN397": ("abbey", "bakery shop"),
+    }[name]
+    for split, sub in (("train", train), ("test", test)):
+        samples = READERS[name](tmp_path, split)
+        assert len(samples) == counts[split] and samples.classnames == expected_names
+        assert all(str(tmp_path / folder / sub) in p for p in samples.paths)
+        assert samples.labels.tolist() == sorted(samples.labels.tolist())
+        for i in range(len(samples)):
+            assert samples.image(i).getpixel((0, 0)) == pytest.approx(color(int(samples.labels[i])), abs=8)
+    (tmp_path / folder / test / classes[0]).rename(tmp_path / folder / test / "other")
+    with pytest.raises(TallmergeError, match=rf"{name}: .* has other class folders than"):
+        READERS[name](tmp_path, "test")

@@ -30,6 +30,12 @@ its test split is, in each class, the first ``ceil(10% of n)`` entries of
 ``numpy.random.default_rng(0).permutation(n)`` over the class's ``n`` files sorted by name (a fresh
 generator per class); train is the rest. Validation sets (DTD ``val1``, Flowers102 ``valid``) go
 to train, as the pipeline holds its own validation split out of train.
+
+For exact comparability with the paper, DTD, EuroSAT and SUN397 are read from the split folders
+the task-vectors / TALL-mask code prepares instead, when they are present
+(:data:`REFERENCE_SPLITS`: ``dtd/{train,val}``, ``EuroSAT_splits/{train,test}``,
+``sun397/{train,val}``, each ``<class>/*.jpg``; that code's ``val`` folders are its test splits;
+SUN397's class folders are ``<letter>_<class>``).
 """
 
 from __future__ import annotations
@@ -50,14 +56,16 @@ LAYOUTS = {
     "Cars": "stanford_cars/{cars_train,cars_test}/*.jpg, stanford_cars/devkit/{cars_meta.mat,cars_train_annos.mat} "
     "and stanford_cars/cars_test_annos_withlabels.mat (torchvision StanfordCars)",
     "DTD": "dtd/dtd/images/<class>/*.jpg and dtd/dtd/labels/{train1,val1,test1}.txt of class/file.jpg lines "
-    "(torchvision DTD)",
-    "EuroSAT": "eurosat/2750/<class>/*.jpg with exactly the 10 folders AnnualCrop ... SeaLake (torchvision EuroSAT)",
+    "(torchvision DTD), or the task-vectors code's dtd/{train,val}/<class>/*.jpg",
+    "EuroSAT": "eurosat/2750/<class>/*.jpg with exactly the 10 folders AnnualCrop ... SeaLake (torchvision EuroSAT), "
+    "or the task-vectors code's EuroSAT_splits/{train,test}/<class>/*.jpg",
     "GTSRB": "gtsrb/GTSRB/Training/<00000..00042>/*.ppm, gtsrb/GTSRB/Final_Test/Images/*.ppm and "
     "gtsrb/GT-final_test.csv with Filename;...;ClassId rows (torchvision GTSRB)",
     "RESISC45": "resisc45/NWPU-RESISC45/<class>/<class>_NNN.jpg and resisc45/resisc45-{train,test}.txt of file names "
     "(torchgeo RESISC45)",
     "SUN397": "SUN397/ClassName.txt, SUN397/<letter>/<class>/sun_*.jpg and SUN397/{Training,Testing}_01.txt "
-    "of /<letter>/<class>/sun_*.jpg lines (SUN397.tar.gz plus Partitions.zip)",
+    "of /<letter>/<class>/sun_*.jpg lines (SUN397.tar.gz plus Partitions.zip), or the task-vectors code's "
+    "sun397/{train,val}/<letter>_<class>/*.jpg",
     "OxfordIIITPet": "oxford-iiit-pet/images/<Breed_N>.jpg and oxford-iiit-pet/annotations/{trainval,test}.txt of "
     "'<Breed_N> <class id> <species> <breed id>' lines (torchvision OxfordIIITPet)",
     "Flowers102": "flowers-102/jpg/image_NNNNN.jpg, flowers-102/imagelabels.mat (labels) and flowers-102/setid.mat "
@@ -81,6 +89,16 @@ EUROSAT_CLASSNAMES = {
     "SeaLake": "lake or sea",
 }
 """EuroSAT class folder -> CLIP's class name, in sorted folder (= label) order."""
+
+REFERENCE_SPLITS = {  # dataset -> (folder, train folder, test folder)
+    "DTD": ("dtd", "train", "val"),
+    "EuroSAT": ("EuroSAT_splits", "train", "test"),
+    "SUN397": ("sun397", "train", "val"),
+}
+"""The split folders the task-vectors / TALL-mask code reads (``<class>/`` image folders made by
+its preparation scripts; its ``val`` folders of DTD and SUN397 are its test splits). Where they
+exist, the reader serves them instead of the dataset's own layout, so that the splits are the
+reference code's."""
 
 EUROSAT_TEST_FRACTION = 0.1
 EUROSAT_SEED = 0
@@ -250,6 +268,21 @@ def _folder_tree(dataset: str, folder: Path, class_dirs: Sequence[str], suffix: 
     return paths, labels
 
 
+def _reference_split(root: Path, dataset: str, split: str, classname: Callable[[str], str]) -> Samples | None:
+    """The reference code's split folders of ``dataset`` (:data:`REFERENCE_SPLITS`), if present:
+    classes are train's sorted class folders, named by ``classname(folder)``."""
+    folder, train, test = REFERENCE_SPLITS[dataset]
+    if not (root / folder / train).is_dir():
+        return None
+    class_dirs = [p.name for p in _class_folders(root / folder / train, dataset)]
+    source = root / folder / (train if split == "train" else test)
+    found = [p.name for p in _class_folders(source, dataset)]
+    if found != class_dirs:
+        raise _fail(dataset, f"{source} has other class folders than {root / folder / train}")
+    paths, labels = _folder_tree(dataset, source, class_dirs, ".jpg")
+    return _samples(dataset, paths, labels, [classname(d) for d in class_dirs], source)
+
+
 # --- readers -----------------------------------------------------------------------------------
 
 
@@ -271,6 +304,8 @@ def read_cars(root: Path, split: str) -> Samples:
 
 def read_dtd(root: Path, split: str) -> Samples:
     check_split("DTD", split)
+    if (reference := _reference_split(root, "DTD", split, lambda d: d.replace("_", " "))) is not None:
+        return reference
     base = root / "dtd" / "dtd"
     images = base / "images"
     classnames = [p.name for p in _class_folders(images, "DTD")]
@@ -289,6 +324,8 @@ def read_dtd(root: Path, split: str) -> Samples:
 
 def read_eurosat(root: Path, split: str) -> Samples:
     check_split("EuroSAT", split)
+    if (reference := _reference_split(root, "EuroSAT", split, _eurosat_classname)) is not None:
+        return reference
     folder = root / "eurosat" / "2750"
     found = [p.name for p in _class_folders(folder, "EuroSAT")]
     if found != list(EUROSAT_CLASSNAMES):
@@ -303,6 +340,12 @@ def read_eurosat(root: Path, split: str) -> Samples:
         in_test[members[np.random.default_rng(EUROSAT_SEED).permutation(len(members))[:n_test]]] = True
     keep = np.flatnonzero(in_test == (split == "test"))
     return _samples("EuroSAT", [paths[i] for i in keep], labels[keep], list(EUROSAT_CLASSNAMES.values()), folder)
+
+
+def _eurosat_classname(folder: str) -> str:
+    if folder not in EUROSAT_CLASSNAMES:
+        raise _fail("EuroSAT", f"unknown class folder {folder!r}")
+    return EUROSAT_CLASSNAMES[folder]
 
 
 def read_gtsrb(root: Path, split: str) -> Samples:
@@ -348,6 +391,9 @@ def read_resisc45(root: Path, split: str) -> Samples:
 
 def read_sun397(root: Path, split: str) -> Samples:
     check_split("SUN397", split)
+    reference = _reference_split(root, "SUN397", split, lambda d: d[2:].replace("_", " "))  # "b_bakery_shop"
+    if reference is not None:
+        return reference
     base = root / "SUN397"
     class_file = base / "ClassName.txt"
     keys = _lines(class_file, "SUN397")  # "/b/bakery/shop"
