@@ -1,8 +1,11 @@
 """The pipeline's stage scripts on real-dataset tasks: fake MNIST and EuroSAT in their on-disk
-layouts under data.root, the pocket CLIP resizing them to 32 px with its own transform."""
+layouts under data.root, the pocket CLIP resizing them to 32 px with its own transform. (The
+scripts run in this process, as `python stages/<stage>.py` would run them, to save start-up time;
+tests/test_pipeline.py runs the whole pipeline through DVC.)"""
 
+import contextlib
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -18,9 +21,18 @@ REPO = Path(__file__).resolve().parents[1]
 TASKS = ("MNIST", "EuroSAT")
 
 
-def run(stage: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), *args], cwd=cwd,
-                          capture_output=True, text=True)
+def run(stage: str, *args: str, cwd: Path) -> int:
+    """Run ``stages/<stage>.py args`` as a script in ``cwd``; its exit status."""
+    argv = sys.argv
+    sys.argv = [f"stages/{stage}.py", *args]
+    try:
+        with contextlib.chdir(cwd):
+            runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+        return 0
+    except SystemExit as e:
+        return e.code
+    finally:
+        sys.argv = argv
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +50,7 @@ def workspace(tmp_path_factory):
               work / "models/pretrained/text.safetensors")
     for task in TASKS:
         for stage in ("prepare", "finetune"):
-            result = run(stage, task, cwd=work)
-            assert result.returncode == 0, result.stderr
+            assert run(stage, task, cwd=work) == 0
     return work
 
 
@@ -47,8 +58,7 @@ def test_finetune_evaluate_and_merge_on_datasets(workspace):
     for task in TASKS:
         with TensorFile(workspace / f"models/finetuned/{task}.safetensors") as f:
             assert f.metadata["task"] == task
-    result = run("evaluate", cwd=workspace)
-    assert result.returncode == 0, result.stderr
+    assert run("evaluate", cwd=workspace) == 0
     rows = json.loads((workspace / "metrics/methods/finetuned.json").read_text())["accuracy"]
     assert {(r["task"], r["split"]) for r in rows} == {(t, s) for t in TASKS for s in ("val", "test")}
     assert all(0 <= r["top1"] <= 100 for r in rows)
@@ -59,8 +69,7 @@ def test_finetune_evaluate_and_merge_on_datasets(workspace):
     for row in reference["accuracy"]:
         row["top1"] = 100.0
     (workspace / "metrics/methods/finetuned.json").write_text(json.dumps(reference))
-    result = run("merge", "task-arithmetic", cwd=workspace)
-    assert result.returncode == 0, result.stderr
+    assert run("merge", "task-arithmetic", cwd=workspace) == 0
     merged = json.loads((workspace / "metrics/methods/task-arithmetic.json").read_text())
     assert merged["selected"]["alpha"] in yaml.safe_load((workspace / "params.yaml").read_text())["merge"]["task-arithmetic"]["alpha"]
     assert {r["task"] for r in merged["accuracy"]} == set(TASKS)
@@ -71,11 +80,11 @@ def test_heads_use_the_datasets_class_names(workspace):
         assert f.metadata["classnames"][0] == "annual crop land"
 
 
-def test_a_missing_dataset_names_the_expected_layout(workspace, tmp_path):
+def test_a_missing_dataset_names_the_expected_layout(workspace, tmp_path, capsys):
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["tasks"] = {"SVHN": {}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run("prepare", "SVHN", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "svhn" in result.stderr and "expected" in result.stderr
+    assert run("prepare", "SVHN", cwd=tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: SVHN: ") and err.count("\n") == 1 and "svhn/train_32x32.mat not found; expected" in err
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.safetensors"))
