@@ -12,7 +12,9 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from tallmerge import pretrained  # noqa: E402
-from tallmerge.convert import check_visual_state, convert_hf_clip, hf_clip_to_open_clip, hf_to_open_clip  # noqa: E402
+from tallmerge.convert import (  # noqa: E402
+    check_visual_state, convert_hf_clip, hf_clip_to_open_clip, hf_to_open_clip, import_checkpoint,
+)
 from tallmerge.errors import TallmergeError  # noqa: E402
 from tallmerge.models import create_clip  # noqa: E402
 from tallmerge.safeload import load_state_dict  # noqa: E402
@@ -222,6 +224,15 @@ def test_import_command_converts_a_hf_checkpoint(hf, images, reference, tmp_path
     assert (features - reference).abs().max() < 1e-4
 
 
+def test_a_hugging_face_folder_imports_as_its_weights_file(hf, images, reference, tmp_path):
+    hf.save_pretrained(tmp_path / "cars")  # config.json + model.safetensors, as the hub ships them
+    features = open_clip_features(import_checkpoint(tmp_path / "cars", TINY), images)
+    assert (features - reference).abs().max() < 1e-4
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TallmergeError, match="empty: holds neither model.safetensors nor pytorch_model.bin"):
+        import_checkpoint(tmp_path / "empty", TINY)
+
+
 # Whole CLIPModels as the pre-trained model.
 
 
@@ -397,8 +408,8 @@ def test_pretrained_hf_folder_without_weights(tmp_path):
     with pytest.raises(TallmergeError) as e:
         pretrained.load(TINY, str(tmp_path))
     assert str(e.value) == (
-        f"model.pretrained: {tmp_path} holds neither model.safetensors nor pytorch_model.bin "
-        "(expected a Hugging Face CLIPModel folder)"
+        f"model.pretrained: {tmp_path}: holds neither model.safetensors nor pytorch_model.bin "
+        "(expected a Hugging Face model folder)"
     )
 
 

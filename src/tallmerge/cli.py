@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoints, open_clip state dicts or pickled task-vectors ImageEncoders (never running code from the "
         "file), check them against --arch, and write each as OUT/NAME.safetensors.",
     )
-    imports.add_argument("checkpoints", nargs="+", metavar="[NAME=]PATH", help="checkpoint files; NAME defaults to the file stem")
+    imports.add_argument("checkpoints", nargs="+", metavar="[NAME=]PATH", help="checkpoint files or Hugging Face model folders; NAME defaults to the file stem")
     imports.add_argument("--arch", required=True, help="the open_clip architecture they must match (e.g. ViT-B-32-quickgelu for OpenAI CLIP)")
     imports.add_argument("--out", required=True, metavar="DIR", help="folder to write NAME.safetensors into")
     imports.set_defaults(run=_cmd_import)

@@ -100,11 +100,24 @@ LAYER = re.compile(r"encoder\.layers\.(0|[1-9][0-9]*)\.(.+)")
 OPEN_CLIP_PREFIXES = ("", "visual.", "model.visual.", "module.visual.", "module.model.visual.")
 """Where an open_clip image encoder sits in the checkpoints we read (tried in this order)."""
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+"""The weights file of a Hugging Face model folder, in order of preference."""
+
+
+def hf_weights_in(folder: Path) -> Path:
+    """The weights file of a Hugging Face model folder (see :data:`HF_WEIGHTS`)."""
+    for name in HF_WEIGHTS:
+        if (folder / name).is_file():
+            return folder / name
+    raise TallmergeError(f"{folder}: holds neither {' nor '.join(HF_WEIGHTS)} (expected a Hugging Face model folder)")
 
 
 def import_checkpoint(path: str | os.PathLike, arch: str) -> dict[str, torch.Tensor]:
-    """The image encoder in a checkpoint file, as an open_clip ``arch`` ``visual`` state dict."""
+    """The image encoder in a checkpoint file (or a Hugging Face model folder), as an open_clip
+    ``arch`` ``visual`` state dict."""
     path = Path(path)
+    if path.is_dir():
+        path = hf_weights_in(path)
     if path.suffix == ".safetensors":
         state, _ = load_tensors(path)
     elif path.suffix in TORCH_SUFFIXES:

@@ -42,15 +42,13 @@ from open_clip import pretrained as registry
 from torch import nn
 
 from tallmerge import safeload
-from tallmerge.convert import convert_hf_clip_model, is_hf_clip
+from tallmerge.convert import convert_hf_clip_model, hf_weights_in, is_hf_clip
 from tallmerge.errors import TallmergeError
 from tallmerge.io import load_tensors, one_line, open_tensors
 from tallmerge.models import create_clip
 
 URL_CACHE = Path("~/.cache/clip")
 _SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-"""The weights file of a Hugging Face model folder, in order of preference."""
 HF_CONFIG = "config.json"
 HF_DEFAULT_ACT = "quick_gelu"
 """transformers' CLIP configs' default ``hidden_act`` (saved configs may leave it out)."""
@@ -101,7 +99,10 @@ def resolve(arch: str, pretrained: str, cache_dir: str | os.PathLike | None = No
     if is_path(pretrained):
         path = Path(pretrained).expanduser()
         if path.is_dir():
-            return _hf_weights_in(path)
+            try:
+                return hf_weights_in(path)
+            except TallmergeError as e:
+                raise TallmergeError(f"model.pretrained: {e}") from None
         if not path.is_file():
             raise TallmergeError(f"model.pretrained: checkpoint file not found: {path}")
         return path
@@ -120,15 +121,6 @@ def resolve(arch: str, pretrained: str, cache_dir: str | os.PathLike | None = No
         f"pretrained weights {pretrained!r} of {arch} are not on this machine: place "
         + " or ".join(wanted)
         + ", or set model.pretrained to a checkpoint file (nothing is downloaded unless allowed)"
-    )
-
-
-def _hf_weights_in(folder: Path) -> Path:
-    for name in HF_WEIGHTS:
-        if (folder / name).is_file():
-            return folder / name
-    raise TallmergeError(
-        f"model.pretrained: {folder} holds neither {' nor '.join(HF_WEIGHTS)} (expected a Hugging Face CLIPModel folder)"
     )
 
 
