@@ -1,12 +1,7 @@
 """The pipeline's stage scripts on real-dataset tasks: fake MNIST and EuroSAT in their on-disk
-layouts under data.root, the pocket CLIP resizing them to 32 px with its own transform. (The
-scripts run in this process, as `python stages/<stage>.py` would run them, to save start-up time;
-tests/test_pipeline.py runs the whole pipeline through DVC.)"""
+layouts under data.root, the pocket CLIP resizing them to 32 px with its own transform."""
 
-import contextlib
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,25 +9,12 @@ import yaml
 
 from fakes_arrays import FAKES as ARRAY_FAKES
 from fakes_folders import FAKES as FOLDER_FAKES
+from stage_runner import run_stage as run
 from tallmerge.models import create_clip, save_clip
 from tallmerge.streaming import TensorFile
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("MNIST", "EuroSAT")
-
-
-def run(stage: str, *args: str, cwd: Path) -> int:
-    """Run ``stages/<stage>.py args`` as a script in ``cwd``; its exit status."""
-    argv = sys.argv
-    sys.argv = [f"stages/{stage}.py", *args]
-    try:
-        with contextlib.chdir(cwd):
-            runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
-        return 0
-    except SystemExit as e:
-        return e.code
-    finally:
-        sys.argv = argv
 
 
 @pytest.fixture(scope="module")

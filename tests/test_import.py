@@ -64,11 +64,10 @@ def test_bad_checkpoints_are_refused_and_nothing_is_written(clip, tmp_path, caps
 
 def test_finetune_stage_imports_instead_of_training(clip, tmp_path):
     """tasks.<task>.import: the stage writes the imported encoder (and the task's head), no training."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     import yaml
+    from stage_runner import run_stage
 
     from tallmerge.models import save_clip
     from tallmerge.streaming import TensorFile
@@ -82,9 +81,7 @@ def test_finetune_stage_imports_instead_of_training(clip, tmp_path):
     params["data"].update(train=20, val=10, test=10)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("prepare", "finetune"):  # the head's class names and prompts come from the task data
-        result = subprocess.run([sys.executable, str(root / "stages" / f"{stage}.py"), "digits"], cwd=tmp_path,
-                                capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
+        assert run_stage(stage, "digits", cwd=tmp_path) == 0
     assert_is_visual(load_file(tmp_path / "models/finetuned/digits.safetensors"), clip)
     with TensorFile(tmp_path / "models/finetuned/digits.safetensors") as f:
         assert f.metadata["imported"] == str(tmp_path / "digits.pt") and f.metadata["task"] == "digits"

@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from stage_runner import run_stage
 from tallmerge import pretrained
 from tallmerge.errors import TallmergeError
 from tallmerge.models import create_clip
@@ -77,10 +78,8 @@ def test_paths_and_tags_are_told_apart():
     assert not pretrained.is_path("laion2b_s34b_b79k") and not pretrained.is_path("openai")
 
 
-def test_pretrain_stage_takes_local_weights(tmp_path):
+def test_pretrain_stage_takes_local_weights(tmp_path, capsys):
     """model.pretrained set: the stage writes the given weights as theta_0, no training."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     import yaml
@@ -92,22 +91,20 @@ def test_pretrain_stage_takes_local_weights(tmp_path):
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["model"]["pretrained"] = str(tmp_path / "clip.safetensors")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(root / "stages" / "pretrain.py")], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert run_stage("pretrain", cwd=tmp_path) == 0
     visual = load_file(tmp_path / "models" / "pretrained" / "visual.safetensors")
     assert all(torch.equal(visual[k], v) for k, v in source.visual.state_dict().items())
 
     params["model"]["pretrained"] = "openai"  # pocket-vit has no tags: a one-line error, exit 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(root / "stages" / "pretrain.py")], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no pretrained tag 'openai'" in result.stderr
+    assert run_stage("pretrain", cwd=tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no pretrained tag 'openai'" in err
 
 
 def test_pretrain_stage_takes_a_hugging_face_clip_folder(tmp_path):
     """model.pretrained set to a transformers CLIPModel folder: converted to open_clip, written as theta_0."""
     import json
-    import subprocess
-    import sys
     from pathlib import Path
 
     import yaml
@@ -124,8 +121,7 @@ def test_pretrain_stage_takes_a_hugging_face_clip_folder(tmp_path):
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["model"]["arch"], params["model"]["pretrained"] = "pocket-vit", str(folder)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(root / "stages" / "pretrain.py")], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert run_stage("pretrain", cwd=tmp_path) == 0
     visual = load_file(tmp_path / "models" / "pretrained" / "visual.safetensors")
     text = load_file(tmp_path / "models" / "pretrained" / "text.safetensors")
     assert torch.equal(visual["proj"], hf.visual_projection.weight.T)
