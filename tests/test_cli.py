@@ -33,3 +33,25 @@ def test_tasks_lists_the_papers_datasets_and_prints_presets(capsys):
     block = yaml.safe_load(capsys.readouterr().out)
     assert list(block["tasks"])[:2] == ["Cars", "DTD"] and len(block["tasks"]) == 14
     assert all(v == {} for v in block["tasks"].values())
+
+
+def test_tasks_root_checks_which_datasets_are_readable(tmp_path, capsys):
+    import pytest
+
+    from fakes_arrays import FAKES as ARRAY_FAKES
+    from fakes_folders import FAKES as FOLDER_FAKES
+
+    for name in ("Cars", "DTD", "EuroSAT", "GTSRB", "RESISC45", "SUN397"):
+        FOLDER_FAKES[name](tmp_path)
+    ARRAY_FAKES["SVHN"](tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["tasks", "--preset", "paper-8", "--root", str(tmp_path)])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 8 and lines[4].startswith("MNIST") and "MISSING" in lines[4] and "MNIST/raw" in lines[4]
+    assert all(" ok " in line for i, line in enumerate(lines) if i != 4)
+    assert err.count("\n") == 1 and "1 of 8 datasets missing or unreadable" in err and "MNIST" in err
+    ARRAY_FAKES["MNIST"](tmp_path)
+    main(["tasks", "--preset", "paper-8", "--root", str(tmp_path)])
+    assert capsys.readouterr().out.count(" ok ") == 8

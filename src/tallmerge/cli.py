@@ -13,9 +13,12 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
     from tallmerge.errors import TallmergeError
     from tallmerge.tasks import PRESETS, DatasetTask, available_tasks, get_task
 
+    if args.preset and args.preset not in PRESETS:
+        raise TallmergeError(f"unknown preset {args.preset!r}; available: {', '.join(PRESETS)}")
+    if args.root:
+        _check_datasets(args.root, PRESETS[args.preset or "paper-20"])
+        return
     if args.preset:
-        if args.preset not in PRESETS:
-            raise TallmergeError(f"unknown preset {args.preset!r}; available: {', '.join(PRESETS)}")
         print(f"tasks:  # {args.preset}: the paper's first {len(PRESETS[args.preset])} tasks")
         for name in PRESETS[args.preset]:
             print(f"  {name}: {{}}")
@@ -26,6 +29,27 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
             print(f"{name:16s} dataset under data.root: {task.layout}")
         else:
             print(f"{name:16s} {len(task.classnames):3d} classes: {', '.join(task.classnames)}")
+
+
+def _check_datasets(root: str, names) -> None:
+    """Read every named dataset's official splits under ``root``: one line per task, and a
+    one-line error naming the missing or broken ones."""
+    from pathlib import Path
+
+    from tallmerge.errors import TallmergeError
+    from tallmerge.tasks import get_task
+
+    broken = []
+    for name in names:
+        try:
+            train, test = (get_task(name).read(Path(root), split) for split in ("train", "test"))
+        except TallmergeError as e:
+            broken.append(name)
+            print(f"{name:16s} MISSING  {e}")
+            continue
+        print(f"{name:16s} ok       {len(train):7d} train {len(test):7d} test {len(train.classnames):4d} classes")
+    if broken:
+        raise TallmergeError(f"{len(broken)} of {len(names)} datasets missing or unreadable under {root}: {', '.join(broken)}")
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -150,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tasks.add_argument("--preset", metavar="NAME", help="print the params.yaml `tasks:` block of a preset "
                        "(paper-8, paper-14, paper-20: the paper's benchmarks, in its order)")
+    tasks.add_argument("--root", metavar="DIR", help="check that the preset's datasets (default: all 20) are "
+                       "readable under DIR (a data.root): counts per task, or what is missing")
     tasks.set_defaults(run=_cmd_tasks)
 
     models = commands.add_parser("models", help="list the model architectures (pocket configs by default)")
