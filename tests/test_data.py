@@ -155,3 +155,13 @@ def test_generated_tasks_refuse_a_model_of_another_resolution(tmp_path):
     prepare(get_task("colors"), {"train": 2, "val": 2, "test": 2}, 0, None, tmp_path / "c.safetensors")
     with pytest.raises(TallmergeError, match=r"generated 32 x 32 px images, the model takes 224 x 224"):
         TaskData(tmp_path / "c.safetensors").split("train", create_clip("ViT-B-32"))
+
+
+def test_reading_a_dataset_leaves_the_global_random_stream_alone(root, tmp_path, clip):
+    prepare(get_task("MNIST"), SIZES, 0, root, tmp_path / "m.safetensors")
+    split = TaskData(tmp_path / "m.safetensors", root).split("test", clip, workers=2)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    list(split.in_order(batch_size=4))
+    assert torch.equal(torch.rand(3), expected)

@@ -139,6 +139,7 @@ class DatasetSplit(Split):
         loader = torch.utils.data.DataLoader(
             self.images, batch_sampler=(batch[rank::world] for batch in items), num_workers=self.workers,
             pin_memory=torch.cuda.is_available(), collate_fn=_collate,
+            generator=torch.Generator().manual_seed(0),  # workers' seeds: never from the global RNG
         )
         for x, idx in loader:
             yield x, self.labels[idx]
