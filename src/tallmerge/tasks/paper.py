@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tallmerge.tasks.registry import register_task
-from tallmerge.tasks.samples import Samples, check_split
+from tallmerge.tasks.samples import Samples
 
 PHOTO = ("a photo of a {}.", "a photo of the {}.")
 NUMBER = ('a photo of the number: "{}".',)
@@ -72,8 +72,7 @@ class DatasetTask:
     module: str  # tallmerge.tasks.<module> holds the reader (imported on first use)
 
     def read(self, root: Path, split: str) -> Samples:
-        """The dataset's official ``train`` or ``test`` split under ``root``."""
-        check_split(self.name, split)
+        """The dataset's official ``train`` or ``test`` split under ``root`` (the reader checks ``split``)."""
         return self._module().READERS[self.name](Path(root), split)
 
     @property
