@@ -9,14 +9,13 @@ stored the same way. Sizes are bytes on disk; the projection to the paper's mode
 measured bits per weight to its accounting (the full fp32 zero-shot model + vector + 20 masks)."""
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from tallmerge import layout
 from tallmerge.engine import Checkpoints
 from tallmerge.errors import exit_on_error
 from tallmerge.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
-from tallmerge.io import write_json
+from tallmerge.io import temporary_dir, write_json
 from tallmerge.masks import MaskFile
 from tallmerge.params import Params
 from tallmerge.store import Store, compress, magnitude_masks, projected_gbit, tall_masks
@@ -41,7 +40,7 @@ def main() -> None:
     layout.MODELS.mkdir(exist_ok=True)
     with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts, \
             MaskFile(layout.selected_masks(config.mtv)) as masks, \
-            tempfile.TemporaryDirectory(prefix=".compress.", dir=layout.MODELS) as scratch:
+            temporary_dir(layout.MODELS / "compress") as scratch:
         stores = {}
         for dtype in config.vector_dtype:
             compress(Path(scratch) / dtype, ckpts, tall_masks(masks, ckpts), dtype)

@@ -29,7 +29,7 @@ def case(tmp_path):
 
 def build(tmp_path, base_path, paths, lam=0.4, mtv=MTV("ta"), dtype="fp32", name="store"):
     out = tmp_path / name
-    with Checkpoints(base_path, paths) as ckpts, tall_masks_at(ckpts, lam, mtv, tmp_path) as source:
+    with Checkpoints(base_path, paths) as ckpts, tall_masks_at(ckpts, lam, mtv, out) as source:
         compress(out, ckpts, source, dtype)
     return out
 
@@ -289,6 +289,7 @@ def test_codec_mismatch_is_caught_by_the_mask_checksum(built, tmp_path):
     """A stream that decodes differently (e.g. another codec version), with file checksums intact."""
     manifest = json.loads((built / store.MANIFEST).read_text())
     manifest["mask_sha256"]["task1"] = "0" * 64
+    manifest[store.MANIFEST_DIGEST] = store.manifest_digest(manifest)  # a consistent manifest
     (built / store.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(TallmergeError, match="task 'task1' decodes to masks that do not match"):
         Store(built).reconstruct("task1", tmp_path / "t1.safetensors")

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 
 from tallmerge import __version__
 from tallmerge.errors import exit_on_error
+
+
+@contextlib.contextmanager
+def writing(out, inputs):
+    """Before any work: refuse an ``--out`` that is, lies inside or contains one of ``inputs``,
+    and hold the output's lock (a second run writing there fails at once)."""
+    from tallmerge.io import check_output, output_lock
+
+    check_output(out, [str(p) for p in inputs])
+    with output_lock(out):
+        yield
 
 
 def _cmd_tasks(args: argparse.Namespace) -> None:
@@ -81,11 +94,13 @@ def parse_finetuned(specs: list[str]) -> dict[str, str]:
 def _cmd_merge(args: argparse.Namespace) -> None:
     from tallmerge.merge import merge
 
-    described = merge(
-        args.method, args.base, parse_finetuned(args.finetuned), args.out,
-        alpha=args.alpha, topk=args.topk, ties_agg=args.ties_agg, lam=args.lam, masks=args.masks,
-        k=args.k, mtv=args.mtv,
-    )
+    finetuned = parse_finetuned(args.finetuned)
+    with writing(args.out, [args.base, *finetuned.values(), *([args.masks] if args.masks else [])]):
+        described = merge(
+            args.method, args.base, finetuned, args.out,
+            alpha=args.alpha, topk=args.topk, ties_agg=args.ties_agg, lam=args.lam, masks=args.masks,
+            k=args.k, mtv=args.mtv,
+        )
     options = ", ".join(f"{k}={v}" for k, v in described.items() if k not in ("method", "tasks"))
     print(f"{args.out}: {args.method} of {len(described['tasks'])} tasks ({options})")
 
@@ -98,7 +113,8 @@ def _cmd_masks(args: argparse.Namespace) -> None:
     if args.mtv != "ties" and args.topk is not None:
         raise TallmergeError("--topk applies only with --mtv ties")
     mtv = MTV("ties", 20.0 if args.topk is None else args.topk) if args.mtv == "ties" else MTV("ta")
-    with Checkpoints(args.base, parse_finetuned(args.finetuned)) as ckpts:
+    finetuned = parse_finetuned(args.finetuned)
+    with writing(args.out, [args.base, *finetuned.values()]), Checkpoints(args.base, finetuned) as ckpts:
         write_masks(args.out, ckpts, args.lam, mtv)
         print(f"{args.out}: TALL masks of {len(ckpts)} tasks at lambda {', '.join(map(str, args.lam))} (tau_MTL: {args.mtv})")
 
@@ -109,18 +125,21 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     from tallmerge.engine import MTV, Checkpoints
     from tallmerge.errors import TallmergeError
     from tallmerge.masks import MaskFile
-    from tallmerge.store import Store, compress, tall_masks, tall_masks_at
+    from tallmerge.store import Store, compress, replaceable_store, tall_masks, tall_masks_at
 
     if (args.lam is None) == (args.masks is None):
         raise TallmergeError("compress needs exactly one of --lambda L or --masks MASKS")
-    with Checkpoints(args.base, parse_finetuned(args.finetuned)) as ckpts:
+    finetuned = parse_finetuned(args.finetuned)
+    inputs = [args.base, *finetuned.values(), *([args.masks] if args.masks else [])]
+    with writing(args.out, inputs), Checkpoints(args.base, finetuned) as ckpts:
+        replaceable_store(Path(args.out))  # refuse a folder that is not a store before any work
         if args.masks is not None:
             with MaskFile(args.masks) as masks:
                 if args.mtv is not None and masks.mtv.kind != args.mtv:
                     raise TallmergeError(f"{args.masks}: masks were built with tau_MTL = {masks.mtv}, not --mtv {args.mtv}")
                 compress(args.out, ckpts, tall_masks(masks, ckpts), args.vector_dtype)
         else:
-            with tall_masks_at(ckpts, args.lam, MTV(args.mtv or "ta"), Path(args.out).absolute().parent) as source:
+            with tall_masks_at(ckpts, args.lam, MTV(args.mtv or "ta"), Path(args.out).absolute()) as source:
                 compress(args.out, ckpts, source, args.vector_dtype)
     print(Store(args.out).describe())
 
@@ -128,7 +147,8 @@ def _cmd_compress(args: argparse.Namespace) -> None:
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
     from tallmerge.store import Store
 
-    Store(args.store).reconstruct(args.task, args.out)
+    with writing(args.out, [args.store]):
+        Store(args.store).reconstruct(args.task, args.out)
     print(f"{args.out}: task '{args.task}' rebuilt from {args.store}")
 
 
@@ -139,16 +159,23 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
-    import contextlib
     from pathlib import Path
 
     from tallmerge.convert import import_checkpoint
-    from tallmerge.io import atomic_write
+    from tallmerge.errors import TallmergeError
+    from tallmerge.io import atomic_write, check_output
     from tallmerge.models import save_visual
 
     checkpoints = parse_finetuned(args.checkpoints)
+    if not str(args.out).strip():
+        raise TallmergeError("--out is empty; give a folder to write NAME.safetensors into")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise TallmergeError(f"--out {out} is a file; give a folder to write NAME.safetensors into")
+    for name in checkpoints:  # a folder around the inputs is fine, overwriting one is not
+        check_output(out / f"{name}.safetensors", checkpoints.values())
     # One checkpoint in memory at a time; every output is renamed into place only once all are converted.
-    with contextlib.ExitStack() as outputs:
+    with writing(out, []), contextlib.ExitStack() as outputs:
         for name, path in checkpoints.items():
             tmp = outputs.enter_context(atomic_write(Path(args.out) / f"{name}.safetensors"))
             save_visual(import_checkpoint(path, args.arch), args.arch, tmp, source=str(path))
@@ -165,8 +192,12 @@ def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tallmerge", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tallmerge", description=__doc__,
+        epilog="Errors are one line on stderr: exit status 2 for bad input, 130 when interrupted, 1 for a bug.",
+    )
     parser.add_argument("--version", action="version", version=f"tallmerge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or set TALLMERGE_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tasks = commands.add_parser(
@@ -254,8 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    exit_on_error(_run, argv, debug="--debug" in argv)
+
+
+def _run(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
-    exit_on_error(args.run, args)
+    args.run(args)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class Checkpoints:
             raise
         self._checked: set[tuple[int, str]] = set()  # (file index, key) found finite
         self._prepared: dict = {}  # MTV -> its per-entry function (whole-model passes run once)
+        self._sources: dict | None = None
         self.keys = self.base.keys
         self.float_keys = [k for k in self.keys if self.base.dtype(k).is_floating_point]
         self.numel = sum(math.prod(self.base.shape(k)) for k in self.float_keys)
@@ -76,6 +77,27 @@ class Checkpoints:
     def __len__(self) -> int:
         return len(self.files)
 
+    def sources(self) -> dict:
+        """The fingerprints of the files (:meth:`TensorFile.fingerprint`): ``{"base": .., "tasks":
+        {name: ..}}``, recorded by whatever is built from them (mask files, stores) so that it
+        is never used with other checkpoints. Computed once (a read of every file)."""
+        if self._sources is None:
+            self._sources = {"base": self.base.fingerprint(),
+                             "tasks": {name: f.fingerprint() for name, f in zip(self.names, self.files)}}
+        return self._sources
+
+    def check_sources(self, recorded, what: str) -> None:
+        """``recorded`` (what :meth:`sources` gave when ``what`` was built) must be these files';
+        an error names the first task (or the base) that differs."""
+        mine = self.sources()
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("tasks"), dict):
+            raise TallmergeError(f"{what}: records no fingerprints of the checkpoints it was built from")
+        for name, f in zip(self.names, self.files):
+            if recorded["tasks"].get(name) != mine["tasks"][name]:
+                raise TallmergeError(f"{what}: task '{name}' was built from another checkpoint than {f.path}")
+        if recorded.get("base") != mine["base"]:
+            raise TallmergeError(f"{what}: built over another base model than {self.base.path}")
+
     def read(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
         """One entry: the base tensor and the task vectors, float32 [T, *shape]."""
         base = self._get(-1, self.base, key)
@@ -83,6 +105,10 @@ class Checkpoints:
         taus = torch.empty((len(self.files), *base.shape), dtype=torch.float32)
         for i, f in enumerate(self.files):
             torch.sub(self._get(i, f, key).float(), base32, out=taus[i])
+            if (i, "tau/" + key) not in self._checked:  # finite inputs can still differ by more than float32 holds
+                if not torch.isfinite(taus[i]).all():
+                    raise TallmergeError(f"{f.path}: tensor '{key}' minus the base's overflows float32")
+                self._checked.add((i, "tau/" + key))
         return base, taus
 
     def _get(self, index: int, f: TensorFile, key: str) -> torch.Tensor:
@@ -211,14 +237,21 @@ def write_model(
     metadata: Mapping | None = None,
 ) -> None:
     """Write theta_0 + alpha * vector for every float entry (``vectors`` yields them in file
-    order as ``(key, base, vector)``), the base's value for the others; atomically."""
+    order as ``(key, base, vector)``), the base's value for the others; atomically. A merged
+    entry that is not finite (alpha too large for its dtype) is an error, and nothing is written."""
     vectors = iter(vectors)
     with write_tensors(path, ckpts.specs(), metadata) as put:
         for key in ckpts.keys:
             if key in ckpts.float_keys:
                 vkey, base, vector = next(vectors)
                 assert vkey == key, (vkey, key)
-                put(key, (base.float() + alpha * vector).to(base.dtype))
+                merged = (base.float() + alpha * vector).to(base.dtype)
+                if not torch.isfinite(merged).all():
+                    raise TallmergeError(
+                        f"merged tensor '{key}' is not finite in {str(base.dtype).removeprefix('torch.')} "
+                        f"with --alpha {alpha:g}; use a smaller --alpha"
+                    )
+                put(key, merged)
             else:
                 put(key, ckpts.base.get(key))
 

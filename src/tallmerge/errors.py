@@ -1,20 +1,114 @@
-"""The one exception type users see: a clear, one-line message and a non-zero exit."""
+"""The one exception type users see, and the one boundary where every failure becomes one line.
+
+A :class:`TallmergeError` carries a single-line message that names the offending file, key or
+value. :func:`exit_on_error` runs a command (the ``tallmerge`` CLI, a pipeline stage) and turns
+whatever escapes it into one line on stderr and an exit status, so no code path can show a user
+a traceback:
+
+====================================================  ======  ==================================
+what escaped                                          status  line
+====================================================  ======  ==================================
+:class:`TallmergeError` (bad input, a refused write)  2       ``error: <message>``
+:class:`OSError` (unreadable, unwritable, disk full)  2       ``error: <file>: <reason>``
+:class:`KeyboardInterrupt` (Ctrl-C), SIGTERM          130     ``interrupted``
+anything else (a bug)                                 1       ``internal error: ...``
+====================================================  ======  ==================================
+
+Every writer cleans up on the way out (``finally`` blocks, atomic renames), so an interrupted
+command leaves its inputs and any earlier output as they were. Set ``TALLMERGE_DEBUG=1`` (or
+pass ``--debug`` to the CLI) to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+EXIT_ERROR = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+DEBUG_ENV = "TALLMERGE_DEBUG"
 
 
 class TallmergeError(Exception):
     """A user-facing error: bad input, a missing or corrupted file, an invalid value.
 
     The message is a single line that names the offending file, key or value. The command
-    line prints it as ``tallmerge: error: <message>`` and exits with status 2.
+    line prints it as ``error: <message>`` and exits with status 2.
     """
 
 
-def exit_on_error(main, *args, **kwargs):
-    """Call ``main``; turn a :class:`TallmergeError` into one line on stderr and exit status 2."""
-    import sys
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (its type's name if it has none)."""
+    return " ".join(str(e).split()) or type(e).__name__
 
+
+def describe_os_error(e: OSError) -> str:
+    """``<file>: <reason>`` for an OS error, naming both files of a failed rename."""
+    reason = e.strerror or one_line(e)
+    if e.filename is not None and e.filename2 is not None:
+        return f"{os.fsdecode(e.filename)} -> {os.fsdecode(e.filename2)}: {reason}"
+    if e.filename is not None:
+        return f"{os.fsdecode(e.filename)}: {reason}"
+    return reason
+
+
+def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C, so `finally` blocks clean up
+    raise KeyboardInterrupt
+
+
+def exit_on_error(main, *args, debug: bool = False, **kwargs):
+    """Call ``main``; turn whatever escapes it into one line on stderr and an exit status
+    (table above). With ``debug`` or ``TALLMERGE_DEBUG`` set, exceptions propagate."""
+    debug = debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         return main(*args, **kwargs)
-    except TallmergeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except BaseException as e:
+        if debug or isinstance(e, SystemExit):
+            raise
+        status, line = _report(e)
+        _print(line)
+        raise SystemExit(status) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _report(e: BaseException) -> tuple[int, str]:
+    if isinstance(e, TallmergeError):
+        return EXIT_ERROR, f"error: {one_line(e)}"
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(e, BrokenPipeError):  # `tallmerge tasks | head`: the reader left
+        try:  # and Python's own flush at exit must not complain either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0, ""
+    if isinstance(e, MemoryError):
+        return EXIT_ERROR, "error: out of memory"
+    if isinstance(e, OSError):
+        return EXIT_ERROR, f"error: {describe_os_error(e)}"
+    where = ""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+    return EXIT_BUG, (f"internal error: {type(e).__name__}: {one_line(e)}{where} "
+                      f"(a bug in tallmerge; rerun with {DEBUG_ENV}=1 for the traceback)")
+
+
+def _print(line: str) -> None:
+    if not line:
+        return
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr closed: the status still says it
+        pass

@@ -1,40 +1,220 @@
-"""Files in and out: atomic writes, safetensors with validation, small JSON/CSV outputs.
+"""Files in and out: atomic writes, safetensors with validation, small JSON/CSV outputs, and
+the guards that keep a command from losing anything.
 
-Every writer goes through :func:`atomic_write`: the content lands in a temporary file beside
-the target and is renamed over it only when complete, so an interrupted or failed run never
-leaves a partial output (nor a file DVC would cache as if it were whole).
+Every writer goes through :func:`atomic_write` (or :func:`temporary_dir` for a folder): the
+content lands in a temporary beside the target and is renamed over it only when complete, so an
+interrupted or failed run never leaves a partial output (nor a file DVC would cache as if it were
+whole). Temporaries are named ``.<target>.tallmerge-<host>-<pid>-<token>.tmp``: a run that is
+killed outright (SIGKILL, power loss) leaves them behind, and the next write into the same
+folder removes those whose process is gone (:func:`clean_stale_temporaries`).
+
+Commands also call :func:`check_output` (``--out`` is never one of the inputs, nor inside or
+around one) and hold :func:`output_lock` while they write, so two runs never race for one output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import re
+import secrets
+import shutil
+import socket
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from tallmerge.errors import TallmergeError
+from tallmerge.errors import TallmergeError, one_line
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.tallmerge-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|old)$")
+
+
+def temporary_name(path: Path, kind: str = "tmp") -> Path:
+    """A fresh temporary name beside ``path`` that says which process owns it."""
+    return path.parent / f".{path.name}.tallmerge-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.{kind}"
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # someone else's process (or a pid we cannot ask about)
+        return True
+    return True
+
+
+def clean_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries in ``folder`` left by tallmerge processes of this machine that
+    are gone; a store set aside while being replaced (``.old``) goes back to its place when
+    the replacement never arrived. Returns what was removed or restored."""
+    folder = Path(folder)
+    done = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return done
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if not match or match["host"] != _HOST or _process_alive(int(match["pid"])):
+            continue
+        path = Path(entry.path)
+        try:
+            target = folder / match["target"]
+            if match["kind"] == "old" and not os.path.lexists(target):
+                os.rename(path, target)  # killed between moving the old store aside and the new one in
+            elif entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            done.append(path)
+        except OSError:  # another run cleaned it first, or it is not ours to remove
+            pass
+    return done
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return those created, deepest last."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    created = []
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        created.append(path)
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; rename it to ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success. On failure
+    nothing is left: not the temporary, nor the folders created for it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would make every output private
-    os.close(fd)
-    tmp = Path(tmp)
+    if path.is_dir():
+        raise TallmergeError(f"{path}: is a folder; give a file name to write")
+    created = _make_parents(path.parent)
+    clean_stale_temporaries(path.parent)
+    tmp = temporary_name(path)
+    done = False
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
         yield tmp
         os.replace(tmp, path)
+        done = True
     finally:
         tmp.unlink(missing_ok=True)
+        if not done:
+            _remove_empty(created)
+
+
+@contextlib.contextmanager
+def temporary_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``path`` (created with its parents), removed however the block
+    ends; the block may rename it into place first."""
+    path = Path(path)
+    created = _make_parents(path.parent)
+    clean_stale_temporaries(path.parent)
+    tmp = temporary_name(path)
+    done = False
+    try:
+        tmp.mkdir(0o777)  # the umask applies
+        yield tmp
+        done = True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            _remove_empty(created)
+
+
+# -- guarding outputs ----------------------------------------------------------------------------
+def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], flag: str = "--out") -> Path:
+    """Refuse an output that is one of the inputs, lies inside one (a store's folder), or
+    contains one (an output folder around a checkpoint): paths are compared after resolving
+    symlinks, and existing files by identity (hard links too). Returns ``out`` as a Path."""
+    if not str(out).strip():
+        raise TallmergeError(f"{flag} is empty; give a path to write")
+    out = Path(out)
+    real_out = Path(os.path.realpath(out))
+    for given in inputs:
+        real_in = Path(os.path.realpath(given))
+        same = real_out == real_in
+        if not same and out.exists() and Path(given).exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(out, given)
+        if same:
+            raise TallmergeError(f"{flag} {out} is the input {given}; writing there would destroy it")
+        if real_out.is_relative_to(real_in):
+            raise TallmergeError(f"{flag} {out} lies inside the input {given}; writing there would alter it")
+        if real_in.is_relative_to(real_out):
+            raise TallmergeError(f"{flag} {out} contains the input {given}; writing there could destroy it")
+    return out
+
+
+def _lock_folder() -> Path:
+    folder = Path(tempfile.gettempdir()) / f"tallmerge-locks-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the output ``out`` (any spelling of the same path) for this
+    machine; a second writer fails at once with a message naming the holder. The lock file lives
+    in the system's temporary folder, never beside the output, and goes when the lock does."""
+    real = os.path.realpath(out)
+    lock = _lock_folder() / (hashlib.sha256(os.fsencode(real)).hexdigest()[:32] + ".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise TallmergeError(f"{out}: another tallmerge process (pid {holder}) is writing it; "
+                                     "wait for it to finish") from None
+            raise
+        try:  # the file we locked may have been unlinked by the previous holder: then retry
+            current = os.stat(lock)
+            mine = os.fstat(fd)
+            if (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
 
 
 METADATA_KEY = "tallmerge"
@@ -50,11 +230,22 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, m
         save_file(contiguous, str(tmp), metadata=header)
 
 
+def require_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a regular file (or a link to one); else a one-line error
+    that says what is there instead."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise TallmergeError(f"{path}: is a folder, not a file")
+    if path.exists():
+        raise TallmergeError(f"{path}: not a regular file")
+    raise TallmergeError(f"{path}: file not found")
+
+
 def open_tensors(path: str | os.PathLike):
     """Open a safetensors file lazily (tensor by tensor), or fail with a one-line error."""
-    path = Path(path)
-    if not path.is_file():
-        raise TallmergeError(f"{path}: file not found")
+    path = require_file(path)
     try:
         return safe_open(str(path), framework="pt")
     except (SafetensorError, OSError, ValueError) as e:
@@ -76,19 +267,18 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 
 def parse_metadata(path: str | os.PathLike, raw: Mapping) -> dict:
     """A safetensors metadata map -> what :func:`save_tensors` stored (or the raw map of a
-    foreign file)."""
+    foreign file). The format allows only a map of strings to strings."""
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise TallmergeError(f"{path}: not a valid safetensors file (__metadata__ is not a map of strings)")
     if set(raw) != {METADATA_KEY}:
         return dict(raw)
     try:
-        return json.loads(raw[METADATA_KEY])
-    except json.JSONDecodeError:
+        metadata = json.loads(raw[METADATA_KEY])
+    except (json.JSONDecodeError, RecursionError):
         raise TallmergeError(f"{path}: corrupted metadata") from None
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    if not isinstance(metadata, dict):
+        raise TallmergeError(f"{path}: corrupted metadata (not a JSON object)")
+    return metadata
 
 
 def write_json(obj, path: str | os.PathLike) -> None:
@@ -97,12 +287,10 @@ def write_json(obj, path: str | os.PathLike) -> None:
 
 
 def read_json(path: str | os.PathLike):
-    path = Path(path)
+    path = require_file(path)
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TallmergeError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise TallmergeError(f"{path}: invalid JSON ({e})") from None
 
 
@@ -112,5 +300,3 @@ def write_csv(frame, path: str | os.PathLike) -> None:
         frame.to_csv(tmp, index=False, float_format="%.2f")
 
 
-def one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__

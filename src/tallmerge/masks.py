@@ -4,9 +4,12 @@ A mask file holds, for every floating-point entry of the model, every task and e
 of the task's grid, the packed bits of m_t = |tau_t| > lambda |tau_MTL - tau_t| (numpy
 ``packbits`` order: ceil(n / 8) bytes, most significant bit first), stored as the uint8 tensor
 ``<task>/<i>/<key>`` where ``i`` indexes the task's lambdas. The metadata records the format
-version, the tasks, each task's lambdas, how tau_MTL was formed, and the entries' shapes. A
-file with one lambda per task is a *selection*: what consensus merging and the compressed
-store consume.
+version, the tasks, each task's lambdas, how tau_MTL was formed, the entries' shapes, and the
+fingerprints of the checkpoints the masks were computed from (``sources``, see
+:meth:`Checkpoints.sources`): masks are only ever used with those checkpoints. The file ends
+with a SHA-256 of its metadata and bits (:data:`tallmerge.streaming.CHECKSUM`), verified on
+open. A file with one lambda per task is a *selection*: what consensus merging and the
+compressed store consume.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from tallmerge.errors import TallmergeError
 from tallmerge.streaming import TensorFile, write_tensors
 
 FORMAT = "tallmerge.masks"
-VERSION = 1
+VERSION = 2
 
 
 def pack(mask: torch.Tensor) -> torch.Tensor:
@@ -66,7 +69,8 @@ def write_masks(path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[f
         for task in names
     ]
     shapes = {key: ckpts.base.shape(key) for key in ckpts.float_keys}
-    with write_tensors(path, specs, _metadata(mtv, {task: lambdas for task in names}, shapes)) as put:
+    metadata = _metadata(mtv, {task: lambdas for task in names}, shapes, ckpts.sources())
+    with write_tensors(path, specs, metadata, checksum=True) as put:
         for key, _, taus in ckpts.sweep("masks"):
             mtv_vector = vector(taus)
             for i, lam in enumerate(lambdas):
@@ -79,7 +83,7 @@ def _name(task: str, index: int, key: str) -> str:
     return f"{task}/{index}/{key}"
 
 
-def _metadata(mtv: MTV, lambdas: Mapping[str, Sequence[float]], shapes: Mapping[str, Sequence[int]]) -> dict:
+def _metadata(mtv: MTV, lambdas: Mapping[str, Sequence[float]], shapes: Mapping[str, Sequence[int]], sources: dict) -> dict:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -87,6 +91,7 @@ def _metadata(mtv: MTV, lambdas: Mapping[str, Sequence[float]], shapes: Mapping[
         "tasks": list(lambdas),
         "lambdas": {task: list(values) for task, values in lambdas.items()},
         "shapes": {key: list(shape) for key, shape in shapes.items()},
+        "sources": sources,
     }
 
 
@@ -96,20 +101,26 @@ class MaskFile:
     def __init__(self, path: str | os.PathLike):
         self._file = TensorFile(path)
         self.path = self._file.path
-        meta = self._file.metadata
-        if meta.get("format") != FORMAT:
+        try:
+            self._read_metadata(self._file.metadata)
+        except BaseException:
             self._file.close()
+            raise
+
+    def _read_metadata(self, meta: dict) -> None:
+        if meta.get("format") != FORMAT:
             raise TallmergeError(f"{self.path}: not a tallmerge mask file")
         if meta.get("version") != VERSION:
-            self._file.close()
-            raise TallmergeError(f"{self.path}: mask format version {meta.get('version')!r}, this tallmerge reads {VERSION}")
+            hint = "; rebuild it with `tallmerge masks` (or `dvc repro`)" if meta.get("version") == 1 else ""
+            raise TallmergeError(f"{self.path}: mask format version {meta.get('version')!r}, this tallmerge reads {VERSION}{hint}")
+        self._file.verify_checksum()
         try:
-            self.tasks: list[str] = list(meta["tasks"])
-            self.lambdas: dict[str, list[float]] = {t: list(meta["lambdas"][t]) for t in self.tasks}
+            self.tasks: list[str] = [_text(t) for t in meta["tasks"]]
+            self.lambdas: dict[str, list[float]] = {t: [float(v) for v in meta["lambdas"][t]] for t in self.tasks}
             self.mtv = MTV(**meta["mtv"])
-            self.shapes: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in meta["shapes"].items()}
-        except (KeyError, TypeError, ValueError, TallmergeError):
-            self._file.close()
+            self.shapes: dict[str, tuple[int, ...]] = {_text(k): tuple(int(d) for d in v) for k, v in meta["shapes"].items()}
+            self.sources: dict = dict(meta["sources"])
+        except (KeyError, TypeError, ValueError, AttributeError, TallmergeError):
             raise TallmergeError(f"{self.path}: corrupted mask metadata") from None
 
     def packed(self, task: str, index: int, key: str) -> torch.Tensor:
@@ -132,7 +143,8 @@ class MaskFile:
         return {task: 0 for task in self.tasks}
 
     def check_matches(self, ckpts: Checkpoints, mtv: MTV | None = None) -> None:
-        """The masks must be of these tasks and this model (and of ``mtv`` if given)."""
+        """The masks must be of these tasks, built from these very checkpoints (and of ``mtv``
+        if given)."""
         if sorted(self.tasks) != sorted(ckpts.names):
             raise TallmergeError(
                 f"{self.path}: masks are for tasks {', '.join(self.tasks)}, "
@@ -142,6 +154,7 @@ class MaskFile:
         if self.shapes != expected:
             wrong = next(k for k in sorted(set(self.shapes) | set(expected)) if self.shapes.get(k) != expected.get(k))
             raise TallmergeError(f"{self.path}: masks do not fit the base model (tensor '{wrong}')")
+        ckpts.check_sources(self.sources, f"{self.path}: masks")
         if mtv is not None and self.mtv != mtv:
             raise TallmergeError(
                 f"{self.path}: masks were built with tau_MTL = {self.mtv}, this merge uses {mtv} (see --topk, --ties-agg)"
@@ -161,6 +174,12 @@ class MaskFile:
         self.close()
 
 
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
 def write_selection(source: MaskFile, chosen: Mapping[str, float], path: str | os.PathLike) -> None:
     """Copy each task's mask at its chosen lambda into a new file (one lambda per task)."""
     indices = {}
@@ -170,8 +189,8 @@ def write_selection(source: MaskFile, chosen: Mapping[str, float], path: str | o
         indices[task] = source.lambdas[task].index(chosen[task])
     keys = list(source.shapes)
     specs = [(_name(t, 0, k), torch.uint8, (math.ceil(math.prod(source.shapes[k]) / 8),)) for k in keys for t in source.tasks]
-    metadata = _metadata(source.mtv, {t: [chosen[t]] for t in source.tasks}, source.shapes)
-    with write_tensors(path, specs, metadata) as put:
+    metadata = _metadata(source.mtv, {t: [chosen[t]] for t in source.tasks}, source.shapes, source.sources)
+    with write_tensors(path, specs, metadata, checksum=True) as put:
         for key in keys:
             for task in source.tasks:
                 put(_name(task, 0, key), source.packed(task, indices[task], key))

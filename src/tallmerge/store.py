@@ -17,13 +17,17 @@ See :mod:`tallmerge.codec` for both codings. The manifest (JSON) records the for
 version, the tasks in coding order, how the masks were made (``{"kind": "tall", "lambdas":
 {task: lambda}}`` or ``{"kind": "magnitude", "topk": k}``), tau_MTL's recipe, the vector dtype,
 every tensor (key, dtype, shape, vector codec or ``null`` for entries copied from the base), the
-number of weights, each file's size and SHA-256, a SHA-256 of each task's decoded mask bits, and
-the fine-tuned checkpoints' total size.
+number of weights, each file's size and SHA-256, a SHA-256 of each task's decoded mask bits, the
+fine-tuned checkpoints' total size, the fingerprints of the checkpoints the store was built from
+(``sources``, see :meth:`Checkpoints.sources`), and ``manifest_sha256``: a SHA-256 of all the
+rest (:func:`manifest_digest`), so that any edit of the manifest is detected.
 
 Writing is atomic: the store is built in a hidden folder beside ``out`` and renamed into place
-once complete (replacing an earlier store there), so an interrupted ``compress`` leaves no
-folder that looks like a store. Reading verifies every file's checksum before decoding, and
-each decoded mask against its own checksum.
+once complete, so an interrupted ``compress`` leaves no folder that looks like a store. A folder
+already at ``out`` is replaced only if it is a store (recognised by its manifest's format, and
+holding nothing but the files that manifest lists); anything else is refused. Reading verifies
+the manifest's checksum and every file's size and checksum before decoding, and each decoded
+mask against its own checksum.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -44,14 +49,15 @@ import torch
 
 from tallmerge import codec, methods
 from tallmerge.engine import MTV, Checkpoints, check_topk, magnitude_thresholds
-from tallmerge.errors import TallmergeError
-from tallmerge.io import current_umask, write_json
+from tallmerge.errors import TallmergeError, one_line
+from tallmerge.io import clean_stale_temporaries, temporary_dir, temporary_name, write_json
 from tallmerge.masks import MaskFile, check_lambdas, write_masks
 from tallmerge.streaming import DTYPE_NAMES, DTYPES, TensorFile, spool_tensors, write_tensors
 
 FORMAT = "tallmerge.store"
 VERSION = 1
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest_sha256"
 FILES = {"base": "base.safetensors", "vector": "vector.safetensors", "masks": "masks.safetensors"}
 VECTOR_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PROBABILITIES = "probabilities"
@@ -87,11 +93,11 @@ def magnitude_masks(ckpts: Checkpoints, topk: float) -> MaskSource:
 
 
 @contextlib.contextmanager
-def tall_masks_at(ckpts: Checkpoints, lam: float, mtv: MTV, scratch: str | os.PathLike) -> Iterator[MaskSource]:
-    """TALL masks of every task at one lambda, computed into a temporary file in ``scratch``."""
+def tall_masks_at(ckpts: Checkpoints, lam: float, mtv: MTV, beside: str | os.PathLike) -> Iterator[MaskSource]:
+    """TALL masks of every task at one lambda, computed into a temporary folder beside the
+    path ``beside`` (the store being written)."""
     check_lambdas([lam])
-    Path(scratch).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".tallmerge-masks.", dir=scratch) as tmp:
+    with temporary_dir(Path(beside).parent / f"{Path(beside).name}-masks") as tmp:
         write_masks(Path(tmp) / "masks.safetensors", ckpts, [lam], mtv)
         with MaskFile(Path(tmp) / "masks.safetensors") as masks:
             yield tall_masks(masks, ckpts)
@@ -104,13 +110,17 @@ def compress(out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vec
     if vector_dtype not in VECTOR_DTYPES:
         raise TallmergeError(f"unknown vector dtype {vector_dtype!r} (choose from {', '.join(VECTOR_DTYPES)})")
     dtype, tasks = VECTOR_DTYPES[vector_dtype], ckpts.names
+    out = Path(out)
+    replaced = replaceable_store(out)  # refuse a folder that is not a store before any work
     merged = source.mtv.prepare(ckpts)
-    with _building(Path(out)) as tmp:
+    with temporary_dir(out) as tmp:
         shutil.copyfile(ckpts.base.path, tmp / FILES["base"])
         model, codecs = codec.MaskModel(len(tasks)), {}
         with spool_tensors(tmp / FILES["vector"], {"format": FORMAT, "dtype": vector_dtype}) as put:
             for key, _, taus in ckpts.sweep("store: vector"):
                 vector = merged(taus).to(dtype)
+                if not torch.isfinite(vector).all():
+                    raise TallmergeError(f"tau_MTL tensor '{key}' does not fit --vector-dtype {vector_dtype}; use fp32")
                 codecs[key], stored = codec.encode_vector(vector)
                 put(key, stored)
                 model.observe(source.stacked(key), vector)
@@ -147,30 +157,78 @@ def compress(out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vec
             "mask_sha256": {t: d.hexdigest() for t, d in digests.items()},
             "mask_bytes": dict(zip(tasks, (4 * sum(n) for n in zip(*lengths)) if lengths else [0] * len(tasks))),
             "finetuned_bytes": sum(f.path.stat().st_size for f in ckpts.files),
+            "sources": ckpts.sources(),
         }
+        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
         write_json(manifest, tmp / MANIFEST)
+        _move_into_place(tmp, out, replaced)
     return manifest
 
 
-@contextlib.contextmanager
-def _building(out: Path) -> Iterator[Path]:
-    """A hidden folder beside ``out``, renamed to ``out`` if the block completes."""
-    if out.exists() and not (out.is_dir() and ((out / MANIFEST).is_file() or not any(out.iterdir()))):
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 of a manifest's content without its own digest (key order and spacing aside)."""
+    content = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def replaceable_store(out: Path) -> set[str] | None:
+    """What may be removed at ``out`` to put a new store there: None if nothing is there,
+    else the names of the store's own files (an empty folder: none). Anything else at ``out``
+    (a file, a folder with other content, a manifest of another format) is refused, naming it."""
+    if not os.path.lexists(out):
+        return None
+    if out.is_symlink() or not out.is_dir():
         raise TallmergeError(f"{out}: exists and is not a tallmerge store; refusing to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would make the store private
+    present = {entry.name for entry in os.scandir(out)}
+    if not present:
+        return set()
+    listed = _listed_files(out / MANIFEST)
+    if listed is None:
+        raise TallmergeError(f"{out}: exists and is not a tallmerge store; refusing to replace it")
+    foreign = sorted(present - listed)
+    if foreign:
+        raise TallmergeError(f"{out}: holds '{foreign[0]}', which is not part of the store; refusing to replace it "
+                             "(move it elsewhere or choose another --out)")
+    return present
+
+
+def _listed_files(manifest_path: Path) -> set[str] | None:
+    """The files a store manifest (of any version) lists, with itself; None if ``manifest_path``
+    is not a tallmerge store manifest."""
     try:
-        yield tmp
-        if out.exists():  # replace the old store: move it aside, move the new one in, delete the old
-            old = tmp.with_suffix(".old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if manifest_path.is_symlink() or not manifest_path.is_file() or manifest_path.stat().st_size > (64 << 20):
+            return None
+        manifest = json.loads(manifest_path.read_text())
+        if not (isinstance(manifest, dict) and manifest.get("format") == FORMAT and type(manifest.get("version")) is int):
+            return None
+        names = {entry["name"] for entry in manifest["files"].values()}
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return None
+    if not all(isinstance(n, str) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", n) for n in names):
+        return None
+    return {MANIFEST, *names}
+
+
+def _move_into_place(tmp: Path, out: Path, replaced: set[str] | None) -> None:
+    """Rename the finished store ``tmp`` to ``out``. An old store there is set aside first
+    (under a name that the next run restores if this one dies in between), and then only the
+    files it was found to hold are removed."""
+    if replaced is None and not os.path.lexists(out):
+        os.rename(tmp, out)
+        return
+    if replaceable_store(out) != replaced:
+        raise TallmergeError(f"{out}: changed while the store was being built; refusing to replace it")
+    old = temporary_name(out, "old")
+    os.rename(out, old)
+    os.rename(tmp, out)
+    for name in replaced or ():
+        Path(old, name).unlink(missing_ok=True)
+    try:
+        old.rmdir()
+    except OSError:  # something was added meanwhile: keep it, visibly
+        kept = out.parent / f"{out.name}.replaced-{os.getpid()}"
+        os.rename(old, kept)
+        raise TallmergeError(f"{out}: replaced, but files added to the old store meanwhile were kept in {kept}") from None
 
 
 def _sha256(path: Path) -> str:
@@ -182,6 +240,22 @@ def _sha256(path: Path) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------------
+class _Corrupted(Exception):
+    """A manifest field that is missing, mistyped or inconsistent (what, in a few words)."""
+
+
+_MISSING = object()
+
+
+def _field(mapping: dict, key: str, kind: type):
+    value = mapping.get(key, _MISSING)
+    if value is _MISSING:
+        raise _Corrupted(f"missing key '{key}'")
+    if type(value) is not kind and not (kind is dict and isinstance(value, dict)):
+        raise _Corrupted(f"'{key}' is not {'an' if kind is int else 'a'} {kind.__name__}")
+    return value
+
+
 class Store:
     """A store opened for reading: the manifest is checked on open, the files' checksums on
     :meth:`verify` (done once, before the first model is rebuilt)."""
@@ -194,39 +268,104 @@ class Store:
         if not manifest_path.is_file():
             raise TallmergeError(f"{manifest_path}: missing; {self.path} is not a complete tallmerge store")
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            manifest = json.loads(manifest_path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise TallmergeError(f"{manifest_path}: corrupted manifest (not JSON)") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise TallmergeError(f"{manifest_path}: not a tallmerge store manifest")
         if manifest.get("version") != VERSION:
             raise TallmergeError(f"{manifest_path}: store format version {manifest.get('version')!r}, this tallmerge reads {VERSION}")
         try:
-            self.tasks: list[str] = [str(t) for t in manifest["tasks"]]
-            self.vector_dtype = VECTOR_DTYPES[manifest["vector_dtype"]]
-            self.tensors = [(e["key"], DTYPES[e["dtype"]], tuple(int(d) for d in e["shape"]), e["vector"])
-                            for e in manifest["tensors"]]
-            self.files = {part: (self.path / name, int(manifest["files"][part]["bytes"]), str(manifest["files"][part]["sha256"]))
-                          for part, name in FILES.items() if manifest["files"][part]["name"] == name}
-            self.mask_sha256 = {t: str(manifest["mask_sha256"][t]) for t in self.tasks}
-            self.mtv = MTV(**manifest["mtv"])
-            self.made, self.weights = dict(manifest["masks"]), int(manifest["weights"])
-        except (KeyError, TypeError, ValueError, AttributeError, TallmergeError):
-            raise TallmergeError(f"{manifest_path}: corrupted manifest") from None
-        if len(self.files) != len(FILES):  # the names are fixed: a manifest never points elsewhere
-            raise TallmergeError(f"{manifest_path}: corrupted manifest (unexpected file names)")
+            self._read_manifest(manifest)
+        except _Corrupted as e:
+            raise TallmergeError(f"{manifest_path}: corrupted manifest ({e})") from None
+        if manifest.get(MANIFEST_DIGEST) != manifest_digest(manifest):
+            what = "has no checksum: written by an older tallmerge, rebuild it with `tallmerge compress`" \
+                if MANIFEST_DIGEST not in manifest else "altered since it was written: its checksum does not match"
+            raise TallmergeError(f"{manifest_path}: {what}")
         self.manifest = manifest
         self._verified = False
 
+    def _read_manifest(self, manifest: dict) -> None:
+        """Every field, typed and consistent with the others (else :class:`_Corrupted`)."""
+        tasks = _field(manifest, "tasks", list)
+        if not tasks or not all(isinstance(t, str) and t for t in tasks) or len(set(tasks)) != len(tasks):
+            raise _Corrupted("'tasks' must list distinct task names")
+        self.tasks: list[str] = tasks
+        dtype = _field(manifest, "vector_dtype", str)
+        if dtype not in VECTOR_DTYPES:
+            raise _Corrupted(f"unknown vector_dtype {dtype[:20]!r}")
+        self.vector_dtype = VECTOR_DTYPES[dtype]
+        self.tensors = []
+        for entry in _field(manifest, "tensors", list):
+            if not isinstance(entry, dict):
+                raise _Corrupted("a 'tensors' entry is not an object")
+            key, name, shape = _field(entry, "key", str), _field(entry, "dtype", str), _field(entry, "shape", list)
+            vector_codec = entry.get("vector", _MISSING)
+            if name not in DTYPES or not all(type(d) is int and d >= 0 for d in shape):
+                raise _Corrupted(f"tensor '{key}' has a bad dtype or shape")
+            if vector_codec is _MISSING or (vector_codec is not None) != DTYPES[name].is_floating_point \
+                    or not (vector_codec is None or isinstance(vector_codec, str)):
+                raise _Corrupted(f"tensor '{key}' has a bad vector codec")
+            self.tensors.append((key, DTYPES[name], tuple(shape), vector_codec))
+        if len({key for key, *_ in self.tensors}) != len(self.tensors):
+            raise _Corrupted("a tensor is listed twice")
+        files = _field(manifest, "files", dict)
+        self.files = {}
+        for part, name in FILES.items():
+            entry = _field(files, part, dict)
+            size, digest = _field(entry, "bytes", int), _field(entry, "sha256", str)
+            if _field(entry, "name", str) != name:  # the names are fixed: a manifest never points elsewhere
+                raise _Corrupted(f"unexpected file names: {entry['name'][:40]!r} for the {part} file")
+            if size < 0 or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise _Corrupted(f"bad size or checksum for the {part} file")
+            self.files[part] = (self.path / name, size, digest)
+        masks = _field(manifest, "mask_sha256", dict)
+        if set(masks) != set(self.tasks) or not all(isinstance(v, str) for v in masks.values()):
+            raise _Corrupted("'mask_sha256' must have one checksum per task")
+        self.mask_sha256 = dict(masks)
+        try:
+            self.mtv = MTV(**_field(manifest, "mtv", dict))
+        except (TypeError, TallmergeError):
+            raise _Corrupted("bad 'mtv'") from None
+        self.made = _field(manifest, "masks", dict)
+        if self.made.get("kind") == "tall":
+            lambdas = self.made.get("lambdas")
+            if not isinstance(lambdas, dict) or set(lambdas) != set(self.tasks) \
+                    or not all(type(v) in (int, float) for v in lambdas.values()):
+                raise _Corrupted("'masks' must give a lambda per task")
+        elif self.made.get("kind") != "magnitude" or type(self.made.get("topk")) not in (int, float):
+            raise _Corrupted("'masks' must be TALL masks with lambdas or magnitude masks with a top-k")
+        self.weights = _field(manifest, "weights", int)
+        counted = sum(math.prod(shape) for _, _, shape, c in self.tensors if c is not None)
+        if self.weights != counted:
+            raise _Corrupted(f"'weights' is {self.weights}, the tensors hold {counted}")
+        mask_bytes = _field(manifest, "mask_bytes", dict)
+        if set(mask_bytes) != set(self.tasks) or not all(type(v) is int and v >= 0 for v in mask_bytes.values()):
+            raise _Corrupted("'mask_bytes' must have one size per task")
+        if _field(manifest, "finetuned_bytes", int) < 0:
+            raise _Corrupted("negative 'finetuned_bytes'")
+
     def verify(self) -> None:
-        """Every file present, of the recorded size and SHA-256; an error names the first bad one."""
+        """Every file present, of the recorded size and SHA-256, and the base's tensors those
+        the manifest lists; an error says what is wrong with each file that is."""
+        problems = []
         for path, size, digest in self.files.values():
-            if not path.is_file():
-                raise TallmergeError(f"{path}: missing from the store")
-            if path.stat().st_size != size:
-                raise TallmergeError(f"{path}: corrupted store file ({path.stat().st_size} bytes, the manifest records {size})")
-            if _sha256(path) != digest:
-                raise TallmergeError(f"{path}: corrupted store file (checksum does not match the manifest)")
+            try:
+                if not path.is_file():
+                    problems.append(f"{path}: missing from the store")
+                elif path.stat().st_size != size:
+                    problems.append(f"{path}: corrupted store file ({path.stat().st_size} bytes, the manifest records {size})")
+                elif _sha256(path) != digest:
+                    problems.append(f"{path}: corrupted store file (checksum does not match the manifest)")
+            except OSError as e:
+                problems.append(f"{path}: could not be verified ({e.strerror or one_line(e)})")
+        if problems:
+            raise TallmergeError("; ".join(problems))
+        with TensorFile(self.files["base"][0]) as base:
+            listed = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
+            if listed != [(key, base.dtype(key), base.shape(key)) for key in base.keys]:
+                raise TallmergeError(f"{self.path / MANIFEST}: corrupted manifest (its tensors are not the base's)")
         self._verified = True
 
     def _check_task(self, task: str) -> None:
@@ -257,7 +396,10 @@ class Store:
                 mask = codec.decode_mask(streams.__getitem__, index, vector, table)
                 entry += 1
                 digest.update(np.packbits(mask.reshape(-1).numpy()).tobytes())
-                yield key, (theta.float() + vector.float() * mask).to(dtype)
+                rebuilt = (theta.float() + vector.float() * mask).to(dtype)
+                if not torch.isfinite(rebuilt).all():
+                    raise TallmergeError(f"{self.path}: task '{task}' rebuilds tensor '{key}' beyond what {dtype} holds")
+                yield key, rebuilt
             if digest.hexdigest() != self.mask_sha256[task]:
                 raise TallmergeError(f"{masks_path}: task '{task}' decodes to masks that do not match their checksum")
 
@@ -281,17 +423,19 @@ class Store:
         nbytes = {part: size for part, (_, size, _) in self.files.items()}
         nbytes["manifest"] = (self.path / MANIFEST).stat().st_size
         nbytes["total"] = sum(nbytes.values())
-        tasks = len(self.tasks)
+        tasks, weights = len(self.tasks), max(self.weights, 1)
         return {
             "bytes": nbytes,
             "finetuned_bytes": int(self.manifest["finetuned_bytes"]),
-            "bits_per_weight": {"vector": 8 * nbytes["vector"] / self.weights,
-                                "mask": 8 * nbytes["masks"] / (self.weights * tasks)},
-            "mask_bits_per_weight_by_task": {t: 8 * int(b) / self.weights for t, b in self.manifest["mask_bytes"].items()},
+            "bits_per_weight": {"vector": 8 * nbytes["vector"] / weights,
+                                "mask": 8 * nbytes["masks"] / (weights * tasks)},
+            "mask_bits_per_weight_by_task": {t: 8 * int(b) / weights for t, b in self.manifest["mask_bytes"].items()},
         }
 
     def describe(self) -> str:
-        """What ``tallmerge info`` prints."""
+        """What ``tallmerge info`` prints, once every file is verified."""
+        if not self._verified:
+            self.verify()
         sizes = self.sizes()
         made = self.made
         if made.get("kind") == "tall":
@@ -312,10 +456,12 @@ class Store:
             f"{'masks':<10} {nbytes['masks']:>14,} {bpw['mask']:>12.3f}  per task mask",
             f"{'manifest':<10} {nbytes['manifest']:>14,}",
             f"{'total':<10} {nbytes['total']:>14,}   "
-            f"({100 * nbytes['total'] / sizes['finetuned_bytes']:.1f}% of the fine-tuned checkpoints' {sizes['finetuned_bytes']:,})",
+            f"({100 * nbytes['total'] / max(sizes['finetuned_bytes'], 1):.1f}% of the fine-tuned checkpoints' {sizes['finetuned_bytes']:,})",
             "",
             "mask bits per weight by task: "
             + ", ".join(f"{t} {b:.3f}" for t, b in sizes["mask_bits_per_weight_by_task"].items()),
+            "",
+            "verified: every file has the size and SHA-256 that the manifest records",
         ]
         return "\n".join(lines)
 

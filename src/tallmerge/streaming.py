@@ -13,6 +13,7 @@ the files are interchangeable with ``safetensors.torch``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 
 from tallmerge.errors import TallmergeError
-from tallmerge.io import METADATA_KEY, atomic_write, parse_metadata
+from tallmerge.io import METADATA_KEY, atomic_write, parse_metadata, require_file
 
 DTYPES = {
     "F64": torch.float64,
@@ -49,9 +50,7 @@ class TensorFile:
     """A safetensors file opened for tensor-by-tensor reading (use as a context manager)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise TallmergeError(f"{self.path}: file not found")
+        self.path = require_file(path)
         self._file = open(self.path, "rb")
         try:
             self._parse_header()
@@ -72,22 +71,24 @@ class TensorFile:
             raise self._fail(f"header length {length} exceeds the file")
         try:
             header = json.loads(self._file.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise self._fail("header is not JSON") from None
         if not isinstance(header, dict):
             raise self._fail("header is not a JSON object")
-        raw_meta = header.pop("__metadata__", None) or {}
+        raw_meta = header.pop("__metadata__", None)
         self._data_start = 8 + length
         self._specs: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
         for key, entry in header.items():
-            try:
-                dtype = DTYPES[entry["dtype"]]
-                shape = tuple(int(d) for d in entry["shape"])
-                start, end = (int(o) for o in entry["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                raise self._fail(f"bad header entry for tensor '{key}'") from None
+            if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+                raise self._fail(f"bad header entry for tensor '{key}'")
+            if not isinstance(entry["dtype"], str) or entry["dtype"] not in DTYPES:
+                raise self._fail(f"tensor '{key}' has an unsupported dtype {str(entry['dtype'])[:20]!r}")
+            dtype, shape, offsets = DTYPES[entry["dtype"]], entry["shape"], entry["data_offsets"]
+            if not (_naturals(shape) and _naturals(offsets) and len(offsets) == 2):
+                raise self._fail(f"bad shape or offsets for tensor '{key}'")
+            shape, (start, end) = tuple(shape), offsets
             nbytes = math.prod(shape) * dtype.itemsize
-            if min(shape, default=0) < 0 or end - start != nbytes:
+            if end - start != nbytes:
                 raise self._fail(f"tensor '{key}' has offsets that do not match its shape")
             self._specs[key] = (dtype, shape, start, end)
         position = 0
@@ -101,7 +102,8 @@ class TensorFile:
                 f"the header describes {position}; truncated?)"
             )
         self.keys = [k for k, _ in sorted(self._specs.items(), key=lambda kv: kv[1][2])]
-        self.metadata = parse_metadata(self.path, raw_meta)
+        self.metadata = parse_metadata(self.path, {} if raw_meta is None else raw_meta)
+        self._raw_metadata = {} if raw_meta is None else dict(raw_meta)
 
     def __contains__(self, key: str) -> bool:
         return key in self._specs
@@ -125,6 +127,37 @@ class TensorFile:
             raise TallmergeError(f"{self.path}: corrupted safetensors file (tensor '{key}' is cut short)")
         return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
 
+    def _hash_data(self, digest, start: int, end: int) -> None:
+        self._file.seek(self._data_start + start)
+        remaining = end - start
+        while remaining:
+            chunk = self._file.read(min(remaining, 1 << 22))
+            if not chunk:
+                raise TallmergeError(f"{self.path}: corrupted safetensors file (cut short)")
+            digest.update(chunk)
+            remaining -= len(chunk)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the tensors (names, dtypes, shapes and bytes, in file order), not of the
+        metadata: the same weights saved twice have the same fingerprint. Reads the whole file."""
+        digest = hashlib.sha256(_canonical({}, self._tensor_specs(self.keys)))
+        end = self._specs[self.keys[-1]][3] if self.keys else 0
+        self._hash_data(digest, 0, end)
+        return digest.hexdigest()
+
+    def verify_checksum(self) -> None:
+        """Check the ``CHECKSUM`` entry that :func:`write_tensors` (``checksum=True``) appends:
+        it covers the metadata, every other tensor's name, dtype and shape, and their bytes."""
+        if CHECKSUM not in self._specs or self.keys[-1] != CHECKSUM or self._specs[CHECKSUM][:2] != (torch.uint8, (32,)):
+            raise TallmergeError(f"{self.path}: has no checksum (not written by this version of tallmerge, or altered)")
+        digest = hashlib.sha256(_canonical(self._raw_metadata, self._tensor_specs(self.keys[:-1])))
+        self._hash_data(digest, 0, self._specs[CHECKSUM][2])
+        if digest.digest() != bytes(self.get(CHECKSUM).tolist()):
+            raise TallmergeError(f"{self.path}: corrupted (its checksum does not match its content)")
+
+    def _tensor_specs(self, keys) -> list[TensorSpec]:
+        return [(k, self._specs[k][0], self._specs[k][1]) for k in keys]
+
     def close(self) -> None:
         self._file.close()
 
@@ -135,12 +168,29 @@ class TensorFile:
         self.close()
 
 
+def _naturals(values) -> bool:
+    """A JSON list of non-negative integers (booleans and floats are not integers here)."""
+    return isinstance(values, list) and all(type(v) is int and v >= 0 for v in values)
+
+
 TensorSpec = tuple[str, torch.dtype, Sequence[int]]
+CHECKSUM = "sha256"
+"""The entry that a checksummed file (our own formats: mask files) ends with: uint8 [32]."""
+
+
+def _canonical(raw_metadata: Mapping, specs: Sequence[TensorSpec]) -> bytes:
+    """What a checksum covers besides the tensors' bytes: the metadata map and the layout."""
+    layout = [[k, DTYPE_NAMES[d], list(s)] for k, d, s in specs]
+    return json.dumps({"metadata": dict(raw_metadata), "tensors": layout}, sort_keys=True).encode()
+
+
+def _raw_metadata(metadata: Mapping | None) -> dict[str, str]:
+    return {METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
 
 
 def _header(specs: Sequence[TensorSpec], metadata: Mapping | None) -> bytes:
     """The 8-byte length and the JSON header (padded to 8 bytes) for tensors laid out in order."""
-    header: dict = {"__metadata__": {METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}}
+    header: dict = {"__metadata__": _raw_metadata(metadata)}
     offset = 0
     for key, dtype, shape in specs:
         nbytes = math.prod(shape) * dtype.itemsize
@@ -153,18 +203,21 @@ def _header(specs: Sequence[TensorSpec], metadata: Mapping | None) -> bytes:
 
 @contextlib.contextmanager
 def write_tensors(
-    path: str | os.PathLike, specs: Sequence[TensorSpec], metadata: Mapping | None = None
+    path: str | os.PathLike, specs: Sequence[TensorSpec], metadata: Mapping | None = None, checksum: bool = False
 ) -> Iterator[Callable[[str, torch.Tensor], None]]:
     """Declare the tensors up front, then ``put(key, tensor)`` each one in that order.
 
     The file appears at ``path`` only if every declared tensor was written and no exception
-    was raised; otherwise nothing is left behind.
+    was raised; otherwise nothing is left behind. With ``checksum``, a last entry
+    :data:`CHECKSUM` holds the SHA-256 of the metadata, the layout and the data
+    (:meth:`TensorFile.verify_checksum`).
     """
     expected = iter(specs)
     written = 0
+    digest = hashlib.sha256(_canonical(_raw_metadata(metadata), specs))
 
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        f.write(_header(specs, metadata))
+        f.write(_header([*specs, (CHECKSUM, torch.uint8, (32,))] if checksum else specs, metadata))
 
         def put(key: str, tensor: torch.Tensor) -> None:
             nonlocal written
@@ -174,12 +227,17 @@ def write_tensors(
             if tensor.dtype != want[1] or tuple(tensor.shape) != tuple(want[2]):
                 raise RuntimeError(f"write_tensors: '{key}' is {tensor.dtype} {tuple(tensor.shape)}, declared {want[1]} {tuple(want[2])}")
             if tensor.numel():
-                f.write(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+                data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data
+                f.write(data)
+                if checksum:
+                    digest.update(data)
             written += 1
 
         yield put
         if written != len(specs):
             raise RuntimeError(f"write_tensors: {len(specs) - written} declared tensors were never written")
+        if checksum:
+            f.write(digest.digest())
         f.flush()
 
 
