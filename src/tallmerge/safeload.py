@@ -37,6 +37,7 @@ import io
 import os
 import pickle
 import sys
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +200,9 @@ def load_checkpoint(path: Path) -> Any:
     if not path.is_file():
         raise TallmergeError(f"{path}: file not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd pickle protocols are not the user's concern
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a global outside torch's allowlist, or no checkpoint at all: see below
         pass
     if not zipfile.is_zipfile(path):
