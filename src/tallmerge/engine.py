@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
@@ -81,9 +82,10 @@ class Checkpoints:
         """The fingerprints of the files (:meth:`TensorFile.fingerprint`): ``{"base": .., "tasks":
         {name: ..}}``, recorded by whatever is built from them (mask files, stores) so that it
         is never used with other checkpoints. Computed once (a read of every file)."""
-        if self._sources is None:
-            self._sources = {"base": self.base.fingerprint(),
-                             "tasks": {name: f.fingerprint() for name, f in zip(self.names, self.files)}}
+        if self._sources is None:  # one file per thread: hashing and reading release the GIL
+            with ThreadPoolExecutor(max_workers=min(len(self.files) + 1, os.cpu_count() or 1)) as pool:
+                base, *tasks = pool.map(TensorFile.fingerprint, [self.base, *self.files])
+            self._sources = {"base": base, "tasks": dict(zip(self.names, tasks))}
         return self._sources
 
     def check_sources(self, recorded, what: str) -> None:
