@@ -73,7 +73,8 @@ def run(name: str, keep: bool) -> dict:
     try:
         params = apply(yaml.safe_load((work / "params.yaml").read_text()), candidate.get("set") or {})
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               "PYTHONUNBUFFERED": "1"}  # DVC's lines arrive as they are printed: they time the stages
         stages, total = _repro(work, env, scratch / "repro.log")
         record = _record(name, candidate, work, commit, stages, total)
     finally:
