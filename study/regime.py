@@ -95,6 +95,7 @@ def _repro(work: Path, env: dict, log: Path) -> tuple[dict, float]:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             out.write(line)
+            out.flush()
             if line.startswith("Running stage '"):
                 now = time.monotonic()
                 if current:
