@@ -20,7 +20,10 @@ def test_console_script_runs_and_reports_bad_usage():
     ok = subprocess.run([sys.executable, "-m", "tallmerge.cli", "--version"], capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.startswith("tallmerge ")
     bad = subprocess.run([sys.executable, "-m", "tallmerge.cli", "frobnicate"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr and bad.stderr.count("\n") == 1
+    missing = subprocess.run([sys.executable, "-m", "tallmerge.cli", "merge", "average"], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "--base" in missing.stderr and "tallmerge merge --help" in missing.stderr
 
 
 def test_tasks_lists_the_papers_datasets_and_prints_presets(capsys):

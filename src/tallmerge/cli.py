@@ -191,8 +191,17 @@ def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are bad input like any other: one line, exit status 2."""
+
+    def error(self, message: str):
+        from tallmerge.errors import TallmergeError
+
+        raise TallmergeError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tallmerge", description=__doc__,
         epilog="Errors are one line on stderr: exit status 2 for bad input, 130 when interrupted, 1 for a bug.",
     )
