@@ -147,7 +147,7 @@ def _record(name: str, candidate: dict, work: Path, commit: str, stages: dict, t
         "why": " ".join(str(candidate.get("why", "")).split()),
         "set": candidate.get("set") or {},
         "commit": commit,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
         "minutes": round(total, 2),
         "minutes_by_stage_group": _groups(stages),
         "indicators_val": indicators,
@@ -158,6 +158,16 @@ def _record(name: str, candidate: dict, work: Path, commit: str, stages: dict, t
         "outcomes_never_used_to_choose": outcomes,
         "store": summary.get("compression"),
     }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def table() -> str:
