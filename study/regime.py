@@ -21,7 +21,6 @@ import csv
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from determinism import cpu_model  # noqa: E402  (the same CPU name the kernel probe records)
+
 CANDIDATES = ROOT / "study" / "candidates.yaml"
 RESULTS = ROOT / "reports" / "regime"
 REPORT = ROOT / "reports" / "regime.md"
@@ -147,7 +149,7 @@ def _record(name: str, candidate: dict, work: Path, commit: str, stages: dict, t
         "why": " ".join(str(candidate.get("why", "")).split()),
         "set": candidate.get("set") or {},
         "commit": commit,
-        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores",
         "minutes": round(total, 2),
         "minutes_by_stage_group": _groups(stages),
         "indicators_val": indicators,
@@ -158,16 +160,6 @@ def _record(name: str, candidate: dict, work: Path, commit: str, stages: dict, t
         "outcomes_never_used_to_choose": outcomes,
         "store": summary.get("compression"),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def table() -> str:
