@@ -5,7 +5,7 @@ float32, tau_t = theta_t - theta_0) and returns a vector of that entry's shape (
 method needs from the whole model (the TIES trim thresholds, the majority sign) is computed by
 the engine in earlier passes and handed in as plain numbers.
 
-The formulas (DESIGN.md section 1, after Wang et al., ICML 2024, and Yadav et al., 2023):
+The formulas (after Wang et al., ICML 2024, and Yadav et al., 2023):
 
 - task arithmetic: sum_t tau_t (the engine scales by alpha; weight averaging uses alpha = 1/T);
 - TIES: trim each tau_t to |tau_t| >= its threshold, elect a sign per weight, then take the

@@ -466,7 +466,7 @@ class Store:
         return "\n".join(lines)
 
 
-# -- the paper's storage accounting (DESIGN.md) ---------------------------------------------------
+# -- the paper's storage accounting (Wang et al., ICML 2024) ---------------------------------------------
 PAPER_MODELS = {  # visual-encoder parameters, text-side parameters (embedding and projection)
     "ViT-B-32": (87_849_216, 25_599_489),
     "ViT-L-14": (303_966_208, 38_595_841),
