@@ -1,4 +1,4 @@
-"""Tests of the eight generated pocket tasks (tallmerge.tasks.pocket)."""
+"""Tests of the fourteen generated pocket tasks (tallmerge.tasks.pocket)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tallmerge.tasks.registry import SPLITS, WEB_SPLIT, get_task  # noqa: E402
 EXPECTED = {
     "digits": 10, "house-numbers": 10, "letters": 10, "shapes": 8,
     "colors": 8, "textures": 8, "counting": 6, "landcover": 8,
+    "signs": 8, "clothing": 8, "faces": 6, "vehicles": 8, "tissue": 2, "scenes": 6,
 }  # fmt: skip
 ALL_SPLITS = (*SPLITS, WEB_SPLIT)
 
@@ -56,9 +57,10 @@ def test_templates(name):
 @pytest.mark.parametrize("name", EXPECTED)
 def test_shapes_dtypes_and_balance(name, split):
     k = EXPECTED[name]
-    images, labels = generate(name, split, 3 * k + 1)  # not a multiple of k
-    assert images.shape == (3 * k + 1, 32, 32, 3) and images.dtype == np.uint8
-    assert labels.shape == (3 * k + 1,) and labels.dtype == np.int64
+    n = 3 * k + 7  # not a multiple of k, and long enough that a shuffle is never sorted by chance
+    images, labels = generate(name, split, n)
+    assert images.shape == (n, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.shape == (n,) and labels.dtype == np.int64
     counts = np.bincount(labels, minlength=k)
     assert len(counts) == k and counts.max() - counts.min() <= 1
     assert not np.array_equal(labels, np.sort(labels))  # shuffled
@@ -158,6 +160,12 @@ MIN_PROBE_ACCURACY = {
     "textures": 0.39,  # (0.65)
     "counting": 0.25,  # (0.33), chance 0.17
     "landcover": 0.52,  # (0.92)
+    "signs": 0.44,  # (0.75)
+    "clothing": 0.55,  # (0.97)
+    "faces": 0.35,  # (0.53), chance 0.17
+    "vehicles": 0.46,  # (0.80)
+    "tissue": 0.74,  # (0.98), chance 0.50
+    "scenes": 0.58,  # (1.00), chance 0.17
 }
 
 

@@ -1,7 +1,8 @@
-"""The pocket benchmark: eight small 32x32 RGB classification tasks generated from a seed.
+"""The pocket benchmark: fourteen small 32x32 RGB classification tasks generated from a seed.
 
-Each task exercises a different visual skill, as the paper's eight datasets do, so that
-fine-tuning moves a shared encoder in different, partly conflicting directions:
+Each task exercises a different visual skill, as the paper's datasets do, so that fine-tuning
+moves a shared encoder in different, partly conflicting directions. The first eight stand in for
+the paper's 8-task benchmark; the last six extend the registry to 14, as its second benchmark:
 
 =================  ==================  ================================================
 task               stands in for       skill (and nuisances)
@@ -14,14 +15,20 @@ task               stands in for       skill (and nuisances)
 ``textures``       DTD                 texture, ignoring colours, scale and orientation
 ``counting``       CLEVR-count         number of objects, ignoring what they are
 ``landcover``      EuroSAT             aerial scene structure and colour
+``signs``          GTSRB               sign plate, colours and symbol (clutter, dim light)
+``clothing``       Fashion-MNIST       garment silhouette (light item on a dark scan)
+``faces``          FER2013             facial expression (greyscale, any skin tone, tilt)
+``vehicles``       Stanford Cars       body type from the side (either direction, paint)
+``tissue``         PatchCamelyon       healthy vs tumour nuclei on an H&E-stained slide
+``scenes``         SUN397              a view to the horizon (beach, skyline, ...)
 =================  ==================  ================================================
 
 Every split draws from its own random stream (``train``/``val``/``test``/``web``), so splits
 never share an image; ``digits`` also partitions its 1797 source images into disjoint pools.
 The ``web`` split is what the tiny CLIP is pre-trained on: the same concepts, mostly in a clean
 canonical look and partly (``web_variety``) in the task's own varied style, as web images of a
-concept are. ``digits`` (typed, never handwritten), ``colors`` and ``landcover`` show only the
-canonical look, so their tasks keep the largest domain gap.
+concept are. ``digits`` (typed, never handwritten), ``colors``, ``landcover``, ``signs``,
+``faces`` and ``tissue`` show only the canonical look, so their tasks keep the largest domain gap.
 
 Images are rendered a batch at a time with shared numpy helpers: smooth-noise backgrounds, a
 vectorised affine "stamp" that paints greyscale masks (shapes, font glyphs, handwritten digits)
@@ -623,6 +630,380 @@ def _render_landcover(rng: np.random.Generator, labels: np.ndarray, split: str) 
     return _mix(out + tint, _u(rng, 170, 230, (n, 1, 1, 1)), haze)  # thin cloud
 
 
+# --------------------------------------------------------------------------- the extended benchmark
+# Six more tasks, new visual skills standing in for more of the paper's datasets, so that the
+# pocket registry has 14 tasks as the paper's second benchmark: traffic signs (GTSRB), clothing
+# silhouettes (Fashion-MNIST), facial expressions (FER2013), vehicles (Stanford Cars), tissue
+# (PatchCamelyon) and ground-level scenes (SUN397).
+SIGNS = ("stop", "yield", "no entry", "speed limit", "danger", "priority road", "ahead only",
+         "parking")  # fmt: skip
+CLOTHING = ("t-shirt", "trousers", "pullover", "dress", "sandal", "sneaker", "bag", "ankle boot")
+EXPRESSIONS = ("angry", "disgusted", "happy", "neutral", "sad", "surprised")
+VEHICLES = ("sedan", "hatchback", "sports car", "pickup truck", "van", "bus", "SUV", "tractor")
+TISSUE = ("healthy tissue", "tumor tissue")
+SCENES = ("beach", "mountains", "city skyline", "forest", "snowy field", "night sky")
+
+
+def _drawn(draw_fn) -> Image.Image:
+    """A ``_MASK``-sided 'L' mask painted by ``draw_fn(ImageDraw)`` (ink 255 on 0)."""
+    img = Image.new("L", (_MASK, _MASK), 0)
+    draw_fn(ImageDraw.Draw(img))
+    return img
+
+
+def _ngon(k: int, radius: float, phase: float = -90.0, c: float = _MASK / 2) -> list:
+    angles = np.radians(phase + 360 * np.arange(k) / k)
+    return list(zip(c + radius * np.cos(angles), c + radius * np.sin(angles)))
+
+
+# Sign plates: (outer mask, colour), (inner mask, colour, scale) or None, (symbol mask, colour).
+_PLATES = ("octagon", "triangle down", "circle", "triangle", "diamond", "square")
+_SIGN_SYMBOLS = ("none", "bar", "50", "!", "arrow", "P")
+_SIGN_PARTS = {  # class: (plate, outer colour, inner colour or None, symbol, symbol colour)
+    "stop": ("octagon", (200, 20, 30), None, "bar", (245, 245, 245)),
+    "yield": ("triangle down", (200, 20, 30), (245, 245, 245), "none", (0, 0, 0)),
+    "no entry": ("circle", (200, 20, 30), None, "bar", (245, 245, 245)),
+    "speed limit": ("circle", (200, 20, 30), (245, 245, 245), "50", (20, 20, 20)),
+    "danger": ("triangle", (200, 20, 30), (245, 245, 245), "!", (20, 20, 20)),
+    "priority road": ("diamond", (245, 245, 245), (250, 200, 20), "none", (0, 0, 0)),
+    "ahead only": ("circle", (20, 70, 180), None, "arrow", (245, 245, 245)),
+    "parking": ("square", (20, 70, 180), None, "P", (245, 245, 245)),
+}
+
+
+def _plate_image(name: str) -> Image.Image:
+    r = 0.45 * _MASK
+    polygons = {"octagon": _ngon(8, r, 22.5), "triangle down": _ngon(3, r * 1.1, 90),
+                "triangle": _ngon(3, r * 1.1), "diamond": _ngon(4, r, 0), "square": _ngon(4, r * 1.35, 45)}
+    if name == "circle":
+        return _drawn(lambda d: d.ellipse([_MASK / 2 - r, _MASK / 2 - r, _MASK / 2 + r, _MASK / 2 + r], fill=255))
+    return _drawn(lambda d: d.polygon(polygons[name], fill=255))
+
+
+def _symbol_image(name: str) -> Image.Image:
+    c = _MASK / 2
+    if name in ("50", "!", "P"):
+        font = ImageFont.load_default(size=36 if name != "50" else 30)
+        return _drawn(lambda d: d.text((c, c + 2), name, fill=255, font=font, anchor="mm", stroke_width=1, stroke_fill=255))
+    if name == "bar":
+        return _drawn(lambda d: d.rectangle([c - 21, c - 6, c + 21, c + 6], fill=255))
+    if name == "arrow":
+        return _drawn(lambda d: d.polygon([(c - 5, c + 22), (c + 5, c + 22), (c + 5, c - 4), (c + 14, c - 4),
+                                           (c, c - 22), (c - 14, c - 4), (c - 5, c - 4)], fill=255))
+    return _drawn(lambda d: None)  # "none"
+
+
+@functools.cache
+def _sign_atlases() -> tuple[np.ndarray, np.ndarray]:
+    return (_atlas([_plate_image(p) for p in _PLATES], blur=0.8),
+            _atlas([_symbol_image(s) for s in _SIGN_SYMBOLS], blur=0.8))
+
+
+def _render_signs(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n, web = len(labels), split == WEB_SPLIT
+    plates, symbols = _sign_atlases()
+    parts = [_SIGN_PARTS[SIGNS[c]] for c in labels]
+    plate = np.array([_PLATES.index(p[0]) for p in parts])
+    symbol = np.array([_SIGN_SYMBOLS.index(p[3]) for p in parts])
+    outer, symbol_colour = (np.array([p[i] for p in parts], np.float32) for i in (1, 4))
+    has_inner = np.array([p[2] is not None for p in parts])
+    inner = np.array([p[2] or (0, 0, 0) for p in parts], np.float32)
+    if web:  # a clean pictogram on paper, straight on
+        canvas, size = _flat(_paper(rng, n)), _u(rng, 27, 31, n)
+        cx = cy = np.full(n, 16, np.float32)
+        angle, light = np.zeros(n, np.float32), np.ones((n, 1), np.float32)
+    else:  # a photo by the road: clutter, small and off-centre, tilted, often badly lit
+        canvas, _ = _busy_background(rng, n, 10, 45)
+        size = _u(rng, 17, 28, n)
+        cx, cy = _jittered_centre(rng, size)
+        angle, light = _u(rng, -10, 10, n), _u(rng, 0.35, 1.0, (n, 1))
+        faded = _u(rng, -25, 25, (3, n, 3))
+        outer, inner, symbol_colour = outer + faded[0], inner + faded[1], symbol_colour + faded[2]
+    _stamp(canvas, plates, plate, outer * light, cx, cy, size, angle)
+    rows = np.flatnonzero(has_inner)
+    _stamp(canvas, plates, plate[rows], (inner * light)[rows], cx[rows], cy[rows], 0.72 * size[rows],
+           angle if np.isscalar(angle) else angle[rows], rows)  # fmt: skip
+    _stamp(canvas, symbols, symbol, symbol_colour * light, cx, cy, 0.55 * size, angle)
+    return canvas
+
+
+def _clothing_image(name: str) -> Image.Image:
+    shapes = {
+        "t-shirt": [(20, 8), (26, 8), (29, 11), (35, 11), (38, 8), (44, 8), (57, 19), (50, 26), (45, 22),
+                    (45, 57), (19, 57), (19, 22), (14, 26), (7, 19)],
+        "pullover": [(20, 7), (26, 7), (29, 10), (35, 10), (38, 7), (44, 7), (52, 13), (59, 54), (51, 55),
+                     (46, 25), (45, 57), (19, 57), (18, 25), (13, 55), (5, 54), (12, 13)],
+        "dress": [(24, 5), (28, 5), (30, 13), (34, 13), (36, 5), (40, 5), (41, 22), (54, 59), (10, 59), (23, 22)],
+        "trousers": [(20, 5), (44, 5), (48, 59), (37, 59), (32, 21), (27, 59), (16, 59)],
+        "sneaker": [(5, 33), (24, 29), (34, 37), (50, 40), (59, 46), (59, 53), (5, 53)],
+        "ankle boot": [(12, 9), (32, 9), (34, 34), (55, 40), (59, 53), (6, 53), (8, 40), (12, 36)],
+    }
+    if name == "bag":
+        def bag(d):
+            d.rectangle([9, 24, 55, 57], fill=255)
+            d.ellipse([19, 7, 45, 37], outline=255, width=5)
+        return _drawn(bag)
+    if name == "sandal":
+        def sandal(d):
+            d.polygon([(5, 48), (59, 45), (59, 53), (5, 53)], fill=255)
+            for a, b in (((12, 48), (22, 35)), ((22, 35), (32, 47)), ((36, 46), (46, 34)), ((46, 34), (55, 45))):
+                d.line([a, b], fill=255, width=5)
+        return _drawn(sandal)
+    return _drawn(lambda d: d.polygon(shapes[name], fill=255))
+
+
+@functools.cache
+def _clothing_atlas() -> np.ndarray:
+    return _atlas([_clothing_image(name) for name in CLOTHING], blur=0.8)
+
+
+def _render_clothing(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n = len(labels)
+    if split == WEB_SPLIT:  # a product photo: a coloured item on white
+        canvas, centre = _flat(_paper(rng, n)), np.full(n, 16, np.float32)
+        colour = _hsv(_u(rng, 0, 360, n), _u(rng, 0.4, 0.9, n), _u(rng, 0.3, 0.8, n))
+        _stamp(canvas, _clothing_atlas(), labels, colour, centre, centre, _u(rng, 27, 30, n))
+        return canvas
+    # the catalogue scan: a light item on a dark ground, its fabric shaded
+    canvas = _background(rng, _u(rng, 0, 45, (n, 1)).repeat(3, 1), _u(rng, 0, 10, n))
+    size = _u(rng, 22, 31, n)
+    cx, cy = _jittered_centre(rng, size, 36)
+    ink = np.zeros((n, SIZE, SIZE, 3), np.float32)
+    _stamp(ink, _clothing_atlas(), labels, np.full((n, 3), 1, np.float32), cx, cy, size, _u(rng, -12, 12, n))
+    shade = _b(_u(rng, 110, 230, n))[..., None] + _b(_u(rng, 10, 45, n))[..., None] * _smooth_field(rng, n, 5)
+    tint = _u(rng, -12, 12, (n, 1, 1, 3))
+    return canvas + ink * (shade + tint - canvas)
+
+
+# Expressions: each a mask of eyes, brows and mouth, drawn on a face disc.
+def _expression_image(name: str) -> Image.Image:
+    def face(d):
+        wide = name == "surprised"
+        for x in (24, 40):
+            r = 5 if wide else 3.5
+            if name == "disgusted" and x == 40:
+                d.line([(x - 4, 26), (x + 4, 26)], fill=255, width=3)  # squinting
+            else:
+                d.ellipse([x - r, 26 - r, x + r, 26 + r], fill=255)
+        brows = {"angry": [((17, 15), (29, 21)), ((47, 15), (35, 21))],
+                 "sad": [((17, 20), (29, 15)), ((47, 20), (35, 15))],
+                 "surprised": [((17, 15), (23, 12)), ((23, 12), (30, 15)), ((34, 15), (41, 12)), ((41, 12), (47, 15))],
+                 "disgusted": [((17, 16), (30, 19)), ((35, 21), (47, 18))]}
+        for a, b in brows.get(name, [((18, 18), (29, 18)), ((35, 18), (46, 18))]):
+            d.line([a, b], fill=255, width=3)
+        if name == "happy":
+            d.arc([19, 28, 45, 50], 20, 160, fill=255, width=4)
+        elif name == "sad":
+            d.arc([19, 40, 45, 58], 200, 340, fill=255, width=4)
+        elif name == "surprised":
+            d.ellipse([27, 37, 37, 51], fill=255)
+        elif name == "angry":
+            d.arc([21, 42, 43, 54], 215, 325, fill=255, width=4)
+            d.line([(24, 45), (40, 45)], fill=255, width=3)
+        elif name == "disgusted":
+            d.line([(20, 46), (27, 41), (33, 46), (39, 41), (44, 44)], fill=255, width=3)
+        else:
+            d.line([(23, 44), (41, 44)], fill=255, width=4)
+    return _drawn(face)
+
+
+@functools.cache
+def _face_atlases() -> tuple[np.ndarray, np.ndarray]:
+    disc = _drawn(lambda d: d.ellipse([3, 2, 61, 62], fill=255))
+    return _atlas([disc], blur=0.8), _atlas([_expression_image(e) for e in EXPRESSIONS], blur=0.6)
+
+
+def _render_faces(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n = len(labels)
+    discs, features = _face_atlases()
+    if split == WEB_SPLIT:  # an emoji: a yellow face, dark features, on white
+        canvas, centre = _flat(_paper(rng, n)), np.full(n, 16, np.float32)
+        _stamp(canvas, discs, np.zeros(n, np.intp), np.tile([250, 205, 40], (n, 1)).astype(np.float32),
+               centre, centre, np.full(n, 29, np.float32))  # fmt: skip
+        _stamp(canvas, features, labels, np.full((n, 3), 40, np.float32), centre, centre, np.full(n, 29, np.float32))
+        return canvas
+    # a greyscale photo: a face of any tone, lit from one side, tilted, in a grey room
+    grey = _u(rng, 40, 200, (n, 1))
+    canvas = _background(rng, np.repeat(grey, 3, 1), _u(rng, 5, 25, n))
+    size, angle = _u(rng, 24, 32, n), _u(rng, -15, 15, n)
+    cx, cy = _jittered_centre(rng, size, 37)
+    skin = np.repeat(np.clip(grey + rng.choice(np.float32([-70, 70]), (n, 1)) + _u(rng, -20, 20, (n, 1)), 30, 235), 3, 1)
+    face = np.zeros((n, SIZE, SIZE, 3), np.float32)
+    _stamp(face, discs, np.zeros(n, np.intp), np.ones((n, 3), np.float32), cx, cy, size, angle)
+    light = _b(_u(rng, -0.6, 0.6, n)) * (_X * np.cos(_b(angle)) + _Y * np.sin(_b(angle))) / 16
+    canvas += face * (skin[:, None, None, :] * (1 + 0.4 * light[..., None]) - canvas)
+    dark = np.clip(skin - _u(rng, 90, 150, (n, 1)), 0, 255)
+    _stamp(canvas, features, labels, dark, cx, cy, size, angle)
+    return canvas
+
+
+# Vehicles, side views facing right: body polygon, and dark parts (wheels, windows).
+_VEHICLE_PARTS = {  # body polygon, wheels (x, y, r), windows polygons
+    "sedan": ([(3, 41), (3, 33), (16, 31), (24, 22), (42, 22), (50, 31), (61, 33), (61, 41)],
+              [(15, 42, 6), (49, 42, 6)], [[(26, 24), (40, 24), (46, 30), (20, 30)]]),
+    "hatchback": ([(6, 41), (6, 32), (14, 30), (23, 20), (47, 20), (53, 31), (56, 41)],
+                  [(16, 42, 6), (46, 42, 6)], [[(25, 22), (45, 22), (49, 30), (18, 30)]]),
+    "sports car": ([(1, 41), (1, 35), (20, 32), (28, 26), (40, 26), (52, 32), (63, 35), (63, 41)],
+                   [(13, 42, 5.5), (51, 42, 5.5)], [[(29, 28), (39, 28), (46, 32), (24, 32)]]),
+    "pickup truck": ([(1, 41), (1, 29), (32, 29), (34, 17), (48, 17), (54, 28), (63, 30), (63, 41)],
+                     [(13, 42, 6), (51, 42, 6)], [[(36, 19), (47, 19), (51, 27), (36, 27)]]),
+    "van": ([(3, 43), (3, 14), (46, 14), (58, 28), (61, 43)],
+            [(14, 44, 6), (49, 44, 6)], [[(47, 17), (56, 28), (47, 28)], [(7, 18), (42, 18), (42, 26), (7, 26)]]),
+    "bus": ([(1, 45), (1, 12), (63, 12), (63, 45)],
+            [(12, 46, 5), (52, 46, 5)], [[(4 + 10 * i, 16), (11 + 10 * i, 16), (11 + 10 * i, 25), (4 + 10 * i, 25)]
+                                         for i in range(6)]),
+    "SUV": ([(3, 41), (3, 27), (13, 26), (19, 15), (49, 15), (55, 26), (61, 28), (61, 41)],
+            [(16, 42, 7), (48, 42, 7)], [[(21, 17), (47, 17), (51, 25), (17, 25)]]),
+    "tractor": ([(9, 38), (9, 22), (21, 22), (21, 7), (38, 7), (38, 22), (58, 27), (58, 38)],
+                [(20, 40, 12), (51, 44, 6)], [[(24, 10), (35, 10), (35, 20), (24, 20)]]),
+}
+
+
+def _vehicle_images(name: str, mirrored: bool) -> tuple[Image.Image, Image.Image]:
+    body, wheels, windows = _VEHICLE_PARTS[name]
+
+    def dark(d):
+        for x, y, r in wheels:
+            d.ellipse([x - r, y - r, x + r, y + r], fill=255)
+        for w in windows:
+            d.polygon(w, fill=255)
+
+    images = (_drawn(lambda d: d.polygon(body, fill=255)), _drawn(dark))
+    return tuple(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for img in images) if mirrored else images
+
+
+@functools.cache
+def _vehicle_atlases() -> tuple[np.ndarray, np.ndarray]:
+    """Bodies and dark parts, ``2 * len(VEHICLES)`` each: facing right, then facing left."""
+    pairs = [_vehicle_images(name, mirrored) for mirrored in (False, True) for name in VEHICLES]
+    return _atlas([b for b, _ in pairs], blur=0.8), _atlas([d for _, d in pairs], blur=0.8)
+
+
+def _render_vehicles(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n, web = len(labels), split == WEB_SPLIT
+    bodies, parts = _vehicle_atlases()
+    if web:  # a catalogue picture: facing right, centred, red or grey, on white
+        canvas, which = _flat(_paper(rng, n)), labels
+        cx, cy, size, angle = np.full(n, 16, np.float32), np.full(n, 15, np.float32), _u(rng, 29, 31, n), 0.0
+        colour = np.array([(200, 30, 30), (130, 130, 140)], np.float32)[rng.integers(2, size=n)]
+    else:  # a street photo: either direction, any paint, off-centre, slight slope
+        sky = _background(rng, _u(rng, 120, 230, (n, 3)), _u(rng, 5, 25, n))
+        road = _background(rng, _u(rng, 60, 130, (n, 1)).repeat(3, 1), _u(rng, 3, 12, n))
+        horizon = _b(_u(rng, 14, 22, n))
+        canvas = _mix(sky, road, np.clip(_Y + 16 - horizon, 0, 1))
+        which = labels + len(VEHICLES) * rng.integers(2, size=n)
+        size = _u(rng, 24, 33, n)
+        cx, cy = 16 + _u(rng, -3, 3, n), 16 + _u(rng, -3, 3, n)
+        angle, colour = _u(rng, -6, 6, n), _u(rng, 0, 255, (n, 3))
+    _stamp(canvas, bodies, which, colour, cx, cy, size, angle)
+    _stamp(canvas, parts, which, np.full((n, 3), 25, np.float32), cx, cy, size, angle)
+    return canvas
+
+
+# Tissue: nuclei on stroma, the two stains of H&E microscopy.
+def _nucleus_images() -> list[Image.Image]:
+    c = _MASK / 2
+    return [_drawn(lambda d: d.ellipse([c - 26, c - 26, c + 26, c + 26], fill=255)),
+            _drawn(lambda d: d.ellipse([c - 30, c - 16, c + 30, c + 16], fill=255)),
+            _drawn(lambda d: d.polygon(_ngon(7, 28, 10), fill=255)),
+            _drawn(lambda d: (d.ellipse([c - 28, c - 20, c + 4, c + 20], fill=255),
+                              d.ellipse([c - 8, c - 26, c + 28, c + 14], fill=255)))]
+
+
+@functools.cache
+def _nucleus_atlas() -> np.ndarray:
+    return _atlas(_nucleus_images(), blur=1.5)
+
+
+def _render_tissue(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n, web = len(labels), split == WEB_SPLIT
+    tumor = labels == TISSUE.index("tumor tissue")
+    slots = 36
+    if web:  # a textbook drawing: purple nuclei on white, tidy or crowded
+        canvas = _flat(_paper(rng, n))
+        stain = np.tile(np.float32([110, 50, 160]), (n, 1))
+    else:  # an H&E slide: pink stroma, uneven staining
+        canvas = _background(rng, _jitter(rng, (225, 160, 200), 20, n), 14, cells=4)
+        stain = _jitter(rng, (95, 45, 140), 25, n)
+    count = np.where(tumor, rng.integers(14, slots + 1, n), rng.integers(8, 23, n))  # ranges overlap
+    size = np.where(tumor[:, None], _u(rng, 4, 7.5, (n, slots)), _u(rng, 3, 5, (n, slots)))
+    shape = np.where(tumor[:, None], rng.integers(4, size=(n, slots)), 0)
+    x, y = _u(rng, 1, 31, (2, n, slots))
+    if web:  # healthy nuclei on a tidy lattice (at most 16 of them)
+        count = np.where(tumor, count, np.minimum(count, 16))
+        grid = np.stack(np.meshgrid(np.arange(4), np.arange(4)), -1).reshape(16, 2) * 8 + 4
+        x[~tumor, :16], y[~tumor, :16] = grid[:, 0], grid[:, 1]
+    darkness = np.where(tumor[:, None], _u(rng, 0.55, 1.0, (n, slots)), _u(rng, 0.35, 0.75, (n, slots)))
+    for t in range(slots):
+        rows = np.flatnonzero(count > t)
+        colour = canvas[rows, 0, 0] + darkness[rows, t, None] * (stain[rows] - canvas[rows, 0, 0])
+        _stamp(canvas, _nucleus_atlas(), shape[rows, t], colour, x[rows, t], y[rows, t], size[rows, t],
+               _u(rng, 0, 360, rows.size), rows, extent=12)  # fmt: skip
+    return canvas
+
+
+# Scenes: a view to the horizon.
+def _render_scenes(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
+    n, web = len(labels), split == WEB_SPLIT
+    horizon = np.full(n, 17, np.float32) if web else _u(rng, 11, 22, n)
+    spread = 4.0 if web else 20.0
+    row, col = _Y + 16, _X + 16  # pixel coordinates, 0..32
+    out = np.empty((n, SIZE, SIZE, 3), np.float32)
+    for c, name in enumerate(SCENES):
+        sel = np.flatnonzero(labels == c)
+        m, h = sel.size, _b(horizon[sel])
+        day = _background(rng, _jitter(rng, (120, 170, 230), spread, m), 6)
+        day += (row / 32)[None, ..., None] * 40  # paler toward the horizon
+        below = np.clip(row - h, 0, 1)[..., None]
+        if name == "beach":
+            sea = _jitter(rng, (30, 90, 150), spread, m)[:, None, None, :]
+            sand = _background(rng, _jitter(rng, (220, 200, 150), spread, m), 8)
+            shore = np.clip(row - h - _b(_u(rng, 4, 8, m)) - np.sin(col / 3 + _b(_u(rng, 0, 6, m))), 0, 1)[..., None]
+            out[sel] = _mix(day, _mix(sea, sand, shore[..., 0]), below[..., 0])
+        elif name == "mountains":
+            period, phase = _b(_u(rng, 10, 18, m)), _b(_u(rng, 0, 20, m))
+            tri = np.abs(((col + phase) / period) % 1 - 0.5) * 2  # 0 at peaks
+            ridge = h - 2 + (tri - 1) * _b(_u(rng, 7, 12, m))
+            rock = _background(rng, _jitter(rng, (110, 100, 95), spread, m), 10)
+            snow = np.clip(ridge + _b(_u(rng, 3, 5, m)) - row, 0, 1)
+            rock = _mix(rock, np.float32(240), snow)
+            out[sel] = _mix(day, rock, np.clip(row - ridge, 0, 1))
+        elif name == "city skyline":
+            width = _b(_u(rng, 3, 6, m))
+            block = np.floor((col + _b(_u(rng, 0, 6, m))) / width).astype(np.intp)
+            heights = _u(rng, 4, 15, (m, 12))
+            top = h - heights[_b(np.arange(m)), np.minimum(block, 11)]
+            wall = _jitter(rng, (70, 70, 80), spread, m)[:, None, None, :]
+            lit = ((np.floor(row / 2) % 2 == 0) & (np.floor(col) % 2 == 0) & (rng.random((m, SIZE, SIZE)) < 0.5))
+            wall = _mix(wall, np.float32([240, 220, 130]), lit.astype(np.float32))
+            street = _jitter(rng, (90, 90, 95), spread, m)[:, None, None, :]
+            out[sel] = _mix(_mix(day, wall, np.clip(row - top, 0, 1)), street, np.clip(row - h - 6, 0, 1))
+        elif name == "forest":
+            canopy = _jitter(rng, (40, 90, 40), spread, m)[:, None, None, :] + 30 * _smooth_field(rng, m, 10)
+            trunks = (np.cos(2 * np.pi * (col + _b(_u(rng, 0, 6, m))) / _b(_u(rng, 4, 7, m))) > 0.7)
+            trunks = (trunks & (row > h)).astype(np.float32)
+            tops = h - 8 + 3 * _smooth_field(rng, m, 6)[..., 0]
+            trees = _mix(canopy, np.float32([70, 50, 35]), trunks)
+            out[sel] = _mix(day, trees, np.clip(row - tops, 0, 1))
+        elif name == "snowy field":
+            snow = _background(rng, _jitter(rng, (235, 240, 248), spread / 2, m), 6)
+            posts = ((np.floor(col) % 7 == 3) & (row > h - 3) & (row < h + 3)).astype(np.float32)
+            out[sel] = _mix(_mix(day * 0.9 + 20, snow, below[..., 0]), np.float32(60), posts * _b(rng.random(m) < 0.5))
+        elif name == "night sky":
+            sky = _background(rng, _jitter(rng, (15, 20, 55), spread / 2, m), 5)
+            stars = (rng.random((m, SIZE, SIZE)) < 0.03).astype(np.float32)
+            sky = _mix(sky, np.float32(240), stars)
+            mx, my = _u(rng, 6, 26, m), _u(rng, 4, 9, m)
+            moon = np.clip(3.5 - np.hypot(col - _b(mx), row - _b(my)), 0, 1)
+            sky = _mix(sky, np.float32([240, 235, 200]), moon)
+            ground = _jitter(rng, (20, 25, 20), spread / 2, m)[:, None, None, :]
+            out[sel] = _mix(sky, ground, below[..., 0])
+    if web:
+        return out
+    tint = _u(rng, -20, 20, (n, 1, 1, 3))  # hour of the day, camera
+    return out + tint
+
+
 # --------------------------------------------------------------------------- nuisances and tasks
 def _box_blur(imgs: np.ndarray) -> np.ndarray:
     """3x3 mean filter over a batch ``[n, H, W, 3]`` (edge-padded)."""
@@ -736,6 +1117,36 @@ _TASKS = (
         ("a satellite photo of {}.", "an aerial view of {}.", "a satellite image of {}.",
          "a top-down photo of {}."),
         _render_landcover, noise=8, jitter=0.1, web_variety=0.0,
+    ),
+    PocketTask(
+        "signs", SIGNS,
+        ("a photo of a {} sign.", "a {} traffic sign.", "a road sign: {}.", "a close-up of the {} sign."),
+        _render_signs, noise=12, blur=0.8, jitter=0.2, web_variety=0.0,
+    ),
+    PocketTask(
+        "clothing", CLOTHING,
+        ("a photo of a {}.", "a {} in a catalogue.", "a picture of a {}.", "an item of clothing: {}."),
+        _render_clothing, noise=6, blur=0.3, jitter=0.1,
+    ),
+    PocketTask(
+        "faces", EXPRESSIONS,
+        ("a photo of a {} face.", "a face that looks {}.", "someone who is {}.", "a {} expression."),
+        _render_faces, web_variety=0.0,
+    ),
+    PocketTask(
+        "vehicles", VEHICLES,
+        ("a photo of a {}.", "a {} on the road.", "a side view of a {}.", "a picture of my {}."),
+        _render_vehicles,
+    ),
+    PocketTask(
+        "tissue", TISSUE,
+        ("a histology slide of {}.", "a microscope image of {}.", "a stained sample of {}."),
+        _render_tissue, noise=8, blur=0.6, web_variety=0.0,
+    ),
+    PocketTask(
+        "scenes", SCENES,
+        ("a photo of the {}.", "a view of the {}.", "a scene: {}.", "looking at the {}."),
+        _render_scenes, noise=8, jitter=0.1,
     ),
 )  # fmt: skip
 
