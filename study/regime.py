@@ -174,7 +174,7 @@ def table() -> str:
     ]
     for r in records:
         i, o, b = r["indicators_val"], r["outcomes_never_used_to_choose"], r["baselines"]
-        settings = ", ".join(f"{k}={v}" for k, v in r["set"].items()) or "(defaults)"
+        settings = ", ".join(_setting(k, v) for k, v in r["set"].items()) or "(defaults)"
         failed = [g for g, ok in r["gates"].items() if not ok]
         lines.append(
             f"| {r['candidate']} | {settings} | {i['zeroshot']:.1f} | {i['finetuned']:.1f} | {i['task-arithmetic']:.1f} "
@@ -187,6 +187,11 @@ def table() -> str:
     lines += ["", "Why each lever:", ""]
     lines += [f"- **{r['candidate']}**: {r['why']}" for r in records]
     return "\n".join(lines) + "\n"
+
+
+def _setting(key: str, value) -> str:
+    """``key=value`` for the table; a mapping (the ``tasks`` of a benchmark) by its keys."""
+    return f"{key}={' '.join(value)}" if isinstance(value, dict) else f"{key}={value}"
 
 
 def write_table() -> None:

@@ -13,6 +13,20 @@ The formulas (after Wang et al., ICML 2024, and Yadav et al., 2023):
 - TALL mask: m_t = |tau_t| > lambda * |tau_MTL - tau_t|;
 - consensus: tau_MTL where at least k tasks' masks are on;
 - magnitude mask: |tau_t| >= its threshold.
+
+Later methods, on matrices (2-D entries; any other entry takes the mean of the tau_t), with
+r = min(rows, columns) and k = r // T (at least 1):
+
+- TSV-M (Gargiulo et al., CVPR 2025): each task's top-k singular triplets, concatenated; U and V
+  replaced by their polar factors (the nearest matrices with orthonormal columns); U diag(S) V^T;
+- Iso-C (Marczak et al., ICML 2025): the SVD of sum_t tau_t with every singular value set to
+  their mean; Iso-CTS: the top ``common_fraction`` of that spectrum's directions plus each task's
+  own top directions outside them, orthogonalised as in TSV-M, singular values set to their mean;
+- TSV-C: each task's rank-k approximation (a per-task low-rank store);
+- EMR-Merging (Huang et al., NeurIPS 2024): a unified vector with the sign of sum_t tau_t and, per
+  weight, the largest |tau_t| among the tasks that agree with it; task t's mask is where tau_t
+  agrees with the unified vector, and one scalar per task (computed over the whole model by the
+  engine) rescales it.
 """
 
 from __future__ import annotations
@@ -78,3 +92,90 @@ def consensus(mtv: torch.Tensor, masks: torch.Tensor, k: int) -> torch.Tensor:
 def magnitude_masks(taus: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """Each task's top-k% mask: |tau_t| >= threshold_t, bool [T, *shape]."""
     return torch.stack([tau.abs() >= threshold for tau, threshold in zip(taus, thresholds.tolist())])
+
+
+# -- later methods: spectral merges and per-task low-rank / EMR parts ---------------------------
+def task_rank(taus: torch.Tensor) -> int:
+    """k = r // T singular triplets per task (at least one) for a stack of T matrices."""
+    return max(1, min(taus.shape[1:]) // len(taus))
+
+
+def _svd(matrix: torch.Tensor):
+    return torch.linalg.svd(matrix, full_matrices=False)
+
+
+def _orthonormal(columns: torch.Tensor) -> torch.Tensor:
+    """The polar factor P Q^T of ``columns`` = P Sigma Q^T: the closest matrix whose columns are
+    orthonormal (rows, if it is wider than tall)."""
+    p, _, qh = _svd(columns)
+    return p @ qh
+
+
+def _recombine(us: list, ss: list, vs: list, flatten: bool) -> torch.Tensor:
+    u, v, s = _orthonormal(torch.cat(us, dim=1)), _orthonormal(torch.cat(vs, dim=1)), torch.cat(ss)
+    if flatten:
+        s = s.mean().expand_as(s)
+    return (u * s) @ v.T
+
+
+def tsv_merge(taus: torch.Tensor) -> torch.Tensor:
+    """TSV-M: every task's top-k singular triplets, U and V orthogonalised, U diag(S) V^T."""
+    if taus.dim() != 3:
+        return taus.mean(dim=0)
+    k = task_rank(taus)
+    us, ss, vs = [], [], []
+    for tau in taus:
+        u, s, vh = _svd(tau)
+        us.append(u[:, :k]), ss.append(s[:k]), vs.append(vh[:k].T)
+    return _recombine(us, ss, vs, flatten=False)
+
+
+def iso_c(taus: torch.Tensor) -> torch.Tensor:
+    """Iso-C: sum_t tau_t with its singular values all set to their mean."""
+    if taus.dim() != 3:
+        return taus.mean(dim=0)
+    u, s, vh = _svd(taus.sum(dim=0))
+    return (u * s.mean()) @ vh
+
+
+def iso_cts(taus: torch.Tensor, common_fraction: float) -> torch.Tensor:
+    """Iso-CTS: the common subspace (top directions of sum_t tau_t, about ``common_fraction`` of
+    the rank, so that the rest splits evenly) plus each task's top directions once the common ones
+    are projected out; orthogonalised, singular values set to their mean."""
+    if taus.dim() != 3:
+        return taus.mean(dim=0)
+    rank = min(taus.shape[1:])
+    per_task = (rank - int(common_fraction * rank)) // len(taus)
+    common = rank - per_task * len(taus)
+    u, s, vh = _svd(taus.sum(dim=0))
+    us, ss, vs = [u[:, :common]], [s[:common]], [vh[:common].T]
+    if per_task:
+        for tau in taus:
+            ut, st, vht = _svd(tau - us[0] @ (us[0].T @ tau))
+            us.append(ut[:, :per_task]), ss.append(st[:per_task]), vs.append(vht[:per_task].T)
+    return _recombine(us, ss, vs, flatten=True)
+
+
+def low_rank(taus: torch.Tensor) -> torch.Tensor:
+    """TSV-C's per-task parts: each tau_t at rank k on matrices, whole elsewhere; [T, *shape]."""
+    if taus.dim() != 3:
+        return taus.clone()
+    k = task_rank(taus)
+    out = torch.empty_like(taus)
+    for t, tau in enumerate(taus):
+        u, s, vh = _svd(tau)
+        out[t] = (u[:, :k] * s[:k]) @ vh[:k]
+    return out
+
+
+def emr_unified(taus: torch.Tensor) -> torch.Tensor:
+    """EMR's unified vector: sign of sum_t tau_t, magnitude of the largest agreeing tau_t."""
+    sign = torch.sign(taus.sum(dim=0))
+    agreeing = torch.where(taus * sign > 0, taus.abs(), torch.zeros((), dtype=taus.dtype))
+    return sign * agreeing.amax(dim=0)
+
+
+def emr_masks(taus: torch.Tensor, unified: torch.Tensor) -> torch.Tensor:
+    """Each task's EMR mask: where tau_t has the unified vector's (non-zero) sign; bool [T, *shape]."""
+    return taus * unified > 0
+
