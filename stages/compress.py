@@ -15,7 +15,7 @@ from tallmerge import layout
 from tallmerge.engine import Checkpoints
 from tallmerge.errors import exit_on_error
 from tallmerge.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
-from tallmerge.io import temporary_dir, write_json
+from tallmerge.formats.files import temporary_dir, write_json
 from tallmerge.masks import MaskFile
 from tallmerge.params import Params
 from tallmerge.store import Store, compress, magnitude_masks, projected_gbit, tall_masks

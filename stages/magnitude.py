@@ -5,7 +5,7 @@ from tallmerge import layout
 from tallmerge.engine import Checkpoints, apply, to_state
 from tallmerge.errors import exit_on_error
 from tallmerge.evaluation import Benchmark, result
-from tallmerge.io import write_json
+from tallmerge.formats.files import write_json
 from tallmerge.merge import magnitude_vectors
 from tallmerge.params import Params
 

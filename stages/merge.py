@@ -8,7 +8,7 @@ from tallmerge import layout
 from tallmerge.engine import Checkpoints, apply, to_state
 from tallmerge.errors import exit_on_error
 from tallmerge.evaluation import Benchmark, reference_top1, result, search_alpha
-from tallmerge.io import write_json
+from tallmerge.formats.files import write_json
 from tallmerge.merge import plan, vectors
 from tallmerge.models import save_visual
 from tallmerge.params import Params

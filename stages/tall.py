@@ -8,7 +8,7 @@ from tallmerge import layout
 from tallmerge.engine import Checkpoints, apply, to_state
 from tallmerge.errors import exit_on_error
 from tallmerge.evaluation import Benchmark, result, search_lambda
-from tallmerge.io import write_json
+from tallmerge.formats.files import write_json
 from tallmerge.masks import MaskFile, write_selection
 from tallmerge.merge import mtv_vectors
 from tallmerge.params import Params

@@ -83,7 +83,7 @@ def main() -> None:
     from tallmerge.engine import apply
     from tallmerge.evaluation import Benchmark, avg_normalized, reference_top1, search_alpha
     from tallmerge.heads import Classifier, load_head
-    from tallmerge.io import load_tensors, write_json
+    from tallmerge.formats.files import load_tensors, write_json
     from tallmerge.models import load_clip, save_visual
     from tallmerge.params import Params
     from tallmerge.train import finetune

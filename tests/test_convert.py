@@ -17,7 +17,7 @@ from tallmerge.convert import (  # noqa: E402
 )
 from tallmerge.errors import TallmergeError  # noqa: E402
 from tallmerge.models import create_clip  # noqa: E402
-from tallmerge.safeload import load_state_dict  # noqa: E402
+from tallmerge.formats.safeload import load_state_dict  # noqa: E402
 
 TINY = "tallmerge-test-hf-tiny"  # the HF model below, as an open_clip config
 DEEPER = "tallmerge-test-hf-tiny-3l"  # the same with one more block

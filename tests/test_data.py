@@ -125,7 +125,7 @@ def test_a_changed_dataset_folder_is_caught(root, tmp_path, clip):
 
 
 def test_malformed_task_data_is_refused(tmp_path, clip):
-    from tallmerge.io import save_tensors
+    from tallmerge.formats.files import save_tensors
 
     save_tensors({"train.labels": torch.zeros(3, dtype=torch.int64)}, tmp_path / "t.safetensors")
     with pytest.raises(TallmergeError, match="not a task data file"):

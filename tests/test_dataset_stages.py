@@ -11,7 +11,7 @@ from fakes_arrays import FAKES as ARRAY_FAKES
 from fakes_folders import FAKES as FOLDER_FAKES
 from stage_runner import run_stage as run
 from tallmerge.models import create_clip, save_clip
-from tallmerge.streaming import TensorFile
+from tallmerge.formats.tensorfile import TensorFile
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("MNIST", "EuroSAT")

@@ -70,7 +70,7 @@ def test_finetune_stage_imports_instead_of_training(clip, tmp_path):
     from stage_runner import run_stage
 
     from tallmerge.models import save_clip
-    from tallmerge.streaming import TensorFile
+    from tallmerge.formats.tensorfile import TensorFile
 
     root = Path(__file__).resolve().parents[1]
     save_clip(create_clip("pocket-vit", seed=0), "pocket-vit", tmp_path / "models/pretrained/visual.safetensors",

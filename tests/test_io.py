@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tallmerge.errors import TallmergeError
-from tallmerge.io import atomic_write, load_tensors, read_json, save_tensors, write_json
+from tallmerge.formats.files import atomic_write, load_tensors, read_json, save_tensors, write_json
 
 
 def test_save_load_roundtrip_keeps_dtypes_and_metadata(tmp_path):
@@ -63,7 +63,7 @@ def test_identical_checkpoints_are_byte_identical_across_processes(tmp_path):
     import sys
 
     script = (
-        "import sys, torch; from tallmerge.io import save_tensors; "
+        "import sys, torch; from tallmerge.formats.files import save_tensors; "
         "save_tensors({'w': torch.arange(4.0)}, sys.argv[1], {'arch': 'a', 'part': 'p', 'task': 't', 'x': [1]})"
     )
     outputs = []
@@ -77,7 +77,7 @@ def test_identical_checkpoints_are_byte_identical_across_processes(tmp_path):
 def test_spooled_tensors_are_plain_safetensors(tmp_path):
     from safetensors.torch import load_file
 
-    from tallmerge.streaming import TensorFile, spool_tensors
+    from tallmerge.formats.tensorfile import TensorFile, spool_tensors
 
     tensors = {"words": torch.arange(7).to(torch.uint32), "probs": torch.tensor([[1, 65535]], dtype=torch.uint16),
                "empty": torch.zeros(0, 3), "w": torch.randn(2, 3).to(torch.bfloat16)}

@@ -193,7 +193,7 @@ def test_output_keeps_base_layout_and_metadata(tmp_path):
     assert described == {"method": "ties", "alpha": 0.5, "topk": 20.0, "ties_agg": "mean", "tasks": ["task0", "task1"]}
     out = load_file(tmp_path / "out.safetensors")
     assert {k: (v.dtype, v.shape) for k, v in out.items()} == {k: (v.dtype, v.shape) for k, v in base.items()}
-    from tallmerge.streaming import TensorFile
+    from tallmerge.formats.tensorfile import TensorFile
 
     with TensorFile(tmp_path / "out.safetensors") as f:
         assert f.metadata == described

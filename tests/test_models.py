@@ -3,7 +3,7 @@ import torch
 
 from tallmerge.errors import TallmergeError
 from tallmerge.heads import Classifier, load_head, save_head, zeroshot_head
-from tallmerge.io import load_tensors, save_tensors
+from tallmerge.formats.files import load_tensors, save_tensors
 from tallmerge.models import available_models, create_clip, load_clip, load_visual, save_clip, tokenizer
 
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from tallmerge import methods, store
 from tallmerge.cli import main
-from tallmerge.io import clean_stale_temporaries, output_lock
+from tallmerge.formats.files import clean_stale_temporaries, output_lock
 from test_merge import make_case, save_case
 from test_merge_cli import fails, finetuned_args, run
 
@@ -355,7 +355,7 @@ def test_store_records_the_fingerprints_of_its_checkpoints(case, tmp_path, capsy
     run(compress_args(base_path, paths, out), capsys)
     sources = json.loads((out / "manifest.json").read_text())["sources"]
     assert set(sources["tasks"]) == set(paths) and len(set(sources["tasks"].values())) == 3
-    from tallmerge.streaming import TensorFile
+    from tallmerge.formats.tensorfile import TensorFile
 
     with TensorFile(paths["task1"]) as f:
         assert sources["tasks"]["task1"] == f.fingerprint()
@@ -371,7 +371,7 @@ def test_a_folder_given_as_a_checkpoint_is_named_as_a_folder(case, tmp_path, cap
 # -- 7. no litter, no races ------------------------------------------------------------------------
 def _killed_writer(folder: Path, target: str) -> None:
     """A real process that starts writing ``folder/target`` and is killed with SIGKILL."""
-    code = ("import os, signal, sys; from tallmerge.io import atomic_write, temporary_dir\n"
+    code = ("import os, signal, sys; from tallmerge.formats.files import atomic_write, temporary_dir\n"
             f"with temporary_dir({str(folder / target)!r}) as d, atomic_write({str(folder / (target + '.x'))!r}) as f:\n"
             "    (d / 'base.safetensors').write_bytes(b'0' * 100000); f.write_bytes(b'1' * 100000)\n"
             "    os.kill(os.getpid(), signal.SIGKILL)\n")
@@ -383,7 +383,7 @@ def test_temporaries_of_killed_runs_are_cleaned_by_the_next_run(case, tmp_path, 
     _, _, base_path, paths = case
     _killed_writer(tmp_path, "store")
     assert len(hidden(tmp_path)) == 2  # a folder and a file, both named after the dead process
-    mine = tmp_path / f".x.tallmerge-{__import__('tallmerge.io').io._HOST}-{os.getpid()}-0.tmp"
+    mine = tmp_path / f".x.tallmerge-{__import__('tallmerge.formats.files').formats.files._HOST}-{os.getpid()}-0.tmp"
     mine.write_text("a live process's temporary")
     assert run(compress_args(base_path, paths, tmp_path / "store"), capsys)[0] == 0
     assert hidden(tmp_path) == [mine.name]  # the live one stays
@@ -397,7 +397,7 @@ def test_a_store_set_aside_by_a_killed_run_comes_back(case, tmp_path, capsys):
     before = snapshot(out)
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(proc.stdout)
-    from tallmerge.io import _HOST
+    from tallmerge.formats.files import _HOST
 
     aside = tmp_path / f".store.tallmerge-{_HOST}-{dead}-abcd.old"
     os.rename(out, aside)  # as if killed between moving the old store aside and the new one in

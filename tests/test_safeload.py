@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tallmerge.errors import TallmergeError
-from tallmerge.safeload import load_state_dict
+from tallmerge.formats.safeload import load_state_dict
 
 MODELING = "safeload_test_modeling"  # a project's module, importable only while saving
 

@@ -15,7 +15,7 @@ from tallmerge.errors import exit_on_error
 def writing(out, inputs):
     """Before any work: refuse an ``--out`` that is, lies inside or contains one of ``inputs``,
     and hold the output's lock (a second run writing there fails at once)."""
-    from tallmerge.io import check_output, output_lock
+    from tallmerge.formats.files import check_output, output_lock
 
     check_output(out, [str(p) for p in inputs])
     with output_lock(out):
@@ -163,7 +163,7 @@ def _cmd_import(args: argparse.Namespace) -> None:
 
     from tallmerge.convert import import_checkpoint
     from tallmerge.errors import TallmergeError
-    from tallmerge.io import atomic_write, check_output
+    from tallmerge.formats.files import atomic_write, check_output
     from tallmerge.models import save_visual
 
     checkpoints = parse_finetuned(args.checkpoints)

@@ -1,7 +1,7 @@
 """Fine-tuned image encoders (and whole pre-trained CLIPs) from elsewhere -> open_clip state dicts.
 
 :func:`import_checkpoint` reads a checkpoint file safely (safetensors, or a torch file through
-:mod:`tallmerge.safeload`), recognises its layout, and returns the image encoder in
+:mod:`tallmerge.formats.safeload`), recognises its layout, and returns the image encoder in
 ``open_clip.create_model(arch).visual``'s layout, checked key by key and shape by shape:
 
 * Hugging Face ``transformers`` CLIP vision models (below);
@@ -49,9 +49,9 @@ from typing import Iterable, Iterator, Mapping
 
 import torch
 
-from tallmerge import safeload
+from tallmerge.formats import safeload
 from tallmerge.errors import TallmergeError
-from tallmerge.io import load_tensors
+from tallmerge.formats.files import load_tensors
 from tallmerge.models import VISUAL_PREFIX, check_state, create_clip
 
 VISION_PREFIX = "vision_model."

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from tallmerge.errors import TallmergeError
-from tallmerge.io import load_tensors, save_tensors
+from tallmerge.formats.files import load_tensors, save_tensors
 from tallmerge.models import image_stats, image_transform
 from tallmerge.tasks import SPLITS, DatasetTask, Task
 from tallmerge.tasks.samples import Samples

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from tallmerge import methods
 from tallmerge.errors import TallmergeError
-from tallmerge.streaming import TensorFile, write_tensors
+from tallmerge.formats.tensorfile import TensorFile, write_tensors
 
 MTVS = ("ta", "ties")
 _HIGH = 1 << 15  # magnitudes are non-negative: their float32 bits' top half is < 2**15

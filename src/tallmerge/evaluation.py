@@ -22,7 +22,7 @@ from tallmerge import layout, runtime
 from tallmerge.data import TaskData
 from tallmerge.errors import TallmergeError
 from tallmerge.heads import Classifier, load_head
-from tallmerge.io import load_tensors, read_json
+from tallmerge.formats.files import load_tensors, read_json
 from tallmerge.models import create_clip, load_strict
 from tallmerge.train import accuracy
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tallmerge.errors import TallmergeError
-from tallmerge.io import load_tensors, save_tensors
+from tallmerge.formats.files import load_tensors, save_tensors
 
 
 @torch.no_grad()

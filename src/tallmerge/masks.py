@@ -7,7 +7,7 @@ of the task's grid, the packed bits of m_t = |tau_t| > lambda |tau_MTL - tau_t| 
 version, the tasks, each task's lambdas, how tau_MTL was formed, the entries' shapes, and the
 fingerprints of the checkpoints the masks were computed from (``sources``, see
 :meth:`Checkpoints.sources`): masks are only ever used with those checkpoints. The file ends
-with a SHA-256 of its metadata and bits (:data:`tallmerge.streaming.CHECKSUM`), verified on
+with a SHA-256 of its metadata and bits (:data:`tallmerge.formats.tensorfile.CHECKSUM`), verified on
 open. A file with one lambda per task is a *selection*: what consensus merging and the
 compressed store consume.
 """
@@ -25,7 +25,7 @@ import torch
 from tallmerge import methods
 from tallmerge.engine import MTV, Checkpoints
 from tallmerge.errors import TallmergeError
-from tallmerge.streaming import TensorFile, write_tensors
+from tallmerge.formats.tensorfile import TensorFile, write_tensors
 
 FORMAT = "tallmerge.masks"
 VERSION = 2

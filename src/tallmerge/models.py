@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tallmerge.errors import TallmergeError
-from tallmerge.io import load_tensors, save_tensors
+from tallmerge.formats.files import load_tensors, save_tensors
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(CONFIG_DIR)

@@ -7,7 +7,7 @@
   ``openai/clip-vit-base-patch32``, the base of the public per-task fine-tuned CLIPs): its folder
   (holding ``config.json`` and ``model.safetensors`` or ``pytorch_model.bin``) or the weights file
   itself. It is recognised by its keys (``vision_model.*``, ``text_model.*``), read safely
-  (:mod:`tallmerge.safeload` for torch files) and converted by
+  (:mod:`tallmerge.formats.safeload` for torch files) and converted by
   :func:`tallmerge.convert.convert_hf_clip_model` (image and text towers, projections, logit
   scale), checked key by key and shape by shape against the arch. The arch's activation must be
   the checkpoint's (``hidden_act`` in ``config.json``; transformers' default, quick_gelu, where
@@ -41,10 +41,10 @@ import torch
 from open_clip import pretrained as registry
 from torch import nn
 
-from tallmerge import safeload
+from tallmerge.formats import safeload
 from tallmerge.convert import convert_hf_clip_model, hf_weights_in, is_hf_clip
-from tallmerge.errors import TallmergeError
-from tallmerge.io import load_tensors, one_line, open_tensors
+from tallmerge.errors import TallmergeError, one_line
+from tallmerge.formats.files import load_tensors, open_tensors
 from tallmerge.models import create_clip
 
 URL_CACHE = Path("~/.cache/clip")

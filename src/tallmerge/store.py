@@ -50,9 +50,9 @@ import torch
 from tallmerge import codec, methods
 from tallmerge.engine import MTV, Checkpoints, check_topk, magnitude_thresholds
 from tallmerge.errors import TallmergeError, one_line
-from tallmerge.io import clean_stale_temporaries, temporary_dir, temporary_name, write_json
+from tallmerge.formats.files import clean_stale_temporaries, temporary_dir, temporary_name, write_json
 from tallmerge.masks import MaskFile, check_lambdas, write_masks
-from tallmerge.streaming import DTYPE_NAMES, DTYPES, TensorFile, spool_tensors, write_tensors
+from tallmerge.formats.tensorfile import DTYPE_NAMES, DTYPES, TensorFile, spool_tensors, write_tensors
 
 FORMAT = "tallmerge.store"
 VERSION = 1

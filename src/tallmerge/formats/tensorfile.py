@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 
 from tallmerge.errors import TallmergeError
-from tallmerge.io import METADATA_KEY, atomic_write, parse_metadata, require_file
+from tallmerge.formats.files import METADATA_KEY, atomic_write, parse_metadata, require_file
 
 DTYPES = {
     "F64": torch.float64,

@@ -45,8 +45,7 @@ from typing import Any
 
 import torch
 
-from tallmerge.errors import TallmergeError
-from tallmerge.io import one_line
+from tallmerge.errors import TallmergeError, one_line
 
 WRAPPERS = ("state_dict", "model")
 """Keys under which training checkpoints keep the model: ``{"state_dict": ..., "epoch": ...}``."""
