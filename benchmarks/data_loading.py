@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from tallmerge.data import DatasetSplit
-from tallmerge.models import create_clip, image_transform
+from tallmerge.clip.models import create_clip, image_transform
 from tallmerge.tasks.samples import FileSamples
 
 

@@ -45,12 +45,12 @@ def cpu_model() -> str:
 
 def probe() -> dict:
     from tallmerge.data import ImageSplit
-    from tallmerge.heads import Classifier, zeroshot_head
-    from tallmerge.models import create_clip, image_stats, tokenizer
+    from tallmerge.clip.heads import Classifier, zeroshot_head
+    from tallmerge.clip.models import create_clip, image_stats, tokenizer
     from tallmerge.params import PretrainConfig, TrainConfig
     from tallmerge.tasks import get_task
     from tallmerge.tasks.web import caption_tokens, web_mix
-    from tallmerge.train import finetune, pretrain_clip
+    from tallmerge.clip.train import finetune, pretrain_clip
 
     started = time.perf_counter()
     g = torch.Generator().manual_seed(0)

@@ -1,7 +1,7 @@
 """Fine-tuning throughput and peak memory of a real-size CLIP image encoder, on this machine.
 
 An open_clip ``ViT-B-32`` (random weights: speed does not depend on them) under a frozen
-10-class head is fine-tuned with tallmerge's own loop (:func:`tallmerge.train.finetune`: AdamW,
+10-class head is fine-tuned with tallmerge's own loop (:func:`tallmerge.clip.train.finetune`: AdamW,
 cross-entropy, the runtime's device, bf16 autocast on a GPU) on random 224 px images, and timed
 against the same model's inference (``accuracy``) in the same process, the baseline. Reported:
 images per second for both, their ratio, and the process's peak resident memory (CPU) or peak
@@ -21,12 +21,12 @@ import time
 
 import torch
 
-from tallmerge import runtime
+from tallmerge.clip import runtime
 from tallmerge.data import ImageSplit
-from tallmerge.heads import Classifier
-from tallmerge.models import create_clip, image_stats
+from tallmerge.clip.heads import Classifier
+from tallmerge.clip.models import create_clip, image_stats
 from tallmerge.params import TrainConfig
-from tallmerge.train import accuracy, finetune
+from tallmerge.clip.train import accuracy, finetune
 
 
 def vit_forward_flops(visual) -> float:

@@ -11,7 +11,7 @@ from tallmerge.evaluation import Benchmark, reference_top1, result, search_alpha
 from tallmerge.formats.files import write_json
 from tallmerge.masks import MaskFile, overlap
 from tallmerge.merge import plan, vectors
-from tallmerge.models import save_visual
+from tallmerge.clip.models import save_visual
 from tallmerge.params import Params
 
 

@@ -7,14 +7,14 @@ checkpoint instead (Hugging Face, open_clip or task-vectors format; see `tallmer
 import argparse
 
 from tallmerge import layout
-from tallmerge.convert import import_checkpoint
+from tallmerge.clip.convert import import_checkpoint
 from tallmerge.data import TaskData
 from tallmerge.errors import exit_on_error
-from tallmerge.heads import Classifier, save_head, zeroshot_head
-from tallmerge.models import load_clip, save_visual, tokenizer
+from tallmerge.clip.heads import Classifier, save_head, zeroshot_head
+from tallmerge.clip.models import load_clip, save_visual, tokenizer
 from tallmerge.params import Params
-from tallmerge.runtime import launched
-from tallmerge.train import finetune
+from tallmerge.clip.runtime import launched
+from tallmerge.clip.train import finetune
 
 
 def main(task_name: str) -> None:

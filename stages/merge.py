@@ -10,7 +10,7 @@ from tallmerge.errors import exit_on_error
 from tallmerge.evaluation import Benchmark, reference_top1, result, search_alpha
 from tallmerge.formats.files import write_json
 from tallmerge.merge import plan, vectors
-from tallmerge.models import save_visual
+from tallmerge.clip.models import save_visual
 from tallmerge.params import Params
 
 

@@ -10,13 +10,14 @@ set TALLMERGE_ALLOW_DOWNLOAD=1 to let open_clip download a missing tag.
 
 import os
 
-from tallmerge import layout, pretrained
+from tallmerge import layout
+from tallmerge.clip import pretrained
 from tallmerge.errors import exit_on_error
-from tallmerge.models import create_clip, image_stats, save_clip, tokenizer
+from tallmerge.clip.models import create_clip, image_stats, save_clip, tokenizer
 from tallmerge.params import Params
 from tallmerge.tasks.pocket import POCKET_TASKS
 from tallmerge.tasks.web import caption_tokens, web_mix
-from tallmerge.train import pretrain_clip
+from tallmerge.clip.train import pretrain_clip
 
 
 def main() -> None:

@@ -82,11 +82,11 @@ def main() -> None:
     from tallmerge.data import TaskData
     from tallmerge.engine import apply
     from tallmerge.evaluation import Benchmark, avg_normalized, reference_top1, search_alpha
-    from tallmerge.heads import Classifier, load_head
+    from tallmerge.clip.heads import Classifier, load_head
     from tallmerge.formats.files import load_tensors, write_json
-    from tallmerge.models import load_clip, save_visual
+    from tallmerge.clip.models import load_clip, save_visual
     from tallmerge.params import Params
-    from tallmerge.train import finetune
+    from tallmerge.clip.train import finetune
 
     params = Params.load()
     tasks, arch, seed = params.tasks, params.arch, params.seed

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tallmerge.heads import Classifier, zeroshot_head
-from tallmerge.models import create_clip, tokenizer
+from tallmerge.clip.heads import Classifier, zeroshot_head
+from tallmerge.clip.models import create_clip, tokenizer
 from tallmerge.params import TrainConfig
-from tallmerge.train import finetune
+from tallmerge.clip.train import finetune
 from test_train import _small_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "study"))

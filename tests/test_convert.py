@@ -11,12 +11,12 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tallmerge import pretrained  # noqa: E402
-from tallmerge.convert import (  # noqa: E402
+from tallmerge.clip import pretrained  # noqa: E402
+from tallmerge.clip.convert import (  # noqa: E402
     check_visual_state, convert_hf_clip, hf_clip_to_open_clip, hf_to_open_clip, import_checkpoint,
 )
 from tallmerge.errors import TallmergeError  # noqa: E402
-from tallmerge.models import create_clip  # noqa: E402
+from tallmerge.clip.models import create_clip  # noqa: E402
 from tallmerge.formats.safeload import load_state_dict  # noqa: E402
 
 TINY = "tallmerge-test-hf-tiny"  # the HF model below, as an open_clip config

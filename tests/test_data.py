@@ -10,7 +10,7 @@ from fakes_arrays import FAKES as ARRAY_FAKES
 from fakes_folders import FAKES as FOLDER_FAKES
 from tallmerge.data import VAL_MAX, DatasetSplit, ImageSplit, TaskData, prepare
 from tallmerge.errors import TallmergeError
-from tallmerge.models import create_clip, image_stats, image_transform
+from tallmerge.clip.models import create_clip, image_stats, image_transform
 from tallmerge.tasks import PRESETS, get_task
 
 SIZES = {"train": None, "val": None, "test": None}

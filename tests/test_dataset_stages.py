@@ -10,7 +10,7 @@ import yaml
 from fakes_arrays import FAKES as ARRAY_FAKES
 from fakes_folders import FAKES as FOLDER_FAKES
 from stage_runner import run_stage as run
-from tallmerge.models import create_clip, save_clip
+from tallmerge.clip.models import create_clip, save_clip
 from tallmerge.formats.tensorfile import TensorFile
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tallmerge import runtime
+from tallmerge.clip import runtime
 from tallmerge.errors import TallmergeError
 from tallmerge.data import ImageSplit
-from tallmerge.heads import Classifier
-from tallmerge.models import create_clip, image_stats
+from tallmerge.clip.heads import Classifier
+from tallmerge.clip.models import create_clip, image_stats
 from tallmerge.params import TrainConfig
-from tallmerge.train import finetune
+from tallmerge.clip.train import finetune
 
 CFG = TrainConfig(steps=6, batch_size=16, lr=1e-3, weight_decay=0.1, warmup=1)
 

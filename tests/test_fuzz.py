@@ -276,7 +276,7 @@ def test_mutated_mask_files(checkpoints, pristine_masks, data):
 ENCODER_MODULE = "fuzz_pickled_encoder"
 ENCODER_SOURCE = '''
 import torch
-import tallmerge.models
+import tallmerge.clip.models
 
 
 class ImageEncoder(torch.nn.Module):  # as the task-vectors code pickles a fine-tuned encoder
@@ -291,7 +291,7 @@ class ImageEncoder(torch.nn.Module):  # as the task-vectors code pickles a fine-
 @pytest.fixture(scope="module")
 def pickled(tmp_path_factory):
     """A pickled ImageEncoder module (its class no longer importable) and the expected keys."""
-    from tallmerge.models import create_clip
+    from tallmerge.clip.models import create_clip
 
     folder = tmp_path_factory.mktemp("pickles")
     (folder / f"{ENCODER_MODULE}.py").write_text(ENCODER_SOURCE)

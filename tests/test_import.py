@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tallmerge.convert import import_checkpoint
+from tallmerge.clip.convert import import_checkpoint
 from tallmerge.errors import TallmergeError
-from tallmerge.models import create_clip
+from tallmerge.clip.models import create_clip
 from test_merge_cli import fails, run
 
 
@@ -69,7 +69,7 @@ def test_finetune_stage_imports_instead_of_training(clip, tmp_path):
     import yaml
     from stage_runner import run_stage
 
-    from tallmerge.models import save_clip
+    from tallmerge.clip.models import save_clip
     from tallmerge.formats.tensorfile import TensorFile
 
     root = Path(__file__).resolve().parents[1]

@@ -142,7 +142,7 @@ def test_compress_into_a_folder_around_an_input_is_refused(case, tmp_path, capsy
 
 
 def test_import_never_overwrites_its_inputs(tmp_path, capsys):
-    from tallmerge.models import create_clip
+    from tallmerge.clip.models import create_clip
 
     visual = {k: v.contiguous() for k, v in create_clip("pocket-vit", seed=1).visual.state_dict().items()}
     ckpt = tmp_path / "cars.safetensors"

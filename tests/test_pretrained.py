@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import save_file
 
 from stage_runner import run_stage
-from tallmerge import pretrained
+from tallmerge.clip import pretrained
 from tallmerge.errors import TallmergeError
-from tallmerge.models import create_clip
+from tallmerge.clip.models import create_clip
 
 
 def fake_hub_file(cache, repo, filename, content=b"weights"):
@@ -113,7 +113,7 @@ def test_pretrain_stage_takes_a_hugging_face_clip_folder(tmp_path):
     pytest.importorskip("transformers")
     from test_convert import random_hf_clip, save_hf_clip
 
-    from tallmerge.models import CONFIG_DIR
+    from tallmerge.clip.models import CONFIG_DIR
 
     root = Path(__file__).resolve().parents[1]
     hf = random_hf_clip(json.loads((CONFIG_DIR / "pocket-vit.json").read_text()), hidden_act="gelu", seed=5)

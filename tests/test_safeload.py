@@ -24,7 +24,7 @@ MODELING_SOURCE = textwrap.dedent(
     import open_clip
     import torch
 
-    import tallmerge.models  # registers pocket-vit
+    import tallmerge.clip.models  # registers pocket-vit
 
 
     class Mode(enum.Enum):

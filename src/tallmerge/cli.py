@@ -66,7 +66,7 @@ def _check_datasets(root: str, names) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
-    from tallmerge.models import CONFIG_DIR, available_models
+    from tallmerge.clip.models import CONFIG_DIR, available_models
 
     pocket = {p.stem for p in CONFIG_DIR.glob("*.json")}
     for name in available_models():
@@ -161,10 +161,10 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _cmd_import(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from tallmerge.convert import import_checkpoint
+    from tallmerge.clip.convert import import_checkpoint
     from tallmerge.errors import TallmergeError
     from tallmerge.formats.files import atomic_write, check_output
-    from tallmerge.models import save_visual
+    from tallmerge.clip.models import save_visual
 
     checkpoints = parse_finetuned(args.checkpoints)
     if not str(args.out).strip():

@@ -30,7 +30,7 @@ from torch import nn
 
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.files import load_tensors, save_tensors
-from tallmerge.models import image_stats, image_transform
+from tallmerge.clip.models import image_stats, image_transform
 from tallmerge.tasks import SPLITS, DatasetTask, Task
 from tallmerge.tasks.samples import Samples
 

@@ -18,13 +18,14 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from tallmerge import layout, runtime
+from tallmerge import layout
+from tallmerge.clip import runtime
 from tallmerge.data import TaskData
 from tallmerge.errors import TallmergeError
-from tallmerge.heads import Classifier, load_head
+from tallmerge.clip.heads import Classifier, load_head
 from tallmerge.formats.files import load_tensors, read_json
-from tallmerge.models import create_clip, load_strict
-from tallmerge.train import accuracy
+from tallmerge.clip.models import create_clip, load_strict
+from tallmerge.clip.train import accuracy
 
 SPLITS = ("val", "test")
 State = Mapping[str, torch.Tensor]

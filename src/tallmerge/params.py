@@ -103,7 +103,7 @@ class Params:
     @property
     def pretrained(self) -> str | None:
         """``model.pretrained``: None (pre-train the pocket CLIP in the pipeline), or an open_clip
-        pretrained tag found in the local caches, or a checkpoint file (:mod:`tallmerge.pretrained`)."""
+        pretrained tag found in the local caches, or a checkpoint file (:mod:`tallmerge.clip.pretrained`)."""
         value = self._mapping("model").get("pretrained")
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise TallmergeError(f"{self.source}: 'model.pretrained' must be null, a pretrained tag or a checkpoint path, got {value!r}")

@@ -3,7 +3,7 @@ frozen zero-shot head. Both use AdamW with a linear warm-up then a cosine decay,
 
 Batches of positions are drawn by a seeded generator (and any augmentation is seeded per image),
 so a run is a function of its inputs and seed: on CPU, the same params give byte-identical weights. Fine-tuning runs on
-the :mod:`tallmerge.runtime` device (a GPU with bf16 autocast when there is one) and, under
+the :mod:`tallmerge.clip.runtime` device (a GPU with bf16 autocast when there is one) and, under
 ``torchrun``, on several processes (DDP), each taking an equal share of every batch.
 """
 
@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from tallmerge import runtime
+from tallmerge.clip import runtime
 from tallmerge.data import Split
 from tallmerge.errors import TallmergeError
-from tallmerge.heads import Classifier
+from tallmerge.clip.heads import Classifier
 from tallmerge.params import TrainConfig
 
 

@@ -8,7 +8,7 @@
   (holding ``config.json`` and ``model.safetensors`` or ``pytorch_model.bin``) or the weights file
   itself. It is recognised by its keys (``vision_model.*``, ``text_model.*``), read safely
   (:mod:`tallmerge.formats.safeload` for torch files) and converted by
-  :func:`tallmerge.convert.convert_hf_clip_model` (image and text towers, projections, logit
+  :func:`tallmerge.clip.convert.convert_hf_clip_model` (image and text towers, projections, logit
   scale), checked key by key and shape by shape against the arch. The arch's activation must be
   the checkpoint's (``hidden_act`` in ``config.json``; transformers' default, quick_gelu, where
   unset or without a ``config.json``): OpenAI's CLIPs and their fine-tunes use quick_gelu, so
@@ -42,10 +42,10 @@ from open_clip import pretrained as registry
 from torch import nn
 
 from tallmerge.formats import safeload
-from tallmerge.convert import convert_hf_clip_model, hf_weights_in, is_hf_clip
+from tallmerge.clip.convert import convert_hf_clip_model, hf_weights_in, is_hf_clip
 from tallmerge.errors import TallmergeError, one_line
 from tallmerge.formats.files import load_tensors, open_tensors
-from tallmerge.models import create_clip
+from tallmerge.clip.models import create_clip
 
 URL_CACHE = Path("~/.cache/clip")
 _SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")

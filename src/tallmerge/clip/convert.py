@@ -24,7 +24,7 @@ Accepted inputs are the state dicts of ``CLIPVisionModel`` / ``CLIPVisionModelWi
 is ignored). Anything else is refused, naming the first unexpected or missing key.
 
 **Whole HF CLIPs.** :func:`convert_hf_clip_model` turns a whole ``CLIPModel`` (as the pre-trained
-theta_0, see :mod:`tallmerge.pretrained`) into the state dict of ``open_clip.create_model(arch)``:
+theta_0, see :mod:`tallmerge.clip.pretrained`) into the state dict of ``open_clip.create_model(arch)``:
 the image tower as above under ``visual.``; the text tower's blocks by the same per-block mapping
 (q, k, v stacked), its embeddings and final LayerNorm renamed (:data:`TEXT_GLOBAL_KEYS`); the text
 projection transposed like the image one (HF ``[embed, width]`` -> open_clip ``[width, embed]``);
@@ -52,7 +52,7 @@ import torch
 from tallmerge.formats import safeload
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.files import load_tensors
-from tallmerge.models import VISUAL_PREFIX, check_state, create_clip
+from tallmerge.clip.models import VISUAL_PREFIX, check_state, create_clip
 
 VISION_PREFIX = "vision_model."
 PROJECTION = "visual_projection.weight"
