@@ -2,7 +2,7 @@
 transform, by DataLoader workers, against the same model's inference in the same process.
 
 A folder of JPEG photos the size of typical benchmark images (500 x 375, smooth noise so that
-they compress like photos) is read through :class:`tallmerge.data.DatasetSplit` with the
+they compress like photos) is read through :class:`tallmerge.clip.batches.DatasetSplit` with the
 ``ViT-B-32`` evaluation transform (resize to 224, centre crop, normalize), with 0 and with
 ``--workers`` worker processes; the baseline is ``ViT-B-32`` inference on ready tensors. The
 ratio says how many loading processes keep one model busy: on a GPU, evaluation runs at the
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tallmerge.data import DatasetSplit
+from tallmerge.clip.batches import DatasetSplit
 from tallmerge.clip.models import create_clip, image_transform
 from tallmerge.tasks.samples import FileSamples
 

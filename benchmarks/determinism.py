@@ -44,7 +44,7 @@ def cpu_model() -> str:
 
 
 def probe() -> dict:
-    from tallmerge.data import ImageSplit
+    from tallmerge.clip.batches import ImageSplit
     from tallmerge.clip.heads import Classifier, zeroshot_head
     from tallmerge.clip.models import create_clip, image_stats, tokenizer
     from tallmerge.params import PretrainConfig, TrainConfig

@@ -22,7 +22,7 @@ import time
 import torch
 
 from tallmerge.clip import runtime
-from tallmerge.data import ImageSplit
+from tallmerge.clip.batches import ImageSplit
 from tallmerge.clip.heads import Classifier
 from tallmerge.clip.models import create_clip, image_stats
 from tallmerge.params import TrainConfig

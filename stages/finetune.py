@@ -8,11 +8,12 @@ import argparse
 
 from tallmerge import layout
 from tallmerge.clip.convert import import_checkpoint
-from tallmerge.data import TaskData
 from tallmerge.errors import exit_on_error
 from tallmerge.clip.heads import Classifier, save_head, zeroshot_head
+from tallmerge.clip.batches import split_for
 from tallmerge.clip.models import load_clip, save_visual, tokenizer
 from tallmerge.params import Params
+from tallmerge.tasks.datafile import TaskData
 from tallmerge.clip.runtime import launched
 from tallmerge.clip.train import finetune
 
@@ -27,7 +28,7 @@ def main(task_name: str) -> None:
         head = zeroshot_head(model, tokenizer(arch), task.classnames, task.templates)
         source = params.imported(task_name)
         if source is None:
-            train = task.split("train", model, train=True, workers=data.workers)
+            train = split_for(task, "train", model, train=True, workers=data.workers)
             finetune(Classifier(model.visual, head), train, cfg, params.seed, desc=f"finetune {task_name}")
             state, origin = model.visual.state_dict(), {}
         else:  # a public fine-tuned checkpoint instead of our own fine-tuning

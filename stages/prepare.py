@@ -5,7 +5,7 @@ with the seed)."""
 import argparse
 
 from tallmerge import layout
-from tallmerge.data import prepare
+from tallmerge.tasks.datafile import prepare
 from tallmerge.errors import exit_on_error
 from tallmerge.params import Params
 from tallmerge.tasks import get_task

@@ -79,7 +79,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from tallmerge import layout
-    from tallmerge.data import TaskData
+    from tallmerge.clip.batches import split_for
+    from tallmerge.tasks.datafile import TaskData
     from tallmerge.engine import apply
     from tallmerge.evaluation import Benchmark, avg_normalized, reference_top1, search_alpha
     from tallmerge.clip.heads import Classifier, load_head
@@ -96,7 +97,7 @@ def main() -> None:
     masks = supports(load_clip(arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT).visual, len(tasks), fraction, seed)
     for t, task in enumerate(tasks):
         model = load_clip(arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT)
-        split = TaskData(layout.task_data(task), params.data.root).split("train", model, train=True, workers=params.data.workers)
+        split = split_for(TaskData(layout.task_data(task), params.data.root), "train", model, train=True, workers=params.data.workers)
         restrict(model.visual, masks[t])
         finetune(Classifier(model.visual, load_head(layout.head(task))), split, params.finetune(task), seed,
                  desc=f"controlled {task}")

@@ -8,7 +8,8 @@ import torch
 
 from fakes_arrays import FAKES as ARRAY_FAKES
 from fakes_folders import FAKES as FOLDER_FAKES
-from tallmerge.data import VAL_MAX, DatasetSplit, ImageSplit, TaskData, prepare
+from tallmerge.clip.batches import DatasetSplit, ImageSplit, split_for
+from tallmerge.tasks.datafile import VAL_MAX, TaskData, prepare
 from tallmerge.errors import TallmergeError
 from tallmerge.clip.models import create_clip, image_stats, image_transform
 from tallmerge.tasks import PRESETS, get_task
@@ -82,7 +83,7 @@ def test_missing_root_or_dataset_is_a_clear_error(root, tmp_path):
 def test_dataset_batches_are_the_models_own_transform(root, tmp_path, clip):
     prepare(get_task("EuroSAT"), SIZES, 0, root, tmp_path / "e.safetensors")
     data = TaskData(tmp_path / "e.safetensors", root)
-    test = data.split("test", clip)
+    test = split_for(data, "test", clip)
     assert isinstance(test, DatasetSplit)
     (x, y), *_ = test.in_order(batch_size=4)
     official = get_task("EuroSAT").read(root, "test")
@@ -95,16 +96,16 @@ def test_training_batches_are_seeded_per_image_whatever_the_workers(root, tmp_pa
     prepare(get_task("MNIST"), SIZES, 0, root, tmp_path / "m.safetensors")
     data = TaskData(tmp_path / "m.safetensors", root)
     positions = [torch.tensor([3, 1, 4]), torch.tensor([1, 5, 2])]
-    runs = [list(data.split("train", clip, train=True, workers=w).batches(positions, seed=7)) for w in (0, 0, 2)]
+    runs = [list(split_for(data, "train", clip, train=True, workers=w).batches(positions, seed=7)) for w in (0, 0, 2)]
     for run in runs[1:]:
         assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(runs[0], run))
-    other = list(data.split("train", clip, train=True).batches(positions, seed=8))
+    other = list(split_for(data, "train", clip, train=True).batches(positions, seed=8))
     assert not torch.equal(other[0][0], runs[0][0][0])  # the augmentation is random, and seeded
 
 
 def test_generated_split_normalizes_as_before(tmp_path, clip):
     prepare(get_task("colors"), {"train": 6, "val": 3, "test": 3}, 0, None, tmp_path / "c.safetensors")
-    split = TaskData(tmp_path / "c.safetensors").split("train", clip)
+    split = split_for(TaskData(tmp_path / "c.safetensors"), "train", clip)
     assert isinstance(split, ImageSplit) and len(split) == 6
     images, labels = get_task("colors").generate("train", 6, 0)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in image_stats(clip))
@@ -117,11 +118,11 @@ def test_a_changed_dataset_folder_is_caught(root, tmp_path, clip):
     moved = tmp_path / "root"
     shutil.copytree(root, moved)
     prepare(get_task("EuroSAT"), SIZES, 0, moved, tmp_path / "e.safetensors")
-    TaskData(tmp_path / "e.safetensors", root).split("test", clip)  # the same files elsewhere: fine
+    split_for(TaskData(tmp_path / "e.safetensors", root), "test", clip)  # the same files elsewhere: fine
     first = sorted((moved / "eurosat" / "2750").iterdir())[0]
     sorted(first.iterdir())[0].unlink()  # one image fewer
     with pytest.raises(TallmergeError, match=r"EuroSAT .* when prepared; rerun `dvc repro --force prepare@EuroSAT`"):
-        TaskData(tmp_path / "e.safetensors", moved).split("train", clip)
+        split_for(TaskData(tmp_path / "e.safetensors", moved), "train", clip)
 
 
 def test_malformed_task_data_is_refused(tmp_path, clip):
@@ -134,15 +135,15 @@ def test_malformed_task_data_is_refused(tmp_path, clip):
     save_tensors({"train.labels": torch.zeros(3, dtype=torch.int64), "train.images": torch.zeros(2, 32, 32, 3, dtype=torch.uint8)},
                  tmp_path / "t.safetensors", meta)
     with pytest.raises(TallmergeError, match="split 'train' has 2 images and 3 labels"):
-        TaskData(tmp_path / "t.safetensors").split("train", clip)
+        split_for(TaskData(tmp_path / "t.safetensors"), "train", clip)
     with pytest.raises(TallmergeError, match="no tensor 'val.labels'"):
-        TaskData(tmp_path / "t.safetensors").split("val", clip)
+        split_for(TaskData(tmp_path / "t.safetensors"), "val", clip)
 
 
 def test_process_shares_get_the_one_process_augmentation(root, tmp_path, clip):
     """Under DDP each rank reads its share of a batch, augmented as in a one-process run."""
     prepare(get_task("EuroSAT"), SIZES, 0, root, tmp_path / "e.safetensors")
-    split = TaskData(tmp_path / "e.safetensors", root).split("train", clip, train=True)
+    split = split_for(TaskData(tmp_path / "e.safetensors", root), "train", clip, train=True)
     positions = [torch.tensor([3, 1, 4, 0]), torch.tensor([1, 5, 2, 6])]
     whole = list(split.batches(positions, seed=7))
     shares = [list(split.batches(positions, seed=7, share=(rank, 2))) for rank in range(2)]
@@ -154,12 +155,12 @@ def test_process_shares_get_the_one_process_augmentation(root, tmp_path, clip):
 def test_generated_tasks_refuse_a_model_of_another_resolution(tmp_path):
     prepare(get_task("colors"), {"train": 2, "val": 2, "test": 2}, 0, None, tmp_path / "c.safetensors")
     with pytest.raises(TallmergeError, match=r"generated 32 x 32 px images, the model takes 224 x 224"):
-        TaskData(tmp_path / "c.safetensors").split("train", create_clip("ViT-B-32"))
+        split_for(TaskData(tmp_path / "c.safetensors"), "train", create_clip("ViT-B-32"))
 
 
 def test_reading_a_dataset_leaves_the_global_random_stream_alone(root, tmp_path, clip):
     prepare(get_task("MNIST"), SIZES, 0, root, tmp_path / "m.safetensors")
-    split = TaskData(tmp_path / "m.safetensors", root).split("test", clip, workers=2)
+    split = split_for(TaskData(tmp_path / "m.safetensors", root), "test", clip, workers=2)
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from tallmerge.clip import runtime
 from tallmerge.errors import TallmergeError
-from tallmerge.data import ImageSplit
+from tallmerge.clip.batches import ImageSplit
 from tallmerge.clip.heads import Classifier
 from tallmerge.clip.models import create_clip, image_stats
 from tallmerge.params import TrainConfig

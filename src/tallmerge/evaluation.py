@@ -20,12 +20,13 @@ import torch
 
 from tallmerge import layout
 from tallmerge.clip import runtime
-from tallmerge.data import TaskData
+from tallmerge.clip.batches import split_for
 from tallmerge.errors import TallmergeError
 from tallmerge.clip.heads import Classifier, load_head
 from tallmerge.formats.files import load_tensors, read_json
 from tallmerge.clip.models import create_clip, load_strict
 from tallmerge.clip.train import accuracy
+from tallmerge.tasks.datafile import TaskData
 
 SPLITS = ("val", "test")
 State = Mapping[str, torch.Tensor]
@@ -47,7 +48,7 @@ class Benchmark:
         self.splits = {}
         for t in self.tasks:
             task_data = TaskData(data(t), root)
-            self.splits[t] = {s: task_data.split(s, model, workers=workers) for s in SPLITS}
+            self.splits[t] = {s: split_for(task_data, s, model, workers=workers) for s in SPLITS}
 
     @classmethod
     def from_params(cls, params) -> "Benchmark":

@@ -32,7 +32,7 @@ def zeroshot_head(model: nn.Module, tokenize, classnames: Sequence[str], templat
 
 class Classifier(nn.Module):
     """An image encoder followed by a frozen head: ``logits = normalize(encoder(x)) @ head.T``,
-    for ``x`` preprocessed as the encoder expects (see :class:`tallmerge.data.Split`)."""
+    for ``x`` preprocessed as the encoder expects (see :class:`tallmerge.clip.batches.Split`)."""
 
     def __init__(self, encoder: nn.Module, head: torch.Tensor):
         super().__init__()

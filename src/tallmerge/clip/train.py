@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tallmerge.clip import runtime
-from tallmerge.data import Split
+from tallmerge.clip.batches import Split
 from tallmerge.errors import TallmergeError
 from tallmerge.clip.heads import Classifier
 from tallmerge.params import TrainConfig

@@ -6,7 +6,7 @@ task-vectors literature uses them) and its reader: ``tasks/arrays.py`` for datas
 arrays (MNIST's idx files, CIFAR's pickles, SVHN's .mat, ...), ``tasks/folders.py`` for
 datasets shipped as image files with split lists. Each reader's docstring documents its
 layout under ``data.root`` and which official files form train and test; class names come from
-the dataset's files where it has them. ``val`` is held out of train by :mod:`tallmerge.data`.
+the dataset's files where it has them. ``val`` is held out of train by :mod:`tallmerge.tasks.datafile`.
 """
 
 from __future__ import annotations

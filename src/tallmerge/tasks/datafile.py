@@ -1,5 +1,5 @@
-"""Task data: one safetensors file per task (``data/tasks/<task>.safetensors``), and the batches
-that training and evaluation draw from it.
+"""Task data files: one safetensors file per task (``data/tasks/<task>.safetensors``), written
+by :func:`prepare` and read by :class:`TaskData`.
 
 A task's file is self-describing: its metadata carries the class names and prompt templates.
 It holds one of two things:
@@ -14,23 +14,22 @@ It holds one of two things:
   DataLoader workers. The root itself is not recorded, so moving the datasets changes no
   artifact; opening an index checks that the folder still has the same images and labels.
 
-:meth:`TaskData.split` turns either into a :class:`Split`, whose ``batches`` yield model-ready
-``(images, labels)`` float batches for any sequence of index batches.
+This module knows nothing of models: :func:`tallmerge.clip.batches.split_for` turns a split of
+the file into model-ready batches.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.files import load_tensors, save_tensors
-from tallmerge.clip.models import image_stats, image_transform
 from tallmerge.tasks import SPLITS, DatasetTask, Task
 from tallmerge.tasks.samples import Samples
 
@@ -86,91 +85,22 @@ def _index(task: DatasetTask, sizes, seed: int, root) -> tuple[dict[str, torch.T
     return tensors, official["train"].classnames, {s: len(official[s]) for s in official}
 
 
-class Split:
-    """One split of a task: ``labels`` and model-ready batches."""
+@dataclass(frozen=True)
+class GeneratedSplit:
+    """A generated split: uint8 images ``[N, H, W, 3]`` and their int64 labels ``[N]``."""
 
+    images: torch.Tensor
     labels: torch.Tensor
 
-    def __len__(self) -> int:
-        return len(self.labels)
 
-    def batches(self, index_batches: Iterable[torch.Tensor], seed: int | None = None,
-                share: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(images, labels)`` for each batch of positions; ``images`` float ``[B, 3, H, W]``,
-        normalized. ``seed`` (training) makes random augmentation, if any, a function of it and
-        of each image's place in the batch stream. ``share = (rank, world)`` keeps only this
-        process's share of every batch (DDP), with the augmentation of the whole batch's run."""
-        raise NotImplementedError
+@dataclass(frozen=True)
+class IndexedSplit:
+    """A dataset's split: the official split's ``samples``, the int64 positions into it that
+    make this split, and their labels."""
 
-    def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The whole split, in order (evaluation)."""
-        positions = torch.arange(len(self))
-        return self.batches(positions[i : i + batch_size] for i in range(0, len(self), batch_size))
-
-
-class ImageSplit(Split):
-    """Generated uint8 images, already at the model's resolution: only normalized."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float], std: Sequence[float]):
-        self.images, self.labels = images, labels
-        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(std).view(1, 3, 1, 1)
-
-    def batches(self, index_batches, seed=None, share=(0, 1)):
-        rank, world = share
-        for idx in index_batches:
-            idx = idx[rank::world]
-            x = self.images[idx].permute(0, 3, 1, 2).float().div_(255.0)
-            yield (x - self.mean) / self.std, self.labels[idx]
-
-
-class DatasetSplit(Split):
-    """Images of a dataset on disk, read and transformed by DataLoader workers."""
-
-    def __init__(self, samples: Samples, index: torch.Tensor, labels: torch.Tensor, transform, workers: int):
-        self.labels = labels
-        self.images = _Images(samples, index.numpy(), transform)
-        self.workers = workers
-
-    def batches(self, index_batches, seed=None, share=(0, 1)):
-        rank, world = share
-        items = _seeded(index_batches, seed) if seed is not None else ([int(p) for p in idx] for idx in index_batches)
-        # one seed per image drawn: augmentation independent of the workers and of the processes
-        loader = torch.utils.data.DataLoader(
-            self.images, batch_sampler=(batch[rank::world] for batch in items), num_workers=self.workers,
-            pin_memory=torch.cuda.is_available(), collate_fn=_collate,
-            generator=torch.Generator().manual_seed(0),  # workers' seeds: never from the global RNG
-        )
-        for x, idx in loader:
-            yield x, self.labels[idx]
-
-
-class _Images(torch.utils.data.Dataset):
-    def __init__(self, samples: Samples, index: np.ndarray, transform):
-        self.samples, self.index, self.transform = samples, index, transform
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, item):
-        position, seed = item if isinstance(item, tuple) else (item, None)
-        image = self.samples.image(int(self.index[position]))
-        if seed is None:
-            return self.transform(image), position
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.transform(image), position
-
-
-def _seeded(index_batches, seed: int):
-    drawn = 0
-    for idx in index_batches:
-        yield [(int(p), seed * 1_000_003 + drawn + k) for k, p in enumerate(idx)]
-        drawn += len(idx)
-
-
-def _collate(items):
-    return torch.stack([x for x, _ in items]), torch.tensor([p for _, p in items])
+    samples: Samples
+    index: torch.Tensor
+    labels: torch.Tensor
 
 
 class TaskData:
@@ -187,22 +117,15 @@ class TaskData:
         self.root = root
         self._official: dict[str, Samples] = {}
 
-    def split(self, name: str, model: nn.Module, train: bool = False, workers: int = 0) -> Split:
-        """Split ``name`` as ``model`` expects its images (its open_clip transform, with the
-        training augmentation when ``train``); datasets are read by ``workers`` processes."""
+    def read_split(self, name: str) -> GeneratedSplit | IndexedSplit:
+        """Split ``name`` as the file holds it: generated images, or positions into the task's
+        dataset under the root (checked to still hold the same images and labels)."""
         labels = self._tensor(f"{name}.labels", torch.int64, 1)
         if f"{name}.images" in self.tensors:
             images = self._tensor(f"{name}.images", torch.uint8, 4)
             if images.shape[:1] != labels.shape:
                 raise TallmergeError(f"{self.path}: split '{name}' has {len(images)} images and {len(labels)} labels")
-            size = model.visual.image_size
-            size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
-            if tuple(images.shape[1:3]) != size:
-                raise TallmergeError(
-                    f"{self.path}: task '{self.task}' has generated {images.shape[1]} x {images.shape[2]} px images, "
-                    f"the model takes {size[0]} x {size[1]} (generated tasks need a pocket arch)"
-                )
-            return ImageSplit(images, labels, *image_stats(model))
+            return GeneratedSplit(images, labels)
         index = self._tensor(f"{name}.index", torch.int64, 1)
         samples = self._samples(SOURCE.get(name, name))
         if index.shape != labels.shape or (len(index) and int(index.max()) >= len(samples)) or not torch.equal(
@@ -212,7 +135,7 @@ class TaskData:
                 f"{self.path}: the {self.task} images under data.root {self.root} no longer match this index; "
                 f"rerun `dvc repro --force prepare@{self.task}`"
             )
-        return DatasetSplit(samples, index, labels, image_transform(model, train), workers)
+        return IndexedSplit(samples, index, labels)
 
     def _samples(self, official: str) -> Samples:
         if official not in self._official:
