@@ -29,9 +29,9 @@ import torch
 import zstandard
 
 from tallmerge import codec, layout
-from tallmerge.engine import Checkpoints
-from tallmerge.masks import MaskFile
-from tallmerge.merge import mtv_vectors
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.masks import MaskFile
+from tallmerge.merging.methods import mtv_vectors
 from tallmerge.params import Params
 from tallmerge.store import VECTOR_DTYPES
 

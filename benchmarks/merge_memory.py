@@ -4,7 +4,7 @@ What it measures
     For each (model, T, method) configuration, two ways of computing the same consensus merge
     (TALL masks with lambda = 0.4, k = 2, alpha = 1.0) of T fine-tuned checkpoints into one model:
 
-    - streaming: ``tallmerge.merge.merge`` (the project's engine), which reads the checkpoints one
+    - streaming: ``tallmerge.merging.methods.merge`` (the project's engine), which reads the checkpoints one
       state-dict entry at a time;
     - naive: what the paper's reference code does: load every checkpoint with
       ``safetensors.torch.load_file``, flatten each into one vector, stack them into a [T, N]
@@ -129,7 +129,7 @@ def child_shapes(job: dict) -> dict:
 
 
 def child_stream(job: dict) -> dict:
-    from tallmerge.merge import merge
+    from tallmerge.merging.methods import merge
 
     tasks = {f"task{i:02d}": p for i, p in enumerate(job["tasks"])}
     before = _rss_kib()

@@ -12,11 +12,11 @@ import shutil
 from pathlib import Path
 
 from tallmerge import layout
-from tallmerge.engine import Checkpoints
+from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.errors import exit_on_error
 from tallmerge.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
 from tallmerge.formats.files import temporary_dir, write_json
-from tallmerge.masks import MaskFile
+from tallmerge.merging.masks import MaskFile
 from tallmerge.params import Params
 from tallmerge.store import Store, compress, magnitude_masks, projected_gbit, tall_masks
 

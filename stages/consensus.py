@@ -5,12 +5,13 @@ alpha chosen on validation; also the share of weights used by 0, 1, ..., T tasks
 import argparse
 
 from tallmerge import layout
-from tallmerge.engine import Checkpoints, apply, to_state
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.executor import apply, to_state
 from tallmerge.errors import exit_on_error
 from tallmerge.evaluation import Benchmark, reference_top1, result, search_alpha
 from tallmerge.formats.files import write_json
-from tallmerge.masks import MaskFile, overlap
-from tallmerge.merge import plan, vectors
+from tallmerge.merging.masks import MaskFile, overlap
+from tallmerge.merging.methods import plan, vectors
 from tallmerge.clip.models import save_visual
 from tallmerge.params import Params
 

@@ -5,12 +5,13 @@ selected masks are kept for consensus merging and the compressed store."""
 import argparse
 
 from tallmerge import layout
-from tallmerge.engine import Checkpoints, apply, to_state
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.executor import apply, to_state
 from tallmerge.errors import exit_on_error
 from tallmerge.evaluation import Benchmark, result, search_lambda
 from tallmerge.formats.files import write_json
-from tallmerge.masks import MaskFile, write_selection
-from tallmerge.merge import mtv_vectors
+from tallmerge.merging.masks import MaskFile, write_selection
+from tallmerge.merging.methods import mtv_vectors
 from tallmerge.params import Params
 
 

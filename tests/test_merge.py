@@ -9,9 +9,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from reference import ref_magnitude_model, ref_merge, ref_tall_masks, ref_tall_model, ref_topk_threshold
-from tallmerge.engine import MTV, Checkpoints, apply, magnitude_thresholds, to_state
-from tallmerge.masks import MaskFile, overlap, write_masks, write_selection
-from tallmerge.merge import magnitude_vectors, merge, tall_vectors
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.executor import apply, to_state
+from tallmerge.merging.recipes import MTV
+from tallmerge.merging.statistics import magnitude_thresholds
+from tallmerge.merging.masks import MaskFile, overlap, write_masks, write_selection
+from tallmerge.merging.methods import magnitude_vectors, merge, tall_vectors
 
 SHAPES = {
     "blocks.0.attn.weight": ((6, 5), torch.float32),

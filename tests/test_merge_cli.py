@@ -53,7 +53,7 @@ def test_names_default_to_file_stems(case, tmp_path, capsys):
     out = tmp_path / "masks.safetensors"
     status, _, _ = run(["masks", "--base", base_path, "--finetuned", *paths.values(), "--lambda", "0.3", "0.5", "--out", out], capsys)
     assert status == 0
-    from tallmerge.masks import MaskFile
+    from tallmerge.merging.masks import MaskFile
 
     with MaskFile(out) as masks:
         assert masks.tasks == ["task0", "task1", "task2"]

@@ -15,7 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tallmerge import methods, store
+from tallmerge import store
+from tallmerge.merging import maths
 from tallmerge.cli import main
 from tallmerge.formats.files import clean_stale_temporaries, output_lock
 from test_merge import make_case, save_case
@@ -262,7 +263,7 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(case, tmp_path, capsys, 
             raise KeyboardInterrupt
         return taus.sum(0)
 
-    monkeypatch.setattr(methods, "task_sum", interrupted)
+    monkeypatch.setattr(maths, "task_sum", interrupted)
     out = tmp_path / "merged.safetensors"
     code, _, err = run(["merge", "task-arithmetic", "--base", base_path, *finetuned_args(paths), "--out", out], capsys)
     assert code == 130 and err == "interrupted\n"
@@ -293,7 +294,7 @@ def test_a_bug_is_one_line_and_debug_shows_the_traceback(case, tmp_path, capsys,
     def broken(taus):
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(methods, "task_sum", broken)
+    monkeypatch.setattr(maths, "task_sum", broken)
     argv = ["merge", "task-arithmetic", "--base", base_path, *finetuned_args(paths), "--out", tmp_path / "m.safetensors"]
     err = one_line_failure(argv, capsys, "internal error: ZeroDivisionError: oops", "TALLMERGE_DEBUG", status=1)
     assert "methods" not in err or "test_nothing_lost.py" in err

@@ -12,9 +12,10 @@ from safetensors.torch import load_file
 
 from reference import ref_magnitude_model, ref_tall_model
 from tallmerge import codec, store
-from tallmerge.engine import MTV, Checkpoints
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.recipes import MTV
 from tallmerge.errors import TallmergeError
-from tallmerge.masks import MaskFile, write_masks, write_selection
+from tallmerge.merging.masks import MaskFile, write_masks, write_selection
 from tallmerge.store import Store, compress, finetuned_gbit, magnitude_masks, projected_gbit, tall_masks, tall_masks_at
 from test_merge import assert_same, make_case, save_case
 from test_merge_cli import fails, finetuned_args, run
@@ -345,11 +346,11 @@ def test_compress_bad_input(case, tmp_path, capsys):
 
 def test_ties_passes_run_once_per_compress(case, tmp_path, monkeypatch):
     """--lambda with TIES computes the masks and then the vector: the whole-model passes are shared."""
-    from tallmerge import engine
+    from tallmerge.merging import statistics
 
     calls = []
-    real = engine.magnitude_thresholds
-    monkeypatch.setattr(engine, "magnitude_thresholds", lambda *a: calls.append(a) or real(*a))
+    real = statistics.magnitude_thresholds
+    monkeypatch.setattr(statistics, "magnitude_thresholds", lambda *a: calls.append(a) or real(*a))
     _, _, base_path, paths = case
     build(tmp_path, base_path, paths, mtv=MTV("ties", 30.0, "sum"))
     assert len(calls) == 1

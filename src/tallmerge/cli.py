@@ -92,7 +92,7 @@ def parse_finetuned(specs: list[str]) -> dict[str, str]:
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
-    from tallmerge.merge import merge
+    from tallmerge.merging.methods import merge
 
     finetuned = parse_finetuned(args.finetuned)
     with writing(args.out, [args.base, *finetuned.values(), *([args.masks] if args.masks else [])]):
@@ -106,9 +106,10 @@ def _cmd_merge(args: argparse.Namespace) -> None:
 
 
 def _cmd_masks(args: argparse.Namespace) -> None:
-    from tallmerge.engine import MTV, Checkpoints
+    from tallmerge.merging.checkpoints import Checkpoints
+    from tallmerge.merging.recipes import MTV
     from tallmerge.errors import TallmergeError
-    from tallmerge.masks import write_masks
+    from tallmerge.merging.masks import write_masks
 
     if args.mtv != "ties" and args.topk is not None:
         raise TallmergeError("--topk applies only with --mtv ties")
@@ -122,9 +123,11 @@ def _cmd_masks(args: argparse.Namespace) -> None:
 def _cmd_compress(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from tallmerge.engine import MTV, Checkpoints
+    from tallmerge.merging.checkpoints import Checkpoints
+
+    from tallmerge.merging.recipes import MTV
     from tallmerge.errors import TallmergeError
-    from tallmerge.masks import MaskFile
+    from tallmerge.merging.masks import MaskFile
     from tallmerge.store import Store, compress, replaceable_store, tall_masks, tall_masks_at
 
     if (args.lam is None) == (args.masks is None):
@@ -222,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--all", action="store_true", help="also list every open_clip architecture")
     models.set_defaults(run=_cmd_models)
 
-    from tallmerge.merge import METHODS
+    from tallmerge.merging.methods import METHODS
     from tallmerge.store import VECTOR_DTYPES
 
     merge = commands.add_parser(

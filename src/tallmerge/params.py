@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tallmerge.engine import MTV
+from tallmerge.merging.recipes import MTV
 from tallmerge.errors import TallmergeError
 from tallmerge.tasks import get_task
 

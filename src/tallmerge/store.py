@@ -47,11 +47,14 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from tallmerge import codec, methods
-from tallmerge.engine import MTV, Checkpoints, check_topk, magnitude_thresholds
+from tallmerge import codec
+from tallmerge.merging import maths
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.recipes import MTV, check_topk
+from tallmerge.merging.statistics import magnitude_thresholds
 from tallmerge.errors import TallmergeError, one_line
 from tallmerge.formats.files import clean_stale_temporaries, temporary_dir, temporary_name, write_json
-from tallmerge.masks import MaskFile, check_lambdas, write_masks
+from tallmerge.merging.masks import MaskFile, check_lambdas, write_masks
 from tallmerge.formats.tensorfile import DTYPE_NAMES, DTYPES, TensorFile, spool_tensors, write_tensors
 
 FORMAT = "tallmerge.store"
@@ -89,7 +92,7 @@ def magnitude_masks(ckpts: Checkpoints, topk: float) -> MaskSource:
     check_topk(topk)
     thresholds = magnitude_thresholds(ckpts, topk)
     return MaskSource(MTV("ta"), {"kind": "magnitude", "topk": topk},
-                      lambda key: methods.magnitude_masks(ckpts.read(key)[1], thresholds))
+                      lambda key: maths.magnitude_masks(ckpts.read(key)[1], thresholds))
 
 
 @contextlib.contextmanager

@@ -22,8 +22,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from tallmerge import methods
-from tallmerge.engine import MTV, Checkpoints
+from tallmerge.merging import maths
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.recipes import MTV
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.tensorfile import TensorFile, write_tensors
 
@@ -74,7 +75,7 @@ def write_masks(path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[f
         for key, _, taus in ckpts.sweep("masks"):
             mtv_vector = vector(taus)
             for i, lam in enumerate(lambdas):
-                masks = methods.tall_masks(taus, mtv_vector, lam)
+                masks = maths.tall_masks(taus, mtv_vector, lam)
                 for t, task in enumerate(names):
                     put(_name(task, i, key), pack(masks[t]))
 

@@ -3,11 +3,11 @@
 Every function takes the task vectors of ONE state-dict entry stacked as ``taus`` ([T, *shape],
 float32, tau_t = theta_t - theta_0) and returns a vector of that entry's shape (or masks). What a
 method needs from the whole model (the TIES trim thresholds, the majority sign) is computed by
-the engine in earlier passes and handed in as plain numbers.
+:mod:`tallmerge.merging.statistics` in earlier passes and handed in as plain numbers.
 
 The formulas (after Wang et al., ICML 2024, and Yadav et al., 2023):
 
-- task arithmetic: sum_t tau_t (the engine scales by alpha; weight averaging uses alpha = 1/T);
+- task arithmetic: sum_t tau_t (the executor scales by alpha; weight averaging uses alpha = 1/T);
 - TIES: trim each tau_t to |tau_t| >= its threshold, elect a sign per weight, then take the
   disjoint mean (or sum) of the trimmed entries that agree with it;
 - TALL mask: m_t = |tau_t| > lambda * |tau_MTL - tau_t|;
@@ -25,8 +25,8 @@ r = min(rows, columns) and k = r // T (at least 1):
 - TSV-C: each task's rank-k approximation (a per-task low-rank store);
 - EMR-Merging (Huang et al., NeurIPS 2024): a unified vector with the sign of sum_t tau_t and, per
   weight, the largest |tau_t| among the tasks that agree with it; task t's mask is where tau_t
-  agrees with the unified vector, and one scalar per task (computed over the whole model by the
-  engine) rescales it.
+  agrees with the unified vector, and one scalar per task (computed over the whole model in
+  an earlier pass) rescales it.
 """
 
 from __future__ import annotations

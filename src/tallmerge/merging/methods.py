@@ -25,10 +25,13 @@ from typing import Iterator, Mapping
 
 import torch
 
-from tallmerge import methods
-from tallmerge.engine import MTV, Checkpoints, check_topk, magnitude_thresholds, write_model
+from tallmerge.merging import maths
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.executor import write_model
+from tallmerge.merging.recipes import MTV, check_topk
+from tallmerge.merging.statistics import magnitude_thresholds
 from tallmerge.errors import TallmergeError
-from tallmerge.masks import MaskFile, check_lambdas
+from tallmerge.merging.masks import MaskFile, check_lambdas
 
 METHODS = ("average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties")
 CONSENSUS = {"consensus-ta": "ta", "consensus-ties": "ties"}
@@ -128,10 +131,10 @@ def vectors(merge: MergePlan, ckpts: Checkpoints) -> VectorStream:
         for key, base, taus in ckpts.sweep(merge.method):
             mtv = vector(taus)
             if masks is None:
-                task_masks = methods.tall_masks(taus, mtv, merge.lam)
+                task_masks = maths.tall_masks(taus, mtv, merge.lam)
             else:
                 task_masks = masks.stacked(key, ckpts.names, selection)
-            yield key, base, methods.consensus(mtv, task_masks, merge.k)
+            yield key, base, maths.consensus(mtv, task_masks, merge.k)
     finally:
         if masks is not None:
             masks.close()
@@ -171,5 +174,5 @@ def magnitude_vectors(ckpts: Checkpoints, topk: float = 10.0) -> VectorStream:
     check_topk(topk)
     thresholds = magnitude_thresholds(ckpts, topk)
     for key, base, taus in ckpts.sweep("magnitude"):
-        yield key, base, methods.task_sum(taus) * methods.magnitude_masks(taus, thresholds)
+        yield key, base, maths.task_sum(taus) * maths.magnitude_masks(taus, thresholds)
 
