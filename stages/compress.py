@@ -18,7 +18,7 @@ from tallmerge.evaluation import SPLITS, Benchmark, avg_normalized, reference_to
 from tallmerge.formats.files import temporary_dir, write_json
 from tallmerge.merging.masks import MaskFile
 from tallmerge.params import Params
-from tallmerge.store import Store, compress, magnitude_masks, projected_gbit, tall_masks
+from tallmerge.store.reader import Store, compress, magnitude_masks, projected_gbit, tall_masks
 
 
 def evaluate(store: Store, bench: Benchmark, reference: dict) -> dict:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tallmerge import store
+from tallmerge.store import reader as store
 from tallmerge.merging import maths
 from tallmerge.cli import main
 from tallmerge.formats.files import clean_stale_temporaries, output_lock

@@ -11,12 +11,13 @@ import torch
 from safetensors.torch import load_file
 
 from reference import ref_magnitude_model, ref_tall_model
-from tallmerge import codec, store
+from tallmerge.store import codec
+from tallmerge.store import reader as store
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.recipes import MTV
 from tallmerge.errors import TallmergeError
 from tallmerge.merging.masks import MaskFile, write_masks, write_selection
-from tallmerge.store import Store, compress, finetuned_gbit, magnitude_masks, projected_gbit, tall_masks, tall_masks_at
+from tallmerge.store.reader import Store, compress, finetuned_gbit, magnitude_masks, projected_gbit, tall_masks, tall_masks_at
 from test_merge import assert_same, make_case, save_case
 from test_merge_cli import fails, finetuned_args, run
 

@@ -128,7 +128,7 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     from tallmerge.merging.recipes import MTV
     from tallmerge.errors import TallmergeError
     from tallmerge.merging.masks import MaskFile
-    from tallmerge.store import Store, compress, replaceable_store, tall_masks, tall_masks_at
+    from tallmerge.store.reader import Store, compress, replaceable_store, tall_masks, tall_masks_at
 
     if (args.lam is None) == (args.masks is None):
         raise TallmergeError("compress needs exactly one of --lambda L or --masks MASKS")
@@ -148,7 +148,7 @@ def _cmd_compress(args: argparse.Namespace) -> None:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
-    from tallmerge.store import Store
+    from tallmerge.store.reader import Store
 
     with writing(args.out, [args.store]):
         Store(args.store).reconstruct(args.task, args.out)
@@ -156,7 +156,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from tallmerge.store import Store
+    from tallmerge.store.reader import Store
 
     print(Store(args.store).describe())
 
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=_cmd_models)
 
     from tallmerge.merging.methods import METHODS
-    from tallmerge.store import VECTOR_DTYPES
+    from tallmerge.store.reader import VECTOR_DTYPES
 
     merge = commands.add_parser(
         "merge", help="merge fine-tuned checkpoints into one model, streaming one tensor at a time",

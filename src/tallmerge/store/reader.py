@@ -13,7 +13,7 @@ m_t is the task's TALL mask). A store is a folder, format ``tallmerge.store`` ve
                          task, concatenated in task order; ``lengths`` (int64 [entries, T]): each
                          stream's length in words
 
-See :mod:`tallmerge.codec` for both codings. The manifest (JSON) records the format and
+See :mod:`tallmerge.store.codec` for both codings. The manifest (JSON) records the format and
 version, the tasks in coding order, how the masks were made (``{"kind": "tall", "lambdas":
 {task: lambda}}`` or ``{"kind": "magnitude", "topk": k}``), tau_MTL's recipe, the vector dtype,
 every tensor (key, dtype, shape, vector codec or ``null`` for entries copied from the base), the
@@ -47,7 +47,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from tallmerge import codec
+from tallmerge.store import codec
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.recipes import MTV, check_topk

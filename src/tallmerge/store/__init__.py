@@ -1,0 +1,1 @@
+"""The compressed multi-task store."""
