@@ -8,7 +8,7 @@ task) with the merged vector they index:
 - ``packbits + zstd-19`` / ``+ lzma``: general-purpose codecs on the packed bits;
 - ``nonzero only + zstd-19``: packed bits of the weights where the merged vector is non-zero
   (the others never matter for a reconstruction), then zstd;
-- ``tallmerge``: the store's coding (:mod:`tallmerge.store.codec`): the same bits, range-coded with the
+- ``tallmerge``: the store's coding (:mod:`tallmerge.codec`): the same bits, range-coded with the
   context model P(bit | magnitude bucket, earlier tasks on); it includes its probability table.
 
 Reported per weight and mask (bits over T x weights), with encode and decode times of the
@@ -34,7 +34,7 @@ from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile
 from tallmerge.merging.methods import mtv_vectors
 from tallmerge.params import Params
-from tallmerge.store.reader import VECTOR_DTYPES
+from tallmerge.store.manifest import VECTOR_DTYPES
 
 
 def timed(fn):

@@ -80,8 +80,8 @@ def child(argv: list[str]) -> dict:
 
     torch.set_num_threads(mm.THREADS)
     from tallmerge import cli  # noqa: F401  (the commands' imports, outside the timing)
-    from tallmerge.store import reader  # noqa: F401
     from tallmerge.merging import methods  # noqa: F401
+    from tallmerge.store import build, reader  # noqa: F401
 
     before = mm._rss_kib()
     start = time.perf_counter()
@@ -146,7 +146,7 @@ def check_reconstruction(rebuilt: Path, paths: list[Path], task: int, vector_dty
     import torch
     from safetensors import safe_open
 
-    from tallmerge.store.reader import VECTOR_DTYPES
+    from tallmerge.store.manifest import VECTOR_DTYPES
 
     with ExitStack() as stack:
         out, base, *tasks = (stack.enter_context(safe_open(str(p), framework="pt")) for p in [rebuilt, *paths])

@@ -18,7 +18,9 @@ from tallmerge.evaluation import SPLITS, Benchmark, avg_normalized, reference_to
 from tallmerge.formats.files import temporary_dir, write_json
 from tallmerge.merging.masks import MaskFile
 from tallmerge.params import Params
-from tallmerge.store.reader import Store, compress, magnitude_masks, projected_gbit, tall_masks
+from tallmerge.store.accounting import projected_gbit
+from tallmerge.store.build import compress, magnitude_masks, tall_masks
+from tallmerge.store.reader import Store
 
 
 def evaluate(store: Store, bench: Benchmark, reference: dict) -> dict:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tallmerge.store import reader as store
+from tallmerge.store.manifest import MANIFEST_DIGEST, VERSION, manifest_digest
 from tallmerge.merging import maths
 from tallmerge.cli import main
 from tallmerge.formats.files import clean_stale_temporaries, output_lock
@@ -86,7 +86,7 @@ def test_a_store_of_another_version_is_recognised_by_its_manifest(case, tmp_path
     manifest = json.loads((out / "manifest.json").read_text())
     (out / "manifest.json").write_text(json.dumps({**manifest, "version": 7}))  # what a later tallmerge may write
     assert run(compress_args(base_path, paths, out), capsys)[0] == 0
-    assert json.loads((out / "manifest.json").read_text())["version"] == store.VERSION
+    assert json.loads((out / "manifest.json").read_text())["version"] == VERSION
 
 
 # -- 2. --out is never an input --------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_a_manifest_dtype_edit_with_a_recomputed_checksum_is_still_caught(case, 
     manifest = json.loads((out / "manifest.json").read_text())
     entry = next(e for e in manifest["tensors"] if e["dtype"] == "F32")
     entry["dtype"] = "BF16"
-    manifest[store.MANIFEST_DIGEST] = store.manifest_digest(manifest)
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     (out / "manifest.json").write_text(json.dumps(manifest))
     one_line_failure(["info", out], capsys, out / "manifest.json", "not the base's")
 

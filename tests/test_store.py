@@ -12,12 +12,14 @@ from safetensors.torch import load_file
 
 from reference import ref_magnitude_model, ref_tall_model
 from tallmerge.store import codec
-from tallmerge.store import reader as store
+from tallmerge.store.manifest import FILES, MANIFEST, MANIFEST_DIGEST, manifest_digest
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.recipes import MTV
 from tallmerge.errors import TallmergeError
 from tallmerge.merging.masks import MaskFile, write_masks, write_selection
-from tallmerge.store.reader import Store, compress, finetuned_gbit, magnitude_masks, projected_gbit, tall_masks, tall_masks_at
+from tallmerge.store.accounting import finetuned_gbit, projected_gbit
+from tallmerge.store.build import compress, magnitude_masks, tall_masks, tall_masks_at
+from tallmerge.store.reader import Store
 from test_merge import assert_same, make_case, save_case
 from test_merge_cli import fails, finetuned_args, run
 
@@ -61,7 +63,7 @@ def test_masks_file_and_lambda_give_the_same_store(case, tmp_path):
         with MaskFile(chosen) as masks:
             compress(tmp_path / "from-file", ckpts, tall_masks(masks, ckpts))
     build(tmp_path, base_path, paths, lam=0.4, name="from-lambda")
-    for name in store.FILES.values():
+    for name in FILES.values():
         assert (tmp_path / "from-file" / name).read_bytes() == (tmp_path / "from-lambda" / name).read_bytes()
 
 
@@ -110,7 +112,7 @@ def test_compress_is_deterministic(case, tmp_path):
     _, _, base_path, paths = case
     a = build(tmp_path, base_path, paths, name="a", dtype="bf16")
     b = build(tmp_path, base_path, paths, name="b", dtype="bf16")
-    for name in [*store.FILES.values(), store.MANIFEST]:
+    for name in [*FILES.values(), MANIFEST]:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
@@ -245,9 +247,9 @@ def built(case, tmp_path):
     return build(tmp_path, base_path, paths)
 
 
-@pytest.mark.parametrize("part", sorted(store.FILES))
+@pytest.mark.parametrize("part", sorted(FILES))
 def test_altered_store_file_is_refused(built, tmp_path, part, capsys):
-    path = built / store.FILES[part]
+    path = built / FILES[part]
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x10
     path.write_bytes(bytes(data))
@@ -256,9 +258,9 @@ def test_altered_store_file_is_refused(built, tmp_path, part, capsys):
     assert "\n" not in line and not out.exists()
 
 
-@pytest.mark.parametrize("part", sorted(store.FILES))
+@pytest.mark.parametrize("part", sorted(FILES))
 def test_truncated_or_missing_store_file_is_refused(built, tmp_path, part, capsys):
-    path = built / store.FILES[part]
+    path = built / FILES[part]
     path.write_bytes(path.read_bytes()[:-9])
     out = tmp_path / "rebuilt.safetensors"
     fails(["reconstruct", built, "--task", "task0", "--out", out], capsys, str(path), "bytes")
@@ -268,7 +270,7 @@ def test_truncated_or_missing_store_file_is_refused(built, tmp_path, part, capsy
 
 
 def test_bad_manifests_are_refused(built, tmp_path, capsys):
-    manifest = built / store.MANIFEST
+    manifest = built / MANIFEST
     good = json.loads(manifest.read_text())
     out = tmp_path / "rebuilt.safetensors"
     manifest.write_text(manifest.read_text()[:100])
@@ -289,10 +291,10 @@ def test_bad_manifests_are_refused(built, tmp_path, capsys):
 
 def test_codec_mismatch_is_caught_by_the_mask_checksum(built, tmp_path):
     """A stream that decodes differently (e.g. another codec version), with file checksums intact."""
-    manifest = json.loads((built / store.MANIFEST).read_text())
+    manifest = json.loads((built / MANIFEST).read_text())
     manifest["mask_sha256"]["task1"] = "0" * 64
-    manifest[store.MANIFEST_DIGEST] = store.manifest_digest(manifest)  # a consistent manifest
-    (built / store.MANIFEST).write_text(json.dumps(manifest))
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)  # a consistent manifest
+    (built / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(TallmergeError, match="task 'task1' decodes to masks that do not match"):
         Store(built).reconstruct("task1", tmp_path / "t1.safetensors")
     assert not (tmp_path / "t1.safetensors").exists()

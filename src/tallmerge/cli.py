@@ -128,7 +128,9 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     from tallmerge.merging.recipes import MTV
     from tallmerge.errors import TallmergeError
     from tallmerge.merging.masks import MaskFile
-    from tallmerge.store.reader import Store, compress, replaceable_store, tall_masks, tall_masks_at
+    from tallmerge.store.build import compress, tall_masks, tall_masks_at
+    from tallmerge.store.manifest import replaceable_store
+    from tallmerge.store.reader import Store
 
     if (args.lam is None) == (args.masks is None):
         raise TallmergeError("compress needs exactly one of --lambda L or --masks MASKS")
@@ -226,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=_cmd_models)
 
     from tallmerge.merging.methods import METHODS
-    from tallmerge.store.reader import VECTOR_DTYPES
+    from tallmerge.store.manifest import VECTOR_DTYPES
 
     merge = commands.add_parser(
         "merge", help="merge fine-tuned checkpoints into one model, streaming one tensor at a time",

@@ -179,7 +179,7 @@ class Params:
     def compress(self) -> CompressConfig:
         """Section ``compress``: whose masks (``mtv``), the vector dtypes to try, and how many
         points of average normalized validation accuracy a smaller store may lose (``tolerance``)."""
-        from tallmerge.store.reader import VECTOR_DTYPES
+        from tallmerge.store.manifest import VECTOR_DTYPES
 
         section = self._mapping("compress")
         allowed = ("mtv", "vector_dtype", "tolerance")
