@@ -14,7 +14,7 @@ from pathlib import Path
 from tallmerge import layout
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.errors import exit_on_error
-from tallmerge.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
+from tallmerge.results.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
 from tallmerge.formats.files import temporary_dir, write_json
 from tallmerge.merging.masks import MaskFile
 from tallmerge.params import Params

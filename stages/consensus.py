@@ -8,7 +8,7 @@ from tallmerge import layout
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
 from tallmerge.errors import exit_on_error
-from tallmerge.evaluation import Benchmark, reference_top1, result, search_alpha
+from tallmerge.results.evaluation import Benchmark, reference_top1, result, search_alpha
 from tallmerge.formats.files import write_json
 from tallmerge.merging.masks import MaskFile, overlap
 from tallmerge.merging.methods import plan, vectors

@@ -3,7 +3,7 @@ model (theta_t), on every task's val and test splits."""
 
 from tallmerge import layout
 from tallmerge.errors import exit_on_error
-from tallmerge.evaluation import Benchmark, result
+from tallmerge.results.evaluation import Benchmark, result
 from tallmerge.formats.files import write_json
 from tallmerge.params import Params
 

@@ -5,7 +5,7 @@ from tallmerge import layout
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
 from tallmerge.errors import exit_on_error
-from tallmerge.evaluation import Benchmark, result
+from tallmerge.results.evaluation import Benchmark, result
 from tallmerge.formats.files import write_json
 from tallmerge.merging.methods import magnitude_vectors
 from tallmerge.params import Params

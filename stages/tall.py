@@ -8,7 +8,7 @@ from tallmerge import layout
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
 from tallmerge.errors import exit_on_error
-from tallmerge.evaluation import Benchmark, result, search_lambda
+from tallmerge.results.evaluation import Benchmark, result, search_lambda
 from tallmerge.formats.files import write_json
 from tallmerge.merging.masks import MaskFile, write_selection
 from tallmerge.merging.methods import mtv_vectors

@@ -82,7 +82,7 @@ def main() -> None:
     from tallmerge.clip.batches import split_for
     from tallmerge.tasks.datafile import TaskData
     from tallmerge.merging.executor import apply
-    from tallmerge.evaluation import Benchmark, avg_normalized, reference_top1, search_alpha
+    from tallmerge.results.evaluation import Benchmark, avg_normalized, reference_top1, search_alpha
     from tallmerge.clip.heads import Classifier, load_head
     from tallmerge.formats.files import load_tensors, write_json
     from tallmerge.clip.models import load_clip, save_visual

@@ -1,7 +1,7 @@
 """Selection rules: alpha by average normalized validation accuracy, lambda per task; ties go to
 the first grid value; validation scores found during the search are reused, not recomputed."""
 
-from tallmerge.evaluation import Benchmark, avg_normalized, search_alpha, search_lambda
+from tallmerge.results.evaluation import Benchmark, avg_normalized, search_alpha, search_lambda
 
 
 class FakeBench(Benchmark):

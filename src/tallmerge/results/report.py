@@ -7,7 +7,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from tallmerge.metrics import summarize
+from tallmerge.results.metrics import summarize
 
 # The paper's table order, labels, and its CLIP ViT-B/32 8-task row: absolute test top-1
 # (normalized), Wang et al., ICML 2024, Tables 1 and 2.
