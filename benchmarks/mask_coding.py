@@ -8,7 +8,7 @@ task) with the merged vector they index:
 - ``packbits + zstd-19`` / ``+ lzma``: general-purpose codecs on the packed bits;
 - ``nonzero only + zstd-19``: packed bits of the weights where the merged vector is non-zero
   (the others never matter for a reconstruction), then zstd;
-- ``tallmerge``: the store's coding (:mod:`tallmerge.codec`): the same bits, range-coded with the
+- ``tallmerge``: the store's coding (:mod:`tallmerge.store.codec`): the same bits, range-coded with the
   context model P(bit | magnitude bucket, earlier tasks on); it includes its probability table.
 
 Reported per weight and mask (bits over T x weights), with encode and decode times of the
