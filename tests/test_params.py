@@ -1,5 +1,7 @@
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,10 @@ def test_task_import_switch():
     assert params.finetune("digits") == TrainConfig(**BASE["finetune"])  # import is not a recipe key
     with pytest.raises(TallmergeError, match=r"'tasks.digits.import' must be a checkpoint path, got 3"):
         make(tasks={"digits": {"import": 3}}).imported("digits")
+
+
+def test_configuration_imports_no_torch():
+    """Reading params.yaml and the artifact layout never loads torch (nor the model or merge code)."""
+    code = "import sys, tallmerge.params, tallmerge.layout; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

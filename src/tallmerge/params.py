@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tallmerge.merging.recipes import MTV
+from tallmerge.merging.recipes import MTV, STORED_VECTOR_DTYPES
 from tallmerge.errors import TallmergeError
 from tallmerge.tasks import get_task
 
@@ -179,8 +179,6 @@ class Params:
     def compress(self) -> CompressConfig:
         """Section ``compress``: whose masks (``mtv``), the vector dtypes to try, and how many
         points of average normalized validation accuracy a smaller store may lose (``tolerance``)."""
-        from tallmerge.store.manifest import VECTOR_DTYPES
-
         section = self._mapping("compress")
         allowed = ("mtv", "vector_dtype", "tolerance")
         for key in section:
@@ -191,9 +189,9 @@ class Params:
             raise TallmergeError(f"{self.source}: 'compress.mtv' must be 'ta' or 'ties', got {mtv!r}")
         dtypes = self._get("compress.vector_dtype")
         dtypes = dtypes if isinstance(dtypes, list) else [dtypes]
-        if not dtypes or any(d not in VECTOR_DTYPES for d in dtypes) or len(set(dtypes)) != len(dtypes):
+        if not dtypes or any(d not in STORED_VECTOR_DTYPES for d in dtypes) or len(set(dtypes)) != len(dtypes):
             raise TallmergeError(
-                f"{self.source}: 'compress.vector_dtype' must be one or a list of distinct {', '.join(VECTOR_DTYPES)}, got {dtypes!r}"
+                f"{self.source}: 'compress.vector_dtype' must be one or a list of distinct {', '.join(STORED_VECTOR_DTYPES)}, got {dtypes!r}"
             )
         tolerance = self._float("compress.tolerance", self._get("compress.tolerance"), allow_zero=True)
         return CompressConfig(mtv, dtypes, tolerance)

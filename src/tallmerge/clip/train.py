@@ -10,7 +10,7 @@ the :mod:`tallmerge.clip.runtime` device (a GPU with bf16 autocast when there is
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,9 @@ from tallmerge.clip import runtime
 from tallmerge.clip.batches import Split
 from tallmerge.errors import TallmergeError
 from tallmerge.clip.heads import Classifier
-from tallmerge.params import TrainConfig
+
+if TYPE_CHECKING:  # params.yaml's settings, only named here: the model layer does not import the config
+    from tallmerge.params import TrainConfig
 
 
 def lr_factor(step: int, steps: int, warmup: int) -> float:

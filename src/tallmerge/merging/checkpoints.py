@@ -16,13 +16,15 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping, TypeVar
 
 import torch
 from tqdm import tqdm
 
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.tensorfile import TensorFile
+
+T = TypeVar("T")
 
 
 class Checkpoints:
@@ -46,7 +48,7 @@ class Checkpoints:
             self.close()
             raise
         self._checked: set[tuple[int, str]] = set()  # (file index, key) found finite
-        self._prepared: dict = {}  # MTV -> its per-entry function (whole-model passes run once)
+        self._cache: dict = {}  # see cached()
         self._sources: dict | None = None
         self.keys = self.base.keys
         self.float_keys = [k for k in self.keys if self.base.dtype(k).is_floating_point]
@@ -119,6 +121,15 @@ class Checkpoints:
         for key in tqdm(self.float_keys, desc=desc, unit="tensor", disable=None, leave=False):
             base, taus = self.read(key)
             yield key, base, taus
+
+    def cached(self, key, compute: Callable[[], T]) -> T:
+        """``compute()`` the first time ``key`` is asked for on these checkpoints, the same
+        value after that: for the results of whole-model passes (a recipe's thresholds and
+        majority sign, see :func:`tallmerge.merging.statistics.prepare_recipe`), which several
+        steps of one run (masks, then the store's vector) share."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def specs(self) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
         return [(k, self.base.dtype(k), self.base.shape(k)) for k in self.keys]

@@ -25,6 +25,7 @@ import torch
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.recipes import MTV
+from tallmerge.merging.statistics import prepare_recipe
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.tensorfile import TensorFile, write_tensors
 
@@ -61,7 +62,7 @@ def write_masks(path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[f
     lambdas = check_lambdas(lambdas)
     if len(ckpts) < 2:
         raise TallmergeError(f"TALL masks need at least 2 tasks, got {len(ckpts)}")
-    vector = mtv.prepare(ckpts)
+    vector = prepare_recipe(mtv, ckpts)
     names = ckpts.names
     specs = [
         (_name(task, i, key), torch.uint8, (math.ceil(math.prod(ckpts.base.shape(key)) / 8),))

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-AGGREGATIONS = ("mean", "sum")
+from tallmerge.merging.recipes import AGGREGATIONS
 
 
 def task_sum(taus: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import write_model
 from tallmerge.merging.recipes import MTV, check_topk
-from tallmerge.merging.statistics import magnitude_thresholds
+from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
 from tallmerge.errors import TallmergeError
 from tallmerge.merging.masks import MaskFile, check_lambdas
 
@@ -116,7 +116,7 @@ def plan(
 
 def vectors(merge: MergePlan, ckpts: Checkpoints) -> VectorStream:
     """``(key, base, vector)`` for every float entry of the merged model."""
-    vector = merge.mtv.prepare(ckpts)
+    vector = prepare_recipe(merge.mtv, ckpts)
     if merge.method not in CONSENSUS:
         for key, base, taus in ckpts.sweep(merge.method):
             yield key, base, vector(taus)
@@ -155,7 +155,7 @@ def merge(
 
 def mtv_vectors(ckpts: Checkpoints, mtv: MTV) -> VectorStream:
     """tau_MTL itself, entry by entry."""
-    vector = mtv.prepare(ckpts)
+    vector = prepare_recipe(mtv, ckpts)
     for key, base, taus in ckpts.sweep(f"tau_MTL ({mtv.kind})"):
         yield key, base, vector(taus)
 
@@ -164,7 +164,7 @@ def mtv_vectors(ckpts: Checkpoints, mtv: MTV) -> VectorStream:
 def tall_vectors(ckpts: Checkpoints, masks: MaskFile, selection: Mapping[str, int]) -> VectorStream:
     """Row t: m_t * tau_MTL, with tau_MTL formed as the masks were (TALL reconstruction)."""
     masks.check_matches(ckpts)
-    vector = masks.mtv.prepare(ckpts)
+    vector = prepare_recipe(masks.mtv, ckpts)
     for key, base, taus in ckpts.sweep("tall"):
         yield key, base, vector(taus) * masks.stacked(key, ckpts.names, selection)
 

@@ -1,19 +1,17 @@
-"""Recipes: how the multi-task vector tau_MTL is formed from the task vectors."""
+"""Recipes: how the multi-task vector tau_MTL is formed from the task vectors, and the precisions
+a stored tau_MTL may take. Plain, validated settings (no torch): :mod:`tallmerge.params` reads
+them from params.yaml, and :func:`tallmerge.merging.statistics.prepare_recipe` turns one into
+the per-entry function that computes tau_MTL over a set of checkpoints."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
-import torch
 
 from tallmerge.errors import TallmergeError
-from tallmerge.merging import maths, statistics
-from tallmerge.merging.checkpoints import Checkpoints
 
 MTVS = ("ta", "ties")
-
-VectorFn = Callable[[torch.Tensor], torch.Tensor]  # taus [T, *shape] -> vector [*shape]
+AGGREGATIONS = ("mean", "sum")  # TIES's disjoint aggregation of the agreeing entries
+STORED_VECTOR_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # name -> torch dtype
 
 
 @dataclass(frozen=True)
@@ -29,21 +27,11 @@ class MTV:
             raise TallmergeError(f"unknown multi-task vector {self.kind!r} (choose from {', '.join(MTVS)})")
         if self.kind == "ties":
             check_topk(self.topk)
-            if self.agg not in maths.AGGREGATIONS:
+            if self.agg not in AGGREGATIONS:
                 raise TallmergeError(f"unknown TIES aggregation {self.agg!r} (choose from mean, sum)")
 
     def __str__(self) -> str:
         return "ta (sum of task vectors)" if self.kind == "ta" else f"ties (top-{self.topk:g}%, disjoint {self.agg})"
-
-    def prepare(self, ckpts: Checkpoints) -> VectorFn:
-        """Run the passes this vector needs (once per open ``ckpts``); return its per-entry function."""
-        if self.kind == "ta":
-            return maths.task_sum
-        if self not in ckpts._prepared:
-            thresholds = statistics.magnitude_thresholds(ckpts, self.topk)
-            majority = statistics.majority_sign(ckpts, thresholds)
-            ckpts._prepared[self] = lambda taus: maths.ties(taus, thresholds, majority, self.agg)
-        return ckpts._prepared[self]
 
 
 def check_topk(topk: float) -> None:

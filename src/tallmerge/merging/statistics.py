@@ -4,16 +4,21 @@ checkpoints (:class:`~tallmerge.merging.checkpoints.Checkpoints`):
 - the top-k% magnitude threshold of each task vector (TIES trimming, magnitude masks) by a
   two-pass radix selection over the float32 bit patterns: 65,536 counters per task, exact;
 - the TIES majority sign (the sign of the summed elected signs), one more pass.
+
+:func:`prepare_recipe` runs the passes a recipe needs and binds their results into the recipe's
+per-entry function.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.recipes import MTV
 
 _HIGH = 1 << 15  # magnitudes are non-negative: their float32 bits' top half is < 2**15
 _LOW = 1 << 16
@@ -66,3 +71,20 @@ def majority_sign(ckpts: Checkpoints, thresholds: torch.Tensor) -> float:
     for _, _, taus in ckpts.sweep("majority sign"):
         total += int(maths.sign_votes(taus, thresholds).sum(dtype=torch.int64))
     return float((total > 0) - (total < 0))
+
+
+VectorFn = Callable[[torch.Tensor], torch.Tensor]  # taus [T, *shape] -> vector [*shape]
+
+
+def prepare_recipe(recipe: MTV, ckpts: Checkpoints) -> VectorFn:
+    """Run the passes ``recipe`` needs (once per open ``ckpts``: see :meth:`Checkpoints.cached`);
+    return its per-entry function, taus [T, *shape] -> tau_MTL [*shape]."""
+    if recipe.kind == "ta":
+        return maths.task_sum
+    return ckpts.cached(recipe, lambda: _ties_vector(recipe, ckpts))
+
+
+def _ties_vector(recipe: MTV, ckpts: Checkpoints) -> VectorFn:
+    thresholds = magnitude_thresholds(ckpts, recipe.topk)
+    majority = majority_sign(ckpts, thresholds)
+    return lambda taus: maths.ties(taus, thresholds, majority, recipe.agg)

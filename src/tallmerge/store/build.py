@@ -24,7 +24,7 @@ from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile, check_lambdas, write_masks
 from tallmerge.merging.recipes import MTV, check_topk
-from tallmerge.merging.statistics import magnitude_thresholds
+from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
 from tallmerge.store import codec
 from tallmerge.store.manifest import (
     FILES,
@@ -88,7 +88,7 @@ def compress(out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vec
     dtype, tasks = VECTOR_DTYPES[vector_dtype], ckpts.names
     out = Path(out)
     replaced = replaceable_store(out)  # refuse a folder that is not a store before any work
-    merged = source.mtv.prepare(ckpts)
+    merged = prepare_recipe(source.mtv, ckpts)
     with temporary_dir(out) as tmp:
         shutil.copyfile(ckpts.base.path, tmp / FILES["base"])
         model, codecs = codec.MaskModel(len(tasks)), {}

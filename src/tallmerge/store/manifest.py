@@ -41,13 +41,14 @@ from pathlib import Path
 import torch
 
 from tallmerge.errors import TallmergeError
+from tallmerge.merging.recipes import STORED_VECTOR_DTYPES
 
 FORMAT = "tallmerge.store"
 VERSION = 1
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"
 FILES = {"base": "base.safetensors", "vector": "vector.safetensors", "masks": "masks.safetensors"}
-VECTOR_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+VECTOR_DTYPES = {name: getattr(torch, dtype) for name, dtype in STORED_VECTOR_DTYPES.items()}
 PROBABILITIES = "probabilities"
 LENGTHS = "lengths"
 
