@@ -4,7 +4,7 @@ What it measures
     For each (model, T, method) configuration, two ways of computing the same consensus merge
     (TALL masks with lambda = 0.4, k = 2, alpha = 1.0) of T fine-tuned checkpoints into one model:
 
-    - streaming: ``tallmerge.merging.methods.merge`` (the project's engine), which reads the checkpoints one
+    - streaming: ``tallmerge.merging.methods.merge_files`` (the project's engine), which reads the checkpoints one
       state-dict entry at a time;
     - naive: what the paper's reference code does: load every checkpoint with
       ``safetensors.torch.load_file``, flatten each into one vector, stack them into a [T, N]
@@ -129,12 +129,12 @@ def child_shapes(job: dict) -> dict:
 
 
 def child_stream(job: dict) -> dict:
-    from tallmerge.merging.methods import merge
+    from tallmerge.merging.methods import merge_files
 
     tasks = {f"task{i:02d}": p for i, p in enumerate(job["tasks"])}
     before = _rss_kib()
     start = time.perf_counter()
-    merge(job["method"], job["base"], tasks, job["out"], lam=LAM, k=K, alpha=ALPHA)
+    merge_files(job["method"], job["base"], tasks, job["out"], lam=LAM, k=K, alpha=ALPHA)
     return {"wall_s": time.perf_counter() - start, "peak_rss_kib": _rss_kib(), "idle_rss_kib": before}
 
 

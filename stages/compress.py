@@ -19,7 +19,7 @@ from tallmerge.formats.files import temporary_dir, write_json
 from tallmerge.merging.masks import MaskFile
 from tallmerge.params import Params
 from tallmerge.store.accounting import projected_gbit
-from tallmerge.store.build import compress, magnitude_masks, tall_masks
+from tallmerge.store.build import compress, magnitude_mask_source, tall_mask_source
 from tallmerge.store.reader import Store
 
 
@@ -38,14 +38,14 @@ def main() -> None:
     params = Params.load()
     config = params.compress
     bench = Benchmark.from_params(params)
-    reference = {split: reference_top1(layout.result("finetuned"), split) for split in SPLITS}
+    reference = {split: reference_top1(layout.method_metrics_path("finetuned"), split) for split in SPLITS}
     layout.MODELS.mkdir(exist_ok=True)
     with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts, \
             MaskFile(layout.selected_masks(config.mtv)) as masks, \
             temporary_dir(layout.MODELS / "compress") as scratch:
         stores = {}
         for dtype in config.vector_dtype:
-            compress(Path(scratch) / dtype, ckpts, tall_masks(masks, ckpts), dtype)
+            compress(Path(scratch) / dtype, ckpts, tall_mask_source(masks, ckpts), dtype)
             stores[dtype] = evaluate(Store(Path(scratch) / dtype), bench, reference)
         best = max(s["avg_normalized_val"] for s in stores.values())
         eligible = [d for d, s in stores.items() if s["avg_normalized_val"] >= best - config.tolerance]
@@ -54,7 +54,7 @@ def main() -> None:
         shutil.move(Path(scratch) / kept, layout.STORE)
 
         topk = params.merge_options("magnitude")["topk"]
-        compress(Path(scratch) / "magnitude", ckpts, magnitude_masks(ckpts, topk), kept)
+        compress(Path(scratch) / "magnitude", ckpts, magnitude_mask_source(ckpts, topk), kept)
         magnitude = evaluate(Store(Path(scratch) / "magnitude"), bench, reference)
 
     chosen = stores[kept]

@@ -3,7 +3,7 @@ model (theta_t), on every task's val and test splits."""
 
 from tallmerge import layout
 from tallmerge.errors import exit_on_error
-from tallmerge.results.evaluation import Benchmark, result
+from tallmerge.results.evaluation import Benchmark, method_result
 from tallmerge.formats.files import write_json
 from tallmerge.params import Params
 
@@ -12,9 +12,9 @@ def main() -> None:
     params = Params.load()
     bench = Benchmark.from_params(params)
     zeroshot = bench.load(layout.PRETRAINED_VISUAL)
-    write_json(result("zeroshot", bench.rows(lambda task: zeroshot)), layout.result("zeroshot"))
+    write_json(method_result("zeroshot", bench.rows(lambda task: zeroshot)), layout.method_metrics_path("zeroshot"))
     finetuned = bench.rows(lambda task: bench.load(layout.finetuned(task)))
-    write_json(result("finetuned", finetuned), layout.result("finetuned"))
+    write_json(method_result("finetuned", finetuned), layout.method_metrics_path("finetuned"))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from tallmerge import layout
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
 from tallmerge.errors import exit_on_error
-from tallmerge.results.evaluation import Benchmark, result
+from tallmerge.results.evaluation import Benchmark, method_result
 from tallmerge.formats.files import write_json
 from tallmerge.merging.methods import magnitude_vectors
 from tallmerge.params import Params
@@ -19,7 +19,7 @@ def main() -> None:
     row = {task: i for i, task in enumerate(params.tasks)}
     bench = Benchmark.from_params(params)
     rows = bench.rows(lambda task: apply(base, {k: v[row[task]] for k, v in vectors.items()}))
-    write_json(result("magnitude-masking", rows, {"topk": topk}), layout.result("magnitude-masking"))
+    write_json(method_result("magnitude-masking", rows, {"topk": topk}), layout.method_metrics_path("magnitude-masking"))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ from tallmerge import layout
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
 from tallmerge.errors import exit_on_error
-from tallmerge.results.evaluation import Benchmark, reference_top1, result, search_alpha
+from tallmerge.results.evaluation import Benchmark, reference_top1, method_result, search_alpha
 from tallmerge.formats.files import write_json
-from tallmerge.merging.methods import plan, vectors
+from tallmerge.merging.methods import method_vectors, plan
 from tallmerge.clip.models import save_visual
 from tallmerge.params import Params
 
@@ -18,20 +18,20 @@ from tallmerge.params import Params
 def main(method: str) -> None:
     params = Params.load()
     options = params.merge_options(method)
-    merge = plan(method, topk=options.get("topk"), ties_agg=options.get("agg"))
+    merge_plan = plan(method, topk=options.get("topk"), ties_agg=options.get("agg"))
     with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts:
-        base, vector = to_state(ckpts, vectors(merge, ckpts))
+        base, vector = to_state(ckpts, method_vectors(merge_plan, ckpts))
 
     bench = Benchmark.from_params(params)
     if method == "average":
-        alpha, search, known = merge.alpha_for(len(params.tasks)), [], {}
+        alpha, search, known = merge_plan.alpha_for(len(params.tasks)), [], {}
     else:
-        reference = reference_top1(layout.result("finetuned"))
+        reference = reference_top1(layout.method_metrics_path("finetuned"))
         alpha, search, known = search_alpha(bench, lambda a: apply(base, vector, a), options["alpha"], reference)
     merged = apply(base, vector, alpha)
     save_visual(merged, params.arch, layout.merged(method), method=method, alpha=alpha)
     rows = bench.rows(lambda task: merged, known)
-    write_json(result(method, rows, {"alpha": alpha}, search=search), layout.result(method))
+    write_json(method_result(method, rows, {"alpha": alpha}, search=search), layout.method_metrics_path(method))
 
 
 if __name__ == "__main__":

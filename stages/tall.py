@@ -8,7 +8,7 @@ from tallmerge import layout
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
 from tallmerge.errors import exit_on_error
-from tallmerge.results.evaluation import Benchmark, result, search_lambda
+from tallmerge.results.evaluation import Benchmark, method_result, search_lambda
 from tallmerge.formats.files import write_json
 from tallmerge.merging.masks import MaskFile, write_selection
 from tallmerge.merging.methods import mtv_vectors
@@ -29,7 +29,7 @@ def main(mtv: str) -> None:
         chosen, search, known = search_lambda(bench, rebuilt, masks.lambdas)
         write_selection(masks, chosen, layout.selected_masks(mtv))
         rows = bench.rows(lambda task: rebuilt(task, masks.lambdas[task].index(chosen[task])), known)
-    write_json(result(f"tall-{mtv}", rows, {"lambda": chosen}, search=search), layout.result(f"tall-{mtv}"))
+    write_json(method_result(f"tall-{mtv}", rows, {"lambda": chosen}, search=search), layout.method_metrics_path(f"tall-{mtv}"))
 
 
 if __name__ == "__main__":

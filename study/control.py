@@ -126,8 +126,8 @@ def main() -> None:
             out["avg_normalized_test"] = round(avg_normalized(test, normalize_by), 2)
         return out
 
-    standard_ft_test = reference_top1(layout.result("finetuned"), "test")
-    standard_ta = json.loads(Path(layout.result("task-arithmetic")).read_text())
+    standard_ft_test = reference_top1(layout.method_metrics_path("finetuned"), "test")
+    standard_ta = json.loads(Path(layout.method_metrics_path("task-arithmetic")).read_text())
     controlled_ft_test = {r["task"]: r["top1"] for r in finetuned_rows if r["split"] == "test"}
     report = {
         "fraction": fraction, "tasks": tasks, "seed": seed,

@@ -11,10 +11,10 @@ from safetensors.torch import load_file, save_file
 from reference import ref_magnitude_model, ref_merge, ref_tall_masks, ref_tall_model, ref_topk_threshold
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
-from tallmerge.merging.recipes import MTV
+from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.merging.statistics import magnitude_thresholds
-from tallmerge.merging.masks import MaskFile, overlap, write_masks, write_selection
-from tallmerge.merging.methods import magnitude_vectors, merge, tall_vectors
+from tallmerge.merging.masks import MaskFile, usage_counts, write_masks, write_selection
+from tallmerge.merging.methods import magnitude_vectors, merge_files, tall_vectors
 
 SHAPES = {
     "blocks.0.attn.weight": ((6, 5), torch.float32),
@@ -98,7 +98,7 @@ def _reference_options(options: dict) -> dict:
 def test_merge_equals_brute_force(tmp_path, method, options, dyadic):
     base, finetuned = make_case(seed=len(options) + 7 * dyadic, tasks=4, dyadic=dyadic, zero_tasks=(2,))
     base_path, paths = save_case(tmp_path, base, finetuned)
-    merge(method, base_path, paths, tmp_path / "out.safetensors", **options)
+    merge_files(method, base_path, paths, tmp_path / "out.safetensors", **options)
     assert_same(load_file(tmp_path / "out.safetensors"), ref_merge(method, base, finetuned, **_reference_options(options)), dyadic)
 
 
@@ -106,7 +106,7 @@ def test_merge_equals_brute_force(tmp_path, method, options, dyadic):
 def test_single_task(tmp_path, method):
     base, finetuned = make_case(seed=3, tasks=1)
     base_path, paths = save_case(tmp_path, base, finetuned)
-    merge(method, base_path, paths, tmp_path / "out.safetensors")
+    merge_files(method, base_path, paths, tmp_path / "out.safetensors")
     assert_same(load_file(tmp_path / "out.safetensors"), ref_merge(method, base, finetuned), exact=True)
     if method != "ties":  # a lone task vector, scaled by 1 (alpha or 1/T) is the fine-tuned model
         for key, value in load_file(tmp_path / "out.safetensors").items():
@@ -117,7 +117,7 @@ def test_single_task(tmp_path, method):
 def test_consensus_k_above_tasks_is_zero_shot(tmp_path):
     base, finetuned = make_case(seed=5, tasks=3)
     base_path, paths = save_case(tmp_path, base, finetuned)
-    merge("consensus-ta", base_path, paths, tmp_path / "out.safetensors", lam=0.3, k=4)
+    merge_files("consensus-ta", base_path, paths, tmp_path / "out.safetensors", lam=0.3, k=4)
     assert_same(load_file(tmp_path / "out.safetensors"), base, exact=True)
 
 
@@ -134,7 +134,7 @@ def test_thresholds_are_exact(tmp_path, topk, dyadic):
         assert got[t].item() == want or (math.isinf(want) and math.isinf(got[t].item()))
 
 
-@pytest.mark.parametrize("mtv", [MTV("ta"), MTV("ties", 20.0, "sum"), MTV("ties", 60.0, "sum")])
+@pytest.mark.parametrize("mtv", [MultiTaskVector("ta"), MultiTaskVector("ties", 20.0, "sum"), MultiTaskVector("ties", 60.0, "sum")])
 def test_mask_file_equals_brute_force(tmp_path, mtv):
     base, finetuned = make_case(seed=13, tasks=3, zero_tasks=(0,))
     base_path, paths = save_case(tmp_path, base, finetuned)
@@ -158,16 +158,16 @@ def test_consensus_from_selected_masks(tmp_path):
     base_path, paths = save_case(tmp_path, base, finetuned)
     chosen = {"task0": 0.2, "task1": 0.6, "task2": 0.4, "task3": 0.2}
     with Checkpoints(base_path, paths) as ckpts:
-        write_masks(tmp_path / "grid.safetensors", ckpts, [0.2, 0.4, 0.6], MTV("ties"))
+        write_masks(tmp_path / "grid.safetensors", ckpts, [0.2, 0.4, 0.6], MultiTaskVector("ties"))
     with MaskFile(tmp_path / "grid.safetensors") as grid:
         write_selection(grid, chosen, tmp_path / "selected.safetensors")
-    merge("consensus-ties", base_path, paths, tmp_path / "out.safetensors", masks=tmp_path / "selected.safetensors", alpha=0.9)
+    merge_files("consensus-ties", base_path, paths, tmp_path / "out.safetensors", masks=tmp_path / "selected.safetensors", alpha=0.9)
     masks = [ref_tall_masks(base, finetuned, lam, mtv="ties")[t] for t, lam in enumerate(chosen.values())]
     expected = ref_merge("consensus-ties", base, finetuned, masks=masks, alpha=0.9)
     assert_same(load_file(tmp_path / "out.safetensors"), expected, exact=True)
 
     with MaskFile(tmp_path / "selected.safetensors") as selected:
-        counts = overlap(selected)
+        counts = usage_counts(selected)
         stacked = torch.stack([torch.cat([m[k].reshape(-1) for k in sorted(m)]) for m in masks])
         assert counts == torch.bincount(stacked.sum(0), minlength=5).tolist()
         assert sum(counts) == sum(v.numel() for v in base.values() if v.is_floating_point())
@@ -192,7 +192,7 @@ def test_magnitude_masking(tmp_path):
 def test_output_keeps_base_layout_and_metadata(tmp_path):
     base, finetuned = make_case(seed=23, tasks=2)
     base_path, paths = save_case(tmp_path, base, finetuned)
-    described = merge("ties", base_path, paths, tmp_path / "out.safetensors", alpha=0.5)
+    described = merge_files("ties", base_path, paths, tmp_path / "out.safetensors", alpha=0.5)
     assert described == {"method": "ties", "alpha": 0.5, "topk": 20.0, "ties_agg": "mean", "tasks": ["task0", "task1"]}
     out = load_file(tmp_path / "out.safetensors")
     assert {k: (v.dtype, v.shape) for k, v in out.items()} == {k: (v.dtype, v.shape) for k, v in base.items()}

@@ -14,11 +14,11 @@ from reference import ref_magnitude_model, ref_tall_model
 from tallmerge.store import codec
 from tallmerge.store.manifest import FILES, MANIFEST, MANIFEST_DIGEST, manifest_digest
 from tallmerge.merging.checkpoints import Checkpoints
-from tallmerge.merging.recipes import MTV
+from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.errors import TallmergeError
 from tallmerge.merging.masks import MaskFile, write_masks, write_selection
 from tallmerge.store.accounting import finetuned_gbit, projected_gbit
-from tallmerge.store.build import compress, magnitude_masks, tall_masks, tall_masks_at
+from tallmerge.store.build import compress, magnitude_mask_source, tall_mask_source, tall_mask_source_at
 from tallmerge.store.reader import Store
 from test_merge import assert_same, make_case, save_case
 from test_merge_cli import fails, finetuned_args, run
@@ -31,15 +31,15 @@ def case(tmp_path):
     return base, finetuned, base_path, paths
 
 
-def build(tmp_path, base_path, paths, lam=0.4, mtv=MTV("ta"), dtype="fp32", name="store"):
+def build(tmp_path, base_path, paths, lam=0.4, mtv=MultiTaskVector("ta"), dtype="fp32", name="store"):
     out = tmp_path / name
-    with Checkpoints(base_path, paths) as ckpts, tall_masks_at(ckpts, lam, mtv, out) as source:
+    with Checkpoints(base_path, paths) as ckpts, tall_mask_source_at(ckpts, lam, mtv, out) as source:
         compress(out, ckpts, source, dtype)
     return out
 
 
 # -- round trips --------------------------------------------------------------------------------
-@pytest.mark.parametrize("mtv", [MTV("ta"), MTV("ties", 30.0, "sum")])
+@pytest.mark.parametrize("mtv", [MultiTaskVector("ta"), MultiTaskVector("ties", 30.0, "sum")])
 def test_fp32_store_rebuilds_every_task_exactly(case, tmp_path, mtv):
     base, finetuned, base_path, paths = case
     out = build(tmp_path, base_path, paths, lam=0.4, mtv=mtv)
@@ -57,11 +57,11 @@ def test_masks_file_and_lambda_give_the_same_store(case, tmp_path):
     _, _, base_path, paths = case
     grid, chosen = tmp_path / "grid.safetensors", tmp_path / "chosen.safetensors"
     with Checkpoints(base_path, paths) as ckpts:
-        write_masks(grid, ckpts, [0.2, 0.4], MTV("ta"))
+        write_masks(grid, ckpts, [0.2, 0.4], MultiTaskVector("ta"))
         with MaskFile(grid) as masks:
             write_selection(masks, dict.fromkeys(paths, 0.4), chosen)
         with MaskFile(chosen) as masks:
-            compress(tmp_path / "from-file", ckpts, tall_masks(masks, ckpts))
+            compress(tmp_path / "from-file", ckpts, tall_mask_source(masks, ckpts))
     build(tmp_path, base_path, paths, lam=0.4, name="from-lambda")
     for name in FILES.values():
         assert (tmp_path / "from-file" / name).read_bytes() == (tmp_path / "from-lambda" / name).read_bytes()
@@ -72,11 +72,11 @@ def test_per_task_lambdas_are_recorded_and_used(case, tmp_path):
     lambdas = {"task0": 0.2, "task1": 0.5, "task2": 0.8}
     grid, chosen = tmp_path / "grid.safetensors", tmp_path / "chosen.safetensors"
     with Checkpoints(base_path, paths) as ckpts:
-        write_masks(grid, ckpts, sorted(set(lambdas.values())), MTV("ta"))
+        write_masks(grid, ckpts, sorted(set(lambdas.values())), MultiTaskVector("ta"))
         with MaskFile(grid) as masks:
             write_selection(masks, lambdas, chosen)
         with MaskFile(chosen) as masks:
-            compress(tmp_path / "s", ckpts, tall_masks(masks, ckpts))
+            compress(tmp_path / "s", ckpts, tall_mask_source(masks, ckpts))
     s = Store(tmp_path / "s")
     assert s.made == {"kind": "tall", "lambdas": lambdas}
     for t, (task, lam) in enumerate(lambdas.items()):
@@ -101,7 +101,7 @@ def test_reduced_precision_vector(case, tmp_path, dtype):
 def test_magnitude_masks_store(case, tmp_path):
     base, finetuned, base_path, paths = case
     with Checkpoints(base_path, paths) as ckpts:
-        compress(tmp_path / "s", ckpts, magnitude_masks(ckpts, 25.0))
+        compress(tmp_path / "s", ckpts, magnitude_mask_source(ckpts, 25.0))
     s = Store(tmp_path / "s")
     assert s.made == {"kind": "magnitude", "topk": 25.0}
     for t, task in enumerate(paths):
@@ -331,7 +331,7 @@ def test_compress_bad_input(case, tmp_path, capsys):
     fails([*args, "--lambda", "-1"], capsys, "lambda must be a positive number")
     masks = tmp_path / "m.safetensors"
     with Checkpoints(base_path, paths) as ckpts:
-        write_masks(masks, ckpts, [0.4], MTV("ta"))
+        write_masks(masks, ckpts, [0.4], MultiTaskVector("ta"))
     fails([*args, "--masks", masks, "--mtv", "ties"], capsys, str(masks), "not --mtv ties")
     # a base of another model: names the file and the tensor
     from safetensors.torch import save_file
@@ -355,5 +355,5 @@ def test_ties_passes_run_once_per_compress(case, tmp_path, monkeypatch):
     real = statistics.magnitude_thresholds
     monkeypatch.setattr(statistics, "magnitude_thresholds", lambda *a: calls.append(a) or real(*a))
     _, _, base_path, paths = case
-    build(tmp_path, base_path, paths, mtv=MTV("ties", 30.0, "sum"))
+    build(tmp_path, base_path, paths, mtv=MultiTaskVector("ties", 30.0, "sum"))
     assert len(calls) == 1

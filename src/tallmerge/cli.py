@@ -92,11 +92,11 @@ def parse_finetuned(specs: list[str]) -> dict[str, str]:
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
-    from tallmerge.merging.methods import merge
+    from tallmerge.merging.methods import merge_files
 
     finetuned = parse_finetuned(args.finetuned)
     with writing(args.out, [args.base, *finetuned.values(), *([args.masks] if args.masks else [])]):
-        described = merge(
+        described = merge_files(
             args.method, args.base, finetuned, args.out,
             alpha=args.alpha, topk=args.topk, ties_agg=args.ties_agg, lam=args.lam, masks=args.masks,
             k=args.k, mtv=args.mtv,
@@ -107,13 +107,13 @@ def _cmd_merge(args: argparse.Namespace) -> None:
 
 def _cmd_masks(args: argparse.Namespace) -> None:
     from tallmerge.merging.checkpoints import Checkpoints
-    from tallmerge.merging.recipes import MTV
+    from tallmerge.merging.recipes import MultiTaskVector
     from tallmerge.errors import TallmergeError
     from tallmerge.merging.masks import write_masks
 
     if args.mtv != "ties" and args.topk is not None:
         raise TallmergeError("--topk applies only with --mtv ties")
-    mtv = MTV("ties", 20.0 if args.topk is None else args.topk) if args.mtv == "ties" else MTV("ta")
+    mtv = MultiTaskVector("ties", 20.0 if args.topk is None else args.topk) if args.mtv == "ties" else MultiTaskVector("ta")
     finetuned = parse_finetuned(args.finetuned)
     with writing(args.out, [args.base, *finetuned.values()]), Checkpoints(args.base, finetuned) as ckpts:
         write_masks(args.out, ckpts, args.lam, mtv)
@@ -125,10 +125,10 @@ def _cmd_compress(args: argparse.Namespace) -> None:
 
     from tallmerge.merging.checkpoints import Checkpoints
 
-    from tallmerge.merging.recipes import MTV
+    from tallmerge.merging.recipes import MultiTaskVector
     from tallmerge.errors import TallmergeError
     from tallmerge.merging.masks import MaskFile
-    from tallmerge.store.build import compress, tall_masks, tall_masks_at
+    from tallmerge.store.build import compress, tall_mask_source, tall_mask_source_at
     from tallmerge.store.manifest import replaceable_store
     from tallmerge.store.reader import Store
 
@@ -142,9 +142,9 @@ def _cmd_compress(args: argparse.Namespace) -> None:
             with MaskFile(args.masks) as masks:
                 if args.mtv is not None and masks.mtv.kind != args.mtv:
                     raise TallmergeError(f"{args.masks}: masks were built with tau_MTL = {masks.mtv}, not --mtv {args.mtv}")
-                compress(args.out, ckpts, tall_masks(masks, ckpts), args.vector_dtype)
+                compress(args.out, ckpts, tall_mask_source(masks, ckpts), args.vector_dtype)
         else:
-            with tall_masks_at(ckpts, args.lam, MTV(args.mtv or "ta"), Path(args.out).absolute()) as source:
+            with tall_mask_source_at(ckpts, args.lam, MultiTaskVector(args.mtv or "ta"), Path(args.out).absolute()) as source:
                 compress(args.out, ckpts, source, args.vector_dtype)
     print(Store(args.out).describe())
 

@@ -42,7 +42,7 @@ def merged(method: str) -> Path:
     return MODELS / "merged" / f"{method}.safetensors"
 
 
-def result(method: str) -> Path:
+def method_metrics_path(method: str) -> Path:
     """A method's accuracy rows, selection and search curve (JSON)."""
     return METRICS / "methods" / f"{method}.json"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tallmerge.merging.recipes import MTV, STORED_VECTOR_DTYPES
+from tallmerge.merging.recipes import MultiTaskVector, STORED_VECTOR_DTYPES
 from tallmerge.errors import TallmergeError
 from tallmerge.tasks import get_task
 
@@ -162,10 +162,10 @@ class Params:
             raise TallmergeError(f"{self.source}: 'lambda' must be a positive number or a list of distinct ones, got {value!r}")
         return [float(v) for v in grid]
 
-    def mtv(self, kind: str) -> MTV:
+    def mtv(self, kind: str) -> MultiTaskVector:
         """How tau_MTL is formed inside TALL masks and consensus (section ``mtv.<kind>``)."""
         section = self._options(f"mtv.{kind}", {"ta": (), "ties": ("topk", "agg")}.get(kind, ()))
-        return MTV(kind, **section)
+        return MultiTaskVector(kind, **section)
 
     def merge_options(self, method: str) -> dict[str, Any]:
         """A merge method's options (section ``merge.<method>``): alpha grid, topk, agg, k."""

@@ -24,7 +24,7 @@ import torch
 
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
-from tallmerge.merging.recipes import MTV
+from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.merging.statistics import prepare_recipe
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.tensorfile import TensorFile, write_tensors
@@ -57,7 +57,7 @@ def check_lambdas(lambdas: Sequence[float]) -> list[float]:
     return out
 
 
-def write_masks(path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[float], mtv: MTV) -> None:
+def write_masks(path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[float], mtv: MultiTaskVector) -> None:
     """Compute every task's TALL masks at every lambda in one pass (after tau_MTL's own passes)."""
     lambdas = check_lambdas(lambdas)
     if len(ckpts) < 2:
@@ -85,7 +85,7 @@ def _name(task: str, index: int, key: str) -> str:
     return f"{task}/{index}/{key}"
 
 
-def _metadata(mtv: MTV, lambdas: Mapping[str, Sequence[float]], shapes: Mapping[str, Sequence[int]], sources: dict) -> dict:
+def _metadata(mtv: MultiTaskVector, lambdas: Mapping[str, Sequence[float]], shapes: Mapping[str, Sequence[int]], sources: dict) -> dict:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -119,7 +119,7 @@ class MaskFile:
         try:
             self.tasks: list[str] = [_text(t) for t in meta["tasks"]]
             self.lambdas: dict[str, list[float]] = {t: [float(v) for v in meta["lambdas"][t]] for t in self.tasks}
-            self.mtv = MTV(**meta["mtv"])
+            self.mtv = MultiTaskVector(**meta["mtv"])
             self.shapes: dict[str, tuple[int, ...]] = {_text(k): tuple(int(d) for d in v) for k, v in meta["shapes"].items()}
             self.sources: dict = dict(meta["sources"])
         except (KeyError, TypeError, ValueError, AttributeError, TallmergeError):
@@ -144,7 +144,7 @@ class MaskFile:
                 )
         return {task: 0 for task in self.tasks}
 
-    def check_matches(self, ckpts: Checkpoints, mtv: MTV | None = None) -> None:
+    def check_matches(self, ckpts: Checkpoints, mtv: MultiTaskVector | None = None) -> None:
         """The masks must be of these tasks, built from these very checkpoints (and of ``mtv``
         if given)."""
         if sorted(self.tasks) != sorted(ckpts.names):
@@ -198,7 +198,7 @@ def write_selection(source: MaskFile, chosen: Mapping[str, float], path: str | o
                 put(_name(task, 0, key), source.packed(task, indices[task], key))
 
 
-def overlap(masks: MaskFile) -> list[int]:
+def usage_counts(masks: MaskFile) -> list[int]:
     """How many weights are used by exactly 0, 1, ..., T tasks' selected masks."""
     selection = masks.selection()
     counts = torch.zeros(len(masks.tasks) + 1, dtype=torch.int64)

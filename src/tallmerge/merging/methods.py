@@ -28,7 +28,7 @@ import torch
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import write_model
-from tallmerge.merging.recipes import MTV, check_topk
+from tallmerge.merging.recipes import MultiTaskVector, check_topk
 from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
 from tallmerge.errors import TallmergeError
 from tallmerge.merging.masks import MaskFile, check_lambdas
@@ -44,7 +44,7 @@ class MergePlan:
 
     method: str
     alpha: float | None  # None: 1/T (average)
-    mtv: MTV
+    mtv: MultiTaskVector
     lam: float | None = None
     masks: str | None = None
     k: int | None = None
@@ -104,56 +104,56 @@ def plan(
         refuse("--mtv", mtv)
         mtv = "ties" if method == "ties" else "ta"
     if mtv == "ties":
-        vector = MTV("ties", 20.0 if topk is None else topk, ties_agg or ("mean" if method == "ties" else "sum"))
+        vector = MultiTaskVector("ties", 20.0 if topk is None else topk, ties_agg or ("mean" if method == "ties" else "sum"))
     else:
         refuse("--topk", topk)
         refuse("--ties-agg", ties_agg)
-        vector = MTV("ta")
+        vector = MultiTaskVector("ta")
     default_alpha = None if method == "average" else 1.0
     return MergePlan(method, default_alpha if alpha is None else float(alpha), vector, lam,
                      None if masks is None else str(masks), k)
 
 
-def vectors(merge: MergePlan, ckpts: Checkpoints) -> VectorStream:
+def method_vectors(merge_plan: MergePlan, ckpts: Checkpoints) -> VectorStream:
     """``(key, base, vector)`` for every float entry of the merged model."""
-    vector = prepare_recipe(merge.mtv, ckpts)
-    if merge.method not in CONSENSUS:
-        for key, base, taus in ckpts.sweep(merge.method):
+    vector = prepare_recipe(merge_plan.mtv, ckpts)
+    if merge_plan.method not in CONSENSUS:
+        for key, base, taus in ckpts.sweep(merge_plan.method):
             yield key, base, vector(taus)
         return
     if len(ckpts) < 2:
         raise TallmergeError(f"consensus merging needs at least 2 tasks, got {len(ckpts)}")
-    masks = MaskFile(merge.masks) if merge.masks is not None else None
+    masks = MaskFile(merge_plan.masks) if merge_plan.masks is not None else None
     try:
         if masks is not None:
-            masks.check_matches(ckpts, merge.mtv)
+            masks.check_matches(ckpts, merge_plan.mtv)
             selection = masks.selection()
-        for key, base, taus in ckpts.sweep(merge.method):
+        for key, base, taus in ckpts.sweep(merge_plan.method):
             mtv = vector(taus)
             if masks is None:
-                task_masks = maths.tall_masks(taus, mtv, merge.lam)
+                task_masks = maths.tall_masks(taus, mtv, merge_plan.lam)
             else:
                 task_masks = masks.stacked(key, ckpts.names, selection)
-            yield key, base, maths.consensus(mtv, task_masks, merge.k)
+            yield key, base, maths.consensus(mtv, task_masks, merge_plan.k)
     finally:
         if masks is not None:
             masks.close()
 
 
-def merge(
+def merge_files(
     method: str, base: str | os.PathLike, finetuned: Mapping[str, str | os.PathLike], out: str | os.PathLike, **options
 ) -> dict:
     """Merge checkpoint files into ``out`` (a full model, the base's keys and dtypes), streaming.
 
     Returns the description recorded in the output's metadata."""
-    merge = plan(method, **options)
+    merge_plan = plan(method, **options)
     with Checkpoints(base, finetuned) as ckpts:
-        described = {**merge.describe(len(ckpts)), "tasks": ckpts.names}
-        write_model(out, ckpts, vectors(merge, ckpts), merge.alpha_for(len(ckpts)), described)
+        described = {**merge_plan.describe(len(ckpts)), "tasks": ckpts.names}
+        write_model(out, ckpts, method_vectors(merge_plan, ckpts), merge_plan.alpha_for(len(ckpts)), described)
     return described
 
 
-def mtv_vectors(ckpts: Checkpoints, mtv: MTV) -> VectorStream:
+def mtv_vectors(ckpts: Checkpoints, mtv: MultiTaskVector) -> VectorStream:
     """tau_MTL itself, entry by entry."""
     vector = prepare_recipe(mtv, ckpts)
     for key, base, taus in ckpts.sweep(f"tau_MTL ({mtv.kind})"):

@@ -15,7 +15,7 @@ STORED_VECTOR_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"
 
 
 @dataclass(frozen=True)
-class MTV:
+class MultiTaskVector:
     """How tau_MTL is formed: ``ta`` (sum of task vectors) or ``ties`` (with ``topk``, ``agg``)."""
 
     kind: str = "ta"

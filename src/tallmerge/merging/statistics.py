@@ -18,7 +18,7 @@ import torch
 
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
-from tallmerge.merging.recipes import MTV
+from tallmerge.merging.recipes import MultiTaskVector
 
 _HIGH = 1 << 15  # magnitudes are non-negative: their float32 bits' top half is < 2**15
 _LOW = 1 << 16
@@ -76,7 +76,7 @@ def majority_sign(ckpts: Checkpoints, thresholds: torch.Tensor) -> float:
 VectorFn = Callable[[torch.Tensor], torch.Tensor]  # taus [T, *shape] -> vector [*shape]
 
 
-def prepare_recipe(recipe: MTV, ckpts: Checkpoints) -> VectorFn:
+def prepare_recipe(recipe: MultiTaskVector, ckpts: Checkpoints) -> VectorFn:
     """Run the passes ``recipe`` needs (once per open ``ckpts``: see :meth:`Checkpoints.cached`);
     return its per-entry function, taus [T, *shape] -> tau_MTL [*shape]."""
     if recipe.kind == "ta":
@@ -84,7 +84,7 @@ def prepare_recipe(recipe: MTV, ckpts: Checkpoints) -> VectorFn:
     return ckpts.cached(recipe, lambda: _ties_vector(recipe, ckpts))
 
 
-def _ties_vector(recipe: MTV, ckpts: Checkpoints) -> VectorFn:
+def _ties_vector(recipe: MultiTaskVector, ckpts: Checkpoints) -> VectorFn:
     thresholds = magnitude_thresholds(ckpts, recipe.topk)
     majority = majority_sign(ckpts, thresholds)
     return lambda taus: maths.ties(taus, thresholds, majority, recipe.agg)

@@ -133,5 +133,5 @@ def search_lambda(bench: Benchmark, state_at: Callable[[str, int], State], lambd
     return chosen, curve, known
 
 
-def result(method: str, accuracy_rows: list[dict], selected: Mapping | None = None, **extra) -> dict:
+def method_result(method: str, accuracy_rows: list[dict], selected: Mapping | None = None, **extra) -> dict:
     return {"method": method, "selected": dict(selected or {}), "accuracy": accuracy_rows, **extra}

@@ -60,7 +60,7 @@ def lambda_curves(results: Sequence[dict]) -> dict[str, pd.DataFrame]:
     return {task: pd.DataFrame(curves).rename_axis("lambda").reset_index() for task, curves in by_task.items()}
 
 
-def overlap(results: Sequence[dict]) -> pd.DataFrame:
+def overlap_shares(results: Sequence[dict]) -> pd.DataFrame:
     """Share (%) of weights whose selected TALL masks are on for exactly 0, 1, ..., T tasks."""
     columns = {}
     for r in results:
@@ -134,7 +134,7 @@ def markdown(results: Sequence[dict], summary_: dict, arch: str, compression: di
     for method in present:
         lines.append(f"| {METHODS[method][0]} | " + " | ".join(f"{test[(method, t)]:.1f}" for t in tasks) + " |")
 
-    shares = overlap(results)
+    shares = overlap_shares(results)
     if len(shares.columns) > 1:
         lines += ["", "## Where the selected TALL masks agree", "",
                   "Share of weights (%) used by no task (catastrophic), one task (selfish), or more (shared):", "",

@@ -23,7 +23,7 @@ from tallmerge.formats.tensorfile import DTYPE_NAMES, TensorFile, spool_tensors
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile, check_lambdas, write_masks
-from tallmerge.merging.recipes import MTV, check_topk
+from tallmerge.merging.recipes import MultiTaskVector, check_topk
 from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
 from tallmerge.store import codec
 from tallmerge.store.manifest import (
@@ -47,12 +47,12 @@ class MaskSource:
     """The masks to store: how tau_MTL is formed, how the masks were made (for the manifest),
     and ``stacked(key)``: bool [T, *shape] in the checkpoints' task order."""
 
-    mtv: MTV
+    mtv: MultiTaskVector
     made: dict
     stacked: Callable[[str], torch.Tensor]
 
 
-def tall_masks(masks: MaskFile, ckpts: Checkpoints) -> MaskSource:
+def tall_mask_source(masks: MaskFile, ckpts: Checkpoints) -> MaskSource:
     """TALL masks from a mask file with one lambda per task (a selection)."""
     masks.check_matches(ckpts)
     selection = masks.selection()
@@ -61,23 +61,23 @@ def tall_masks(masks: MaskFile, ckpts: Checkpoints) -> MaskSource:
                       lambda key: masks.stacked(key, ckpts.names, selection))
 
 
-def magnitude_masks(ckpts: Checkpoints, topk: float) -> MaskSource:
+def magnitude_mask_source(ckpts: Checkpoints, topk: float) -> MaskSource:
     """The magnitude-masking baseline: each task's top-k% |tau_t| as its mask on sum_t tau_t."""
     check_topk(topk)
     thresholds = magnitude_thresholds(ckpts, topk)
-    return MaskSource(MTV("ta"), {"kind": "magnitude", "topk": topk},
+    return MaskSource(MultiTaskVector("ta"), {"kind": "magnitude", "topk": topk},
                       lambda key: maths.magnitude_masks(ckpts.read(key)[1], thresholds))
 
 
 @contextlib.contextmanager
-def tall_masks_at(ckpts: Checkpoints, lam: float, mtv: MTV, beside: str | os.PathLike) -> Iterator[MaskSource]:
+def tall_mask_source_at(ckpts: Checkpoints, lam: float, mtv: MultiTaskVector, beside: str | os.PathLike) -> Iterator[MaskSource]:
     """TALL masks of every task at one lambda, computed into a temporary folder beside the
     path ``beside`` (the store being written)."""
     check_lambdas([lam])
     with temporary_dir(Path(beside).parent / f"{Path(beside).name}-masks") as tmp:
         write_masks(Path(tmp) / "masks.safetensors", ckpts, [lam], mtv)
         with MaskFile(Path(tmp) / "masks.safetensors") as masks:
-            yield tall_masks(masks, ckpts)
+            yield tall_mask_source(masks, ckpts)
 
 
 def compress(out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vector_dtype: str = "fp32") -> dict:

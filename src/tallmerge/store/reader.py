@@ -17,7 +17,7 @@ import torch
 
 from tallmerge.errors import TallmergeError, one_line
 from tallmerge.formats.tensorfile import DTYPES, TensorFile, write_tensors
-from tallmerge.merging.recipes import MTV
+from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.store import codec
 from tallmerge.store.manifest import (
     FILES,
@@ -105,7 +105,7 @@ class Store:
             raise Corrupted("'mask_sha256' must have one checksum per task")
         self.mask_sha256 = dict(masks)
         try:
-            self.mtv = MTV(**field(manifest, "mtv", dict))
+            self.mtv = MultiTaskVector(**field(manifest, "mtv", dict))
         except (TypeError, TallmergeError):
             raise Corrupted("bad 'mtv'") from None
         self.made = field(manifest, "masks", dict)

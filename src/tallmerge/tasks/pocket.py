@@ -97,12 +97,12 @@ def _balanced_labels(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     return rng.permutation(np.arange(n, dtype=np.int64) % k)
 
 
-def _u(rng: np.random.Generator, lo, hi, n) -> np.ndarray:
+def _uniform(rng: np.random.Generator, lo, hi, n) -> np.ndarray:
     """``n`` (or shape ``n``) uniform float32 draws in ``[lo, hi)``."""
     return rng.uniform(lo, hi, n).astype(np.float32)
 
 
-def _b(x: np.ndarray) -> np.ndarray:
+def _per_image(x: np.ndarray) -> np.ndarray:
     """Per-image values ``[n]`` reshaped to broadcast against ``[n, SIZE, SIZE]``."""
     return x[:, None, None]
 
@@ -116,10 +116,10 @@ def _hsv(h, s, v) -> np.ndarray:
 
 def _contrasting(rng: np.random.Generator, ref: np.ndarray, dist: float = 140.0) -> np.ndarray:
     """Random colours ``[n, 3]`` at least ``dist`` from ``ref`` in RGB, with a luminance gap too."""
-    out = _u(rng, 0, 255, ref.shape)
+    out = _uniform(rng, 0, 255, ref.shape)
     todo = np.arange(len(ref))
     while todo.size:  # resample only the colours that are too close
-        out[todo] = _u(rng, 0, 255, (todo.size, 3))
+        out[todo] = _uniform(rng, 0, 255, (todo.size, 3))
         d = out[todo] - ref[todo]
         todo = todo[((d * d).sum(1) < dist**2) | (np.abs(d @ _LUMA) < 45)]
     return out
@@ -155,11 +155,11 @@ def _background(rng: np.random.Generator, base: np.ndarray, amp, cells: int = 3)
 
 def _busy_background(rng: np.random.Generator, n: int, lo: float = 0, hi: float = 35):
     """Random colours with smooth variations of random scale and strength: ``(canvas, base)``."""
-    base = _u(rng, 0, 255, (n, 3))
-    weights = _u(rng, 0, 1, (n, 2))  # mix of coarse and fine variation
-    field = _b(weights[:, 0])[..., None] * _smooth_field(rng, n, 2, 3)
-    field += _b(weights[:, 1])[..., None] * _smooth_field(rng, n, 6, 3)
-    return base[:, None, None, :] + _b(_u(rng, lo, hi, n))[..., None] * field, base
+    base = _uniform(rng, 0, 255, (n, 3))
+    weights = _uniform(rng, 0, 1, (n, 2))  # mix of coarse and fine variation
+    field = _per_image(weights[:, 0])[..., None] * _smooth_field(rng, n, 2, 3)
+    field += _per_image(weights[:, 1])[..., None] * _smooth_field(rng, n, 6, 3)
+    return base[:, None, None, :] + _per_image(_uniform(rng, lo, hi, n))[..., None] * field, base
 
 
 def _flat(color: np.ndarray) -> np.ndarray:
@@ -176,7 +176,7 @@ def _mix(c0: np.ndarray, c1: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 def _rotated(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centred pixel coordinates ``[n, SIZE, SIZE]`` rotated by angles ``theta`` (radians)."""
-    c, s = _b(np.cos(theta)).astype(np.float32), _b(np.sin(theta)).astype(np.float32)
+    c, s = _per_image(np.cos(theta)).astype(np.float32), _per_image(np.sin(theta)).astype(np.float32)
     return _X * c + _Y * s, _Y * c - _X * s
 
 
@@ -275,7 +275,7 @@ def _bilinear(atlas: np.ndarray, which: np.ndarray, sx: np.ndarray, sy: np.ndarr
     s = atlas.shape[-1]
     x0, y0 = np.clip(np.floor(sx), 0, s - 2), np.clip(np.floor(sy), 0, s - 2)
     fx, fy = np.clip(sx - x0, 0, 1), np.clip(sy - y0, 0, 1)
-    idx = _b(which * s * s) + y0.astype(np.intp) * s + x0.astype(np.intp)
+    idx = _per_image(which * s * s) + y0.astype(np.intp) * s + x0.astype(np.intp)
     flat = atlas.ravel()
     top = flat[idx] + fx * (flat[idx + 1] - flat[idx])
     bottom = flat[idx + s] + fx * (flat[idx + s + 1] - flat[idx + s])
@@ -291,17 +291,17 @@ def _stamp(canvas, atlas, which, color, cx, cy, size, angle=0.0, rows=None, exte
     m, s = len(which), atlas.shape[-1]
     ox, oy = (np.clip(np.round(c - extent / 2), 0, SIZE - extent).astype(np.intp) for c in (cx, cy))
     scale, theta = (s - 2 * _PAD) / np.asarray(size, np.float32), np.radians(angle)
-    cos = _b(np.broadcast_to(scale * np.cos(theta), (m,)).astype(np.float32))
-    sin = _b(np.broadcast_to(scale * np.sin(theta), (m,)).astype(np.float32))
-    dx = _b(ox.astype(np.float32) - cx) + _PIX[:extent]  # offsets of the window's pixel centres
-    dy = _b(oy.astype(np.float32) - cy) + _PIX[:extent, None]
+    cos = _per_image(np.broadcast_to(scale * np.cos(theta), (m,)).astype(np.float32))
+    sin = _per_image(np.broadcast_to(scale * np.sin(theta), (m,)).astype(np.float32))
+    dx = _per_image(ox.astype(np.float32) - cx) + _PIX[:extent]  # offsets of the window's pixel centres
+    dy = _per_image(oy.astype(np.float32) - cy) + _PIX[:extent, None]
     sx, sy = cos * dx + sin * dy + (s / 2 - 0.5), cos * dy - sin * dx + (s / 2 - 0.5)
     alpha = _bilinear(atlas, which, sx, sy)[..., None]
     color = color[:, None, None, :]
     if extent == SIZE and rows is None:
         canvas += alpha * (color - canvas)
         return
-    r = _b(np.arange(m) if rows is None else rows)
+    r = _per_image(np.arange(m) if rows is None else rows)
     px, py = ox[:, None, None] + np.arange(extent), oy[:, None, None] + np.arange(extent)[:, None]
     patch = canvas[r, py, px]
     canvas[r, py, px] = patch + alpha * (color - patch)
@@ -316,21 +316,21 @@ def _glyphs_on(canvas, chars, fg, height, cx=None, cy=None, angle=0.0, rows=None
 
 def _paper(rng: np.random.Generator, n: int) -> np.ndarray:
     """White-ish grey colours ``[n, 3]`` for the clean web images."""
-    return np.repeat(_u(rng, 225, 250, (n, 1)), 3, 1)
+    return np.repeat(_uniform(rng, 225, 250, (n, 1)), 3, 1)
 
 
 def _typed(rng: np.random.Generator, chars: np.ndarray) -> np.ndarray:
     """Dark, upright, centred glyphs on white-ish paper: the web look of the glyph tasks."""
     n = len(chars)
     canvas = _flat(_paper(rng, n))
-    _glyphs_on(canvas, chars, _u(rng, 0, 50, (n, 3)), _u(rng, 20, 26, n))
+    _glyphs_on(canvas, chars, _uniform(rng, 0, 50, (n, 3)), _uniform(rng, 20, 26, n))
     return canvas
 
 
 def _jittered_centre(rng: np.random.Generator, size: np.ndarray, room: float = 34):
     """Random centres keeping an object of ``size`` (mostly) inside the image."""
     half = (room - size) / 2
-    return SIZE / 2 + _u(rng, -1, 1, len(size)) * half, SIZE / 2 + _u(rng, -1, 1, len(size)) * half
+    return SIZE / 2 + _uniform(rng, -1, 1, len(size)) * half, SIZE / 2 + _uniform(rng, -1, 1, len(size)) * half
 
 
 # --------------------------------------------------------------------------- glyph tasks
@@ -347,8 +347,8 @@ def _render_digits(rng: np.random.Generator, labels: np.ndarray, split: str) -> 
         sel = labels == c
         which[sel] = rng.choice(pool[targets[pool] == c], sel.sum())
     canvas, base = _busy_background(rng, n)
-    cx, cy = 16 + _u(rng, -3, 3, (2, n))
-    size, angle = _u(rng, 24, 32, n), _u(rng, -12, 12, n)
+    cx, cy = 16 + _uniform(rng, -3, 3, (2, n))
+    size, angle = _uniform(rng, 24, 32, n), _uniform(rng, -12, 12, n)
     _stamp(canvas, atlas, which, _contrasting(rng, base), cx, cy, size, angle)
     return canvas
 
@@ -356,16 +356,16 @@ def _render_digits(rng: np.random.Generator, labels: np.ndarray, split: str) -> 
 def _render_house_numbers(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
     n = len(labels)
     if split == WEB_SPLIT:  # a single clean digit on a plain coloured plate
-        canvas = _flat(_u(rng, 0, 255, (n, 3)))
-        _glyphs_on(canvas, labels, _contrasting(rng, canvas[:, 0, 0]), _u(rng, 20, 25, n))
+        canvas = _flat(_uniform(rng, 0, 255, (n, 3)))
+        _glyphs_on(canvas, labels, _contrasting(rng, canvas[:, 0, 0]), _uniform(rng, 20, 25, n))
         return canvas
     canvas, base = _busy_background(rng, n, 10, 40)
     fg = _contrasting(rng, base, 110)
-    height, angle = _u(rng, 17, 24, n), _u(rng, -10, 10, n)
-    cx, cy = 16 + _u(rng, -1.5, 1.5, n), 16 + _u(rng, -2, 2, n)
+    height, angle = _uniform(rng, 17, 24, n), _uniform(rng, -10, 10, n)
+    cx, cy = 16 + _uniform(rng, -1.5, 1.5, n), 16 + _uniform(rng, -2, 2, n)
     sides = rng.integers(3, size=n)  # neighbours on the left, the right, or both
     for side, rows in ((-1, np.flatnonzero(sides != 1)), (1, np.flatnonzero(sides != 0))):
-        gap = np.maximum(height[rows] * _u(rng, 0.8, 0.95, rows.size), _u(rng, 14.5, 17, rows.size))
+        gap = np.maximum(height[rows] * _uniform(rng, 0.8, 0.95, rows.size), _uniform(rng, 14.5, 17, rows.size))
         chars = rng.integers(10, size=rows.size)
         x = cx[rows] + side * gap
         _glyphs_on(canvas, chars, fg[rows], height[rows], x, cy[rows], angle[rows], rows)
@@ -379,9 +379,9 @@ def _render_letters(rng: np.random.Generator, labels: np.ndarray, split: str) ->
         return _typed(rng, chars)
     n = len(labels)
     canvas, base = _busy_background(rng, n)
-    height = _u(rng, 16, 24, n)
+    height = _uniform(rng, 16, 24, n)
     cx, cy = _jittered_centre(rng, height, 30)
-    _glyphs_on(canvas, chars, _contrasting(rng, base), height, cx, cy, _u(rng, -25, 25, n))
+    _glyphs_on(canvas, chars, _contrasting(rng, base), height, cx, cy, _uniform(rng, -25, 25, n))
     return canvas
 
 
@@ -394,12 +394,12 @@ def _render_shapes(rng: np.random.Generator, labels: np.ndarray, split: str) -> 
     if split == WEB_SPLIT:  # big, centred, upright, a few inks on paper
         canvas, centre = _flat(_paper(rng, n)), np.full(n, 16, np.float32)
         _stamp(canvas, _shape_atlas(), labels, _WEB_INKS[rng.integers(3, size=n)], centre, centre,
-               _u(rng, 26, 30, n))  # fmt: skip
+               _uniform(rng, 26, 30, n))  # fmt: skip
         return canvas
     canvas, base = _busy_background(rng, n)
-    size = _u(rng, 17, 28, n)
+    size = _uniform(rng, 17, 28, n)
     cx, cy = _jittered_centre(rng, size)
-    fg, angle = _contrasting(rng, base), _u(rng, 0, 360, n)
+    fg, angle = _contrasting(rng, base), _uniform(rng, 0, 360, n)
     _stamp(canvas, _shape_atlas(), labels, fg, cx, cy, size, angle)
     return canvas
 
@@ -413,17 +413,17 @@ _CANONICAL = _const([(230, 20, 20), (255, 140, 0), (250, 230, 20), (20, 170, 40)
 def _class_colors(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     """Random shades ``[n, 3]`` that a person would still call ``COLORS[label]``."""
     n = len(labels)
-    hue = _u(rng, 0, 360, n)
-    sat, val = _u(rng, 0.7, 1, n), _u(rng, 0.65, 1, n)
+    hue = _uniform(rng, 0, 360, n)
+    sat, val = _uniform(rng, 0.7, 1, n), _uniform(rng, 0.65, 1, n)
     for c, name in enumerate(COLORS):
         sel = labels == c
         if name in _HUES:
-            hue[sel] = _u(rng, *_HUES[name], sel.sum())
+            hue[sel] = _uniform(rng, *_HUES[name], sel.sum())
     bright = np.isin(labels, [COLORS.index("yellow"), COLORS.index("orange")])
-    val[bright] = _u(rng, 0.85, 1, bright.sum())  # dark yellow/orange read as olive/brown
+    val[bright] = _uniform(rng, 0.85, 1, bright.sum())  # dark yellow/orange read as olive/brown
     white, black = labels == COLORS.index("white"), labels == COLORS.index("black")
-    sat[white], val[white] = _u(rng, 0, 0.08, white.sum()), _u(rng, 0.92, 1, white.sum())
-    sat[black], val[black] = _u(rng, 0, 0.4, black.sum()), _u(rng, 0, 0.14, black.sum())
+    sat[white], val[white] = _uniform(rng, 0, 0.08, white.sum()), _uniform(rng, 0.92, 1, white.sum())
+    sat[black], val[black] = _uniform(rng, 0, 0.4, black.sum()), _uniform(rng, 0, 0.14, black.sum())
     return _hsv(hue, sat, val)
 
 
@@ -434,11 +434,11 @@ def _render_colors(rng: np.random.Generator, labels: np.ndarray, split: str) -> 
         circles = np.full(n, SHAPES.index("circle"))
         _stamp(canvas, _shape_atlas(), circles, _CANONICAL[labels], centre, centre, np.full(n, 26))
         return canvas
-    grey = _u(rng, 90, 165, (n, 1)) + _u(rng, -8, 8, (n, 3))  # neutral, slightly tinted
-    canvas = _background(rng, grey, _u(rng, 0, 8, n))
-    size = _u(rng, 16, 27, n)
+    grey = _uniform(rng, 90, 165, (n, 1)) + _uniform(rng, -8, 8, (n, 3))  # neutral, slightly tinted
+    canvas = _background(rng, grey, _uniform(rng, 0, 8, n))
+    size = _uniform(rng, 16, 27, n)
     cx, cy = _jittered_centre(rng, size)
-    shapes, angle = rng.integers(len(SHAPES), size=n), _u(rng, 0, 360, n)
+    shapes, angle = rng.integers(len(SHAPES), size=n), _uniform(rng, 0, 360, n)
     _stamp(canvas, _shape_atlas(), shapes, _class_colors(rng, labels), cx, cy, size, angle)
     return canvas
 
@@ -457,7 +457,7 @@ def _place(rng: np.random.Generator, counts: np.ndarray, size: np.ndarray, attem
                 if not need.size:
                     break
                 rows, s = todo[need], size[todo[need], j]
-                cx, cy = (_u(rng, s / 2 + 0.5, SIZE - s / 2 - 0.5, s.size) for _ in range(2))
+                cx, cy = (_uniform(rng, s / 2 + 0.5, SIZE - s / 2 - 0.5, s.size) for _ in range(2))
                 d = np.hypot(cx[:, None] - x[rows, :j], cy[:, None] - y[rows, :j])
                 ok = ~(d < 0.47 * (s[:, None] + size[rows, :j]) + 1).any(1)
                 x[rows[ok], j], y[rows[ok], j] = cx[ok], cy[ok]
@@ -481,7 +481,7 @@ def _dice_layout(rng: np.random.Generator, counts: np.ndarray):
     for count, spots in _DICE.items():
         sel = counts == count
         x[sel, : len(spots)], y[sel, : len(spots)] = 16 + 9 * np.array(spots, np.float32).T
-    offset = _u(rng, -1.5, 1.5, (2, n, 1))
+    offset = _uniform(rng, -1.5, 1.5, (2, n, 1))
     return x + offset[0], y + offset[1], np.full((n, 6), 8, np.float32), used
 
 
@@ -493,13 +493,13 @@ def _render_counting(rng: np.random.Generator, labels: np.ndarray, split: str) -
         shapes = np.full(used.shape, SHAPES.index("square"))
     else:
         canvas, base = _busy_background(rng, n)
-        size, used = _u(rng, 6, 8.5, (n, 6)), np.arange(6) < counts[:, None]
+        size, used = _uniform(rng, 6, 8.5, (n, 6)), np.arange(6) < counts[:, None]
         x, y = _place(rng, counts, size)
         shapes = _COUNTABLE[rng.integers(len(_COUNTABLE), size=used.shape)]
     for t in range(used.shape[1]):  # one object slot at a time, over the images that use it
         rows = np.flatnonzero(used[:, t])
         fg = np.tile(_WEB_INKS[1], (rows.size, 1)) if web else _contrasting(rng, base[rows])
-        angle = 0.0 if web else _u(rng, 0, 360, rows.size)
+        angle = 0.0 if web else _uniform(rng, 0, 360, rows.size)
         _stamp(canvas, _shape_atlas(), shapes[rows, t], fg, x[rows, t], y[rows, t], size[rows, t],
                angle, rows, extent=12)  # fmt: skip
     return canvas
@@ -508,10 +508,10 @@ def _render_counting(rng: np.random.Generator, labels: np.ndarray, split: str) -
 # --------------------------------------------------------------------------- textures
 def _texture_masks(rng: np.random.Generator, name: str, n: int, web: bool) -> np.ndarray:
     """``[n, SIZE, SIZE]`` 0..1 patterns of texture ``name`` at random scale and orientation."""
-    theta = rng.choice([0, np.pi / 4, np.pi / 2], n) if web else _u(rng, 0, np.pi, n)
-    period = _b(np.full(n, 7, np.float32) if web else _u(rng, 5, 9, n))
+    theta = rng.choice([0, np.pi / 4, np.pi / 2], n) if web else _uniform(rng, 0, np.pi, n)
+    period = _per_image(np.full(n, 7, np.float32) if web else _uniform(rng, 5, 9, n))
     u, v = _rotated(theta)
-    u, v = (u + _b(_u(rng, 0, 10, n))) / period, (v + _b(_u(rng, 0, 10, n))) / period
+    u, v = (u + _per_image(_uniform(rng, 0, 10, n))) / period, (v + _per_image(_uniform(rng, 0, 10, n))) / period
     soft = lambda f, sharp=2.5: np.clip(f * sharp + 0.5, 0, 1)  # noqa: E731
     if name == "striped":
         return soft(np.cos(2 * np.pi * u))
@@ -527,27 +527,27 @@ def _texture_masks(rng: np.random.Generator, name: str, n: int, web: bool) -> np
         d = np.minimum(np.abs(u - np.round(u)), np.abs(v - np.round(v))) * period
         return np.clip(1.4 - d, 0, 1)
     if name == "cracked":  # edges of a Voronoi tessellation of seeds on a jittered lattice
-        step = _u(rng, 8, 12, (n, 1, 1, 1, 1))
+        step = _uniform(rng, 8, 12, (n, 1, 1, 1, 1))
         lattice = np.stack(np.meshgrid(np.arange(6), np.arange(6)), -1).reshape(36, 2) - 2.5
-        pts = step * (lattice + _u(rng, -0.3, 0.3, (n, 1, 1, 36, 2)))
-        pts += _u(rng, -5, 5, (n, 1, 1, 1, 2))
+        pts = step * (lattice + _uniform(rng, -0.3, 0.3, (n, 1, 1, 36, 2)))
+        pts += _uniform(rng, -5, 5, (n, 1, 1, 1, 2))
         d2 = (_X[..., None] - pts[..., 0]) ** 2 + (_Y[..., None] - pts[..., 1]) ** 2
         d = np.sqrt(np.partition(d2, 1, axis=-1)[..., :2])  # distances to the two nearest seeds
         return np.clip(2.0 - (d[..., 1] - d[..., 0]), 0, 1)
     if name == "blotchy":  # sum of random positive and negative Gaussian bumps, thresholded
-        centres = _u(rng, -20, 20, (n, 1, 1, 14, 2))
-        sigma = _u(rng, 2.5, 4.5, (n, 1, 1, 1)) if not web else np.float32(3.5)
+        centres = _uniform(rng, -20, 20, (n, 1, 1, 14, 2))
+        sigma = _uniform(rng, 2.5, 4.5, (n, 1, 1, 1)) if not web else np.float32(3.5)
         r2 = (_X[..., None] - centres[..., 0]) ** 2 + (_Y[..., None] - centres[..., 1]) ** 2
         signs = rng.choice(np.float32([-1, 1]), (n, 1, 1, 14))
         return soft((np.exp(-r2 / (2 * sigma**2)) * signs).sum(-1), 2)
     if name == "speckled":
-        return (rng.random((n, SIZE, SIZE)) < _b(_u(rng, 0.08, 0.2, n))).astype(np.float32)
+        return (rng.random((n, SIZE, SIZE)) < _per_image(_uniform(rng, 0.08, 0.2, n))).astype(np.float32)
     raise AssertionError(name)
 
 
 def _render_textures(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
     n, web = len(labels), split == WEB_SPLIT
-    c0 = np.full((n, 3), 235, np.float32) if web else _u(rng, 0, 255, (n, 3))
+    c0 = np.full((n, 3), 235, np.float32) if web else _uniform(rng, 0, 255, (n, 3))
     c1 = np.full((n, 3), 30, np.float32) if web else _contrasting(rng, c0, 120)
     masks = np.empty((n, SIZE, SIZE), np.float32)
     for c, name in enumerate(TEXTURES):
@@ -558,7 +558,7 @@ def _render_textures(rng: np.random.Generator, labels: np.ndarray, split: str) -
 
 # --------------------------------------------------------------------------- landcover
 def _jitter(rng: np.random.Generator, rgb, spread: float, n: int) -> np.ndarray:
-    return np.asarray(rgb, np.float32) + _u(rng, -spread, spread, (n, 3))
+    return np.asarray(rgb, np.float32) + _uniform(rng, -spread, spread, (n, 3))
 
 
 _GREENS = _const([(110, 150, 70), (140, 165, 85), (95, 125, 65), (150, 140, 95)])
@@ -577,37 +577,37 @@ def _scene(rng: np.random.Generator, name: str, u, v, land, amp: float, spread: 
         return _background(rng, _jitter(rng, (135, 175, 85), spread, n), amp * 0.7)
     if name == "sea or lake":  # open water, half of the time with a shore
         water = _background(rng, _jitter(rng, (30, 70, 125), spread, n), amp * 0.6)
-        coast = _b(_u(rng, 9, 14, n)) - 2 * _smooth_field(rng, n, 3)[..., 0]
-        shore = np.clip(u - coast + 0.5, 0, 1) * _b((rng.random(n) < 0.5) & (not web))
+        coast = _per_image(_uniform(rng, 9, 14, n)) - 2 * _smooth_field(rng, n, 3)[..., 0]
+        shore = np.clip(u - coast + 0.5, 0, 1) * _per_image((rng.random(n) < 0.5) & (not web))
         return _mix(water, land, shore)
     if name == "river":  # a winding band of water
-        phase = 2 * np.pi * v / _b(_u(rng, 20, 40, n)) + _b(_u(rng, 0, 6.3, n))
-        centre = _b(_u(rng, 2, 5, n)) * np.sin(phase) + _b(_u(rng, -6, 6, n))
-        band = np.clip(_b(_u(rng, 1.5, 3, n)) - np.abs(u - centre) + 0.5, 0, 1)
+        phase = 2 * np.pi * v / _per_image(_uniform(rng, 20, 40, n)) + _per_image(_uniform(rng, 0, 6.3, n))
+        centre = _per_image(_uniform(rng, 2, 5, n)) * np.sin(phase) + _per_image(_uniform(rng, -6, 6, n))
+        band = np.clip(_per_image(_uniform(rng, 1.5, 3, n)) - np.abs(u - centre) + 0.5, 0, 1)
         return _mix(land, _jitter(rng, (35, 80, 130), spread / 2, n)[:, None, None, :], band)
     if name == "highway":  # a straight grey road with a dashed centre line
-        d = np.abs(u - _b(_u(rng, -6, 6, n)))
-        road = np.clip(_b(_u(rng, 2, 3, n)) - d + 0.5, 0, 1)
+        d = np.abs(u - _per_image(_uniform(rng, -6, 6, n)))
+        road = np.clip(_per_image(_uniform(rng, 2, 3, n)) - d + 0.5, 0, 1)
         out = _mix(land, _jitter(rng, (135, 135, 135), spread / 2, n)[:, None, None, :], road)
         return _mix(out, np.float32(225), np.clip(0.6 - d, 0, 1) * (np.mod(v, 6) < 3))
     if name == "farmland":  # parallel fields of different crops
-        width = _b(_u(rng, 3.5, 7, n))
-        field = np.floor(u / width + _b(_u(rng, 0, 1, n))).astype(np.intp) + 10  # index in 0..20
+        width = _per_image(_uniform(rng, 3.5, 7, n))
+        field = np.floor(u / width + _per_image(_uniform(rng, 0, 1, n))).astype(np.intp) + 10  # index in 0..20
         table = _CROPS[rng.integers(len(_CROPS), size=(n, 21))]
-        table = table + _u(rng, -spread, spread, (n, 21, 3))
-        return table[_b(np.arange(n)), field] + amp * 0.5 * _smooth_field(rng, n, 8)
+        table = table + _uniform(rng, -spread, spread, (n, 21, 3))
+        return table[_per_image(np.arange(n)), field] + amp * 0.5 * _smooth_field(rng, n, 8)
     if name == "residential buildings":  # a lattice of small roofs
-        step = _b(_u(rng, 6, 8, n))
-        a, b = (u + step * _b(_u(rng, 0, 1, n))) / step, (v + step * _b(_u(rng, 0, 1, n))) / step
-        size = _b(_u(rng, 0.45, 0.65, n))
+        step = _per_image(_uniform(rng, 6, 8, n))
+        a, b = (u + step * _per_image(_uniform(rng, 0, 1, n))) / step, (v + step * _per_image(_uniform(rng, 0, 1, n))) / step
+        size = _per_image(_uniform(rng, 0.45, 0.65, n))
         roofs = ((a - np.floor(a)) < size) & ((b - np.floor(b)) < size)
         table = _ROOFS[rng.integers(len(_ROOFS), size=(n, 12, 12))]
         i, j = (np.floor(c).astype(np.intp) % 12 for c in (a, b))
-        colours = table[_b(np.arange(n)), i, j]
+        colours = table[_per_image(np.arange(n)), i, j]
         return _mix(land * 0.9 + 12, colours, roofs.astype(np.float32))
     if name == "desert":  # sand with soft dunes
-        wobble = 2 * np.sin(2 * np.pi * v / _b(_u(rng, 18, 30, n)))
-        dunes = np.sin(2 * np.pi * (u + wobble) / _b(_u(rng, 7, 12, n)))
+        wobble = 2 * np.sin(2 * np.pi * v / _per_image(_uniform(rng, 18, 30, n)))
+        dunes = np.sin(2 * np.pi * (u + wobble) / _per_image(_uniform(rng, 7, 12, n)))
         sand = _background(rng, _jitter(rng, (210, 180, 130), spread, n), amp * 0.6)
         return sand + 12 * dunes[..., None]
     raise AssertionError(name)
@@ -616,8 +616,8 @@ def _scene(rng: np.random.Generator, name: str, u, v, land, amp: float, spread: 
 def _render_landcover(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
     n, web = len(labels), split == WEB_SPLIT
     amp, spread = (4.0, 6.0) if web else (12.0, 18.0)
-    u, v = _rotated(rng.choice([0, np.pi / 2], n) if web else _u(rng, 0, 2 * np.pi, n))
-    ground = _GREENS[rng.integers(len(_GREENS), size=n)] + _u(rng, -spread, spread, (n, 3))
+    u, v = _rotated(rng.choice([0, np.pi / 2], n) if web else _uniform(rng, 0, 2 * np.pi, n))
+    ground = _GREENS[rng.integers(len(_GREENS), size=n)] + _uniform(rng, -spread, spread, (n, 3))
     land = _background(rng, ground, amp)
     out = np.empty((n, SIZE, SIZE, 3), np.float32)
     for c, name in enumerate(LANDCOVER):
@@ -625,9 +625,9 @@ def _render_landcover(rng: np.random.Generator, labels: np.ndarray, split: str) 
         out[sel] = _scene(rng, name, u[sel], v[sel], land[sel], amp, spread, web)
     if web:
         return out
-    tint = _u(rng, -15, 15, (n, 1, 1, 3))  # season / sensor
-    haze = _b(_u(rng, 0, 0.4, n)) * np.clip(0.6 + 0.4 * _smooth_field(rng, n, 2)[..., 0], 0, 1)
-    return _mix(out + tint, _u(rng, 170, 230, (n, 1, 1, 1)), haze)  # thin cloud
+    tint = _uniform(rng, -15, 15, (n, 1, 1, 3))  # season / sensor
+    haze = _per_image(_uniform(rng, 0, 0.4, n)) * np.clip(0.6 + 0.4 * _smooth_field(rng, n, 2)[..., 0], 0, 1)
+    return _mix(out + tint, _uniform(rng, 170, 230, (n, 1, 1, 1)), haze)  # thin cloud
 
 
 # --------------------------------------------------------------------------- the extended benchmark
@@ -709,15 +709,15 @@ def _render_signs(rng: np.random.Generator, labels: np.ndarray, split: str) -> n
     has_inner = np.array([p[2] is not None for p in parts])
     inner = np.array([p[2] or (0, 0, 0) for p in parts], np.float32)
     if web:  # a clean pictogram on paper, straight on
-        canvas, size = _flat(_paper(rng, n)), _u(rng, 27, 31, n)
+        canvas, size = _flat(_paper(rng, n)), _uniform(rng, 27, 31, n)
         cx = cy = np.full(n, 16, np.float32)
         angle, light = np.zeros(n, np.float32), np.ones((n, 1), np.float32)
     else:  # a photo by the road: clutter, small and off-centre, tilted, often badly lit
         canvas, _ = _busy_background(rng, n, 10, 45)
-        size = _u(rng, 17, 28, n)
+        size = _uniform(rng, 17, 28, n)
         cx, cy = _jittered_centre(rng, size)
-        angle, light = _u(rng, -10, 10, n), _u(rng, 0.35, 1.0, (n, 1))
-        faded = _u(rng, -25, 25, (3, n, 3))
+        angle, light = _uniform(rng, -10, 10, n), _uniform(rng, 0.35, 1.0, (n, 1))
+        faded = _uniform(rng, -25, 25, (3, n, 3))
         outer, inner, symbol_colour = outer + faded[0], inner + faded[1], symbol_colour + faded[2]
     _stamp(canvas, plates, plate, outer * light, cx, cy, size, angle)
     rows = np.flatnonzero(has_inner)
@@ -761,17 +761,17 @@ def _render_clothing(rng: np.random.Generator, labels: np.ndarray, split: str) -
     n = len(labels)
     if split == WEB_SPLIT:  # a product photo: a coloured item on white
         canvas, centre = _flat(_paper(rng, n)), np.full(n, 16, np.float32)
-        colour = _hsv(_u(rng, 0, 360, n), _u(rng, 0.4, 0.9, n), _u(rng, 0.3, 0.8, n))
-        _stamp(canvas, _clothing_atlas(), labels, colour, centre, centre, _u(rng, 27, 30, n))
+        colour = _hsv(_uniform(rng, 0, 360, n), _uniform(rng, 0.4, 0.9, n), _uniform(rng, 0.3, 0.8, n))
+        _stamp(canvas, _clothing_atlas(), labels, colour, centre, centre, _uniform(rng, 27, 30, n))
         return canvas
     # the catalogue scan: a light item on a dark ground, its fabric shaded
-    canvas = _background(rng, _u(rng, 0, 45, (n, 1)).repeat(3, 1), _u(rng, 0, 10, n))
-    size = _u(rng, 22, 31, n)
+    canvas = _background(rng, _uniform(rng, 0, 45, (n, 1)).repeat(3, 1), _uniform(rng, 0, 10, n))
+    size = _uniform(rng, 22, 31, n)
     cx, cy = _jittered_centre(rng, size, 36)
     ink = np.zeros((n, SIZE, SIZE, 3), np.float32)
-    _stamp(ink, _clothing_atlas(), labels, np.full((n, 3), 1, np.float32), cx, cy, size, _u(rng, -12, 12, n))
-    shade = _b(_u(rng, 110, 230, n))[..., None] + _b(_u(rng, 10, 45, n))[..., None] * _smooth_field(rng, n, 5)
-    tint = _u(rng, -12, 12, (n, 1, 1, 3))
+    _stamp(ink, _clothing_atlas(), labels, np.full((n, 3), 1, np.float32), cx, cy, size, _uniform(rng, -12, 12, n))
+    shade = _per_image(_uniform(rng, 110, 230, n))[..., None] + _per_image(_uniform(rng, 10, 45, n))[..., None] * _smooth_field(rng, n, 5)
+    tint = _uniform(rng, -12, 12, (n, 1, 1, 3))
     return canvas + ink * (shade + tint - canvas)
 
 
@@ -823,16 +823,16 @@ def _render_faces(rng: np.random.Generator, labels: np.ndarray, split: str) -> n
         _stamp(canvas, features, labels, np.full((n, 3), 40, np.float32), centre, centre, np.full(n, 29, np.float32))
         return canvas
     # a greyscale photo: a face of any tone, lit from one side, tilted, in a grey room
-    grey = _u(rng, 40, 200, (n, 1))
-    canvas = _background(rng, np.repeat(grey, 3, 1), _u(rng, 5, 25, n))
-    size, angle = _u(rng, 24, 32, n), _u(rng, -15, 15, n)
+    grey = _uniform(rng, 40, 200, (n, 1))
+    canvas = _background(rng, np.repeat(grey, 3, 1), _uniform(rng, 5, 25, n))
+    size, angle = _uniform(rng, 24, 32, n), _uniform(rng, -15, 15, n)
     cx, cy = _jittered_centre(rng, size, 37)
-    skin = np.repeat(np.clip(grey + rng.choice(np.float32([-70, 70]), (n, 1)) + _u(rng, -20, 20, (n, 1)), 30, 235), 3, 1)
+    skin = np.repeat(np.clip(grey + rng.choice(np.float32([-70, 70]), (n, 1)) + _uniform(rng, -20, 20, (n, 1)), 30, 235), 3, 1)
     face = np.zeros((n, SIZE, SIZE, 3), np.float32)
     _stamp(face, discs, np.zeros(n, np.intp), np.ones((n, 3), np.float32), cx, cy, size, angle)
-    light = _b(_u(rng, -0.6, 0.6, n)) * (_X * np.cos(_b(angle)) + _Y * np.sin(_b(angle))) / 16
+    light = _per_image(_uniform(rng, -0.6, 0.6, n)) * (_X * np.cos(_per_image(angle)) + _Y * np.sin(_per_image(angle))) / 16
     canvas += face * (skin[:, None, None, :] * (1 + 0.4 * light[..., None]) - canvas)
-    dark = np.clip(skin - _u(rng, 90, 150, (n, 1)), 0, 255)
+    dark = np.clip(skin - _uniform(rng, 90, 150, (n, 1)), 0, 255)
     _stamp(canvas, features, labels, dark, cx, cy, size, angle)
     return canvas
 
@@ -884,17 +884,17 @@ def _render_vehicles(rng: np.random.Generator, labels: np.ndarray, split: str) -
     bodies, parts = _vehicle_atlases()
     if web:  # a catalogue picture: facing right, centred, red or grey, on white
         canvas, which = _flat(_paper(rng, n)), labels
-        cx, cy, size, angle = np.full(n, 16, np.float32), np.full(n, 15, np.float32), _u(rng, 29, 31, n), 0.0
+        cx, cy, size, angle = np.full(n, 16, np.float32), np.full(n, 15, np.float32), _uniform(rng, 29, 31, n), 0.0
         colour = np.array([(200, 30, 30), (130, 130, 140)], np.float32)[rng.integers(2, size=n)]
     else:  # a street photo: either direction, any paint, off-centre, slight slope
-        sky = _background(rng, _u(rng, 120, 230, (n, 3)), _u(rng, 5, 25, n))
-        road = _background(rng, _u(rng, 60, 130, (n, 1)).repeat(3, 1), _u(rng, 3, 12, n))
-        horizon = _b(_u(rng, 14, 22, n))
+        sky = _background(rng, _uniform(rng, 120, 230, (n, 3)), _uniform(rng, 5, 25, n))
+        road = _background(rng, _uniform(rng, 60, 130, (n, 1)).repeat(3, 1), _uniform(rng, 3, 12, n))
+        horizon = _per_image(_uniform(rng, 14, 22, n))
         canvas = _mix(sky, road, np.clip(_Y + 16 - horizon, 0, 1))
         which = labels + len(VEHICLES) * rng.integers(2, size=n)
-        size = _u(rng, 24, 33, n)
-        cx, cy = 16 + _u(rng, -3, 3, n), 16 + _u(rng, -3, 3, n)
-        angle, colour = _u(rng, -6, 6, n), _u(rng, 0, 255, (n, 3))
+        size = _uniform(rng, 24, 33, n)
+        cx, cy = 16 + _uniform(rng, -3, 3, n), 16 + _uniform(rng, -3, 3, n)
+        angle, colour = _uniform(rng, -6, 6, n), _uniform(rng, 0, 255, (n, 3))
     _stamp(canvas, bodies, which, colour, cx, cy, size, angle)
     _stamp(canvas, parts, which, np.full((n, 3), 25, np.float32), cx, cy, size, angle)
     return canvas
@@ -926,53 +926,53 @@ def _render_tissue(rng: np.random.Generator, labels: np.ndarray, split: str) -> 
         canvas = _background(rng, _jitter(rng, (225, 160, 200), 20, n), 14, cells=4)
         stain = _jitter(rng, (95, 45, 140), 25, n)
     count = np.where(tumor, rng.integers(14, slots + 1, n), rng.integers(8, 23, n))  # ranges overlap
-    size = np.where(tumor[:, None], _u(rng, 4, 7.5, (n, slots)), _u(rng, 3, 5, (n, slots)))
+    size = np.where(tumor[:, None], _uniform(rng, 4, 7.5, (n, slots)), _uniform(rng, 3, 5, (n, slots)))
     shape = np.where(tumor[:, None], rng.integers(4, size=(n, slots)), 0)
-    x, y = _u(rng, 1, 31, (2, n, slots))
+    x, y = _uniform(rng, 1, 31, (2, n, slots))
     if web:  # healthy nuclei on a tidy lattice (at most 16 of them)
         count = np.where(tumor, count, np.minimum(count, 16))
         grid = np.stack(np.meshgrid(np.arange(4), np.arange(4)), -1).reshape(16, 2) * 8 + 4
         x[~tumor, :16], y[~tumor, :16] = grid[:, 0], grid[:, 1]
-    darkness = np.where(tumor[:, None], _u(rng, 0.55, 1.0, (n, slots)), _u(rng, 0.35, 0.75, (n, slots)))
+    darkness = np.where(tumor[:, None], _uniform(rng, 0.55, 1.0, (n, slots)), _uniform(rng, 0.35, 0.75, (n, slots)))
     for t in range(slots):
         rows = np.flatnonzero(count > t)
         colour = canvas[rows, 0, 0] + darkness[rows, t, None] * (stain[rows] - canvas[rows, 0, 0])
         _stamp(canvas, _nucleus_atlas(), shape[rows, t], colour, x[rows, t], y[rows, t], size[rows, t],
-               _u(rng, 0, 360, rows.size), rows, extent=12)  # fmt: skip
+               _uniform(rng, 0, 360, rows.size), rows, extent=12)  # fmt: skip
     return canvas
 
 
 # Scenes: a view to the horizon.
 def _render_scenes(rng: np.random.Generator, labels: np.ndarray, split: str) -> np.ndarray:
     n, web = len(labels), split == WEB_SPLIT
-    horizon = np.full(n, 17, np.float32) if web else _u(rng, 11, 22, n)
+    horizon = np.full(n, 17, np.float32) if web else _uniform(rng, 11, 22, n)
     spread = 4.0 if web else 20.0
     row, col = _Y + 16, _X + 16  # pixel coordinates, 0..32
     out = np.empty((n, SIZE, SIZE, 3), np.float32)
     for c, name in enumerate(SCENES):
         sel = np.flatnonzero(labels == c)
-        m, h = sel.size, _b(horizon[sel])
+        m, h = sel.size, _per_image(horizon[sel])
         day = _background(rng, _jitter(rng, (120, 170, 230), spread, m), 6)
         day += (row / 32)[None, ..., None] * 40  # paler toward the horizon
         below = np.clip(row - h, 0, 1)[..., None]
         if name == "beach":
             sea = _jitter(rng, (30, 90, 150), spread, m)[:, None, None, :]
             sand = _background(rng, _jitter(rng, (220, 200, 150), spread, m), 8)
-            shore = np.clip(row - h - _b(_u(rng, 4, 8, m)) - np.sin(col / 3 + _b(_u(rng, 0, 6, m))), 0, 1)[..., None]
+            shore = np.clip(row - h - _per_image(_uniform(rng, 4, 8, m)) - np.sin(col / 3 + _per_image(_uniform(rng, 0, 6, m))), 0, 1)[..., None]
             out[sel] = _mix(day, _mix(sea, sand, shore[..., 0]), below[..., 0])
         elif name == "mountains":
-            period, phase = _b(_u(rng, 10, 18, m)), _b(_u(rng, 0, 20, m))
+            period, phase = _per_image(_uniform(rng, 10, 18, m)), _per_image(_uniform(rng, 0, 20, m))
             tri = np.abs(((col + phase) / period) % 1 - 0.5) * 2  # 0 at peaks
-            ridge = h - 2 + (tri - 1) * _b(_u(rng, 7, 12, m))
+            ridge = h - 2 + (tri - 1) * _per_image(_uniform(rng, 7, 12, m))
             rock = _background(rng, _jitter(rng, (110, 100, 95), spread, m), 10)
-            snow = np.clip(ridge + _b(_u(rng, 3, 5, m)) - row, 0, 1)
+            snow = np.clip(ridge + _per_image(_uniform(rng, 3, 5, m)) - row, 0, 1)
             rock = _mix(rock, np.float32(240), snow)
             out[sel] = _mix(day, rock, np.clip(row - ridge, 0, 1))
         elif name == "city skyline":
-            width = _b(_u(rng, 3, 6, m))
-            block = np.floor((col + _b(_u(rng, 0, 6, m))) / width).astype(np.intp)
-            heights = _u(rng, 4, 15, (m, 12))
-            top = h - heights[_b(np.arange(m)), np.minimum(block, 11)]
+            width = _per_image(_uniform(rng, 3, 6, m))
+            block = np.floor((col + _per_image(_uniform(rng, 0, 6, m))) / width).astype(np.intp)
+            heights = _uniform(rng, 4, 15, (m, 12))
+            top = h - heights[_per_image(np.arange(m)), np.minimum(block, 11)]
             wall = _jitter(rng, (70, 70, 80), spread, m)[:, None, None, :]
             lit = ((np.floor(row / 2) % 2 == 0) & (np.floor(col) % 2 == 0) & (rng.random((m, SIZE, SIZE)) < 0.5))
             wall = _mix(wall, np.float32([240, 220, 130]), lit.astype(np.float32))
@@ -980,7 +980,7 @@ def _render_scenes(rng: np.random.Generator, labels: np.ndarray, split: str) -> 
             out[sel] = _mix(_mix(day, wall, np.clip(row - top, 0, 1)), street, np.clip(row - h - 6, 0, 1))
         elif name == "forest":
             canopy = _jitter(rng, (40, 90, 40), spread, m)[:, None, None, :] + 30 * _smooth_field(rng, m, 10)
-            trunks = (np.cos(2 * np.pi * (col + _b(_u(rng, 0, 6, m))) / _b(_u(rng, 4, 7, m))) > 0.7)
+            trunks = (np.cos(2 * np.pi * (col + _per_image(_uniform(rng, 0, 6, m))) / _per_image(_uniform(rng, 4, 7, m))) > 0.7)
             trunks = (trunks & (row > h)).astype(np.float32)
             tops = h - 8 + 3 * _smooth_field(rng, m, 6)[..., 0]
             trees = _mix(canopy, np.float32([70, 50, 35]), trunks)
@@ -988,19 +988,19 @@ def _render_scenes(rng: np.random.Generator, labels: np.ndarray, split: str) -> 
         elif name == "snowy field":
             snow = _background(rng, _jitter(rng, (235, 240, 248), spread / 2, m), 6)
             posts = ((np.floor(col) % 7 == 3) & (row > h - 3) & (row < h + 3)).astype(np.float32)
-            out[sel] = _mix(_mix(day * 0.9 + 20, snow, below[..., 0]), np.float32(60), posts * _b(rng.random(m) < 0.5))
+            out[sel] = _mix(_mix(day * 0.9 + 20, snow, below[..., 0]), np.float32(60), posts * _per_image(rng.random(m) < 0.5))
         elif name == "night sky":
             sky = _background(rng, _jitter(rng, (15, 20, 55), spread / 2, m), 5)
             stars = (rng.random((m, SIZE, SIZE)) < 0.03).astype(np.float32)
             sky = _mix(sky, np.float32(240), stars)
-            mx, my = _u(rng, 6, 26, m), _u(rng, 4, 9, m)
-            moon = np.clip(3.5 - np.hypot(col - _b(mx), row - _b(my)), 0, 1)
+            mx, my = _uniform(rng, 6, 26, m), _uniform(rng, 4, 9, m)
+            moon = np.clip(3.5 - np.hypot(col - _per_image(mx), row - _per_image(my)), 0, 1)
             sky = _mix(sky, np.float32([240, 235, 200]), moon)
             ground = _jitter(rng, (20, 25, 20), spread / 2, m)[:, None, None, :]
             out[sel] = _mix(sky, ground, below[..., 0])
     if web:
         return out
-    tint = _u(rng, -20, 20, (n, 1, 1, 3))  # hour of the day, camera
+    tint = _uniform(rng, -20, 20, (n, 1, 1, 3))  # hour of the day, camera
     return out + tint
 
 
@@ -1016,13 +1016,13 @@ def _finish(imgs: np.ndarray, rng: np.random.Generator, noise: float, blur: floa
     """Random blur, contrast/brightness and pixel noise per image, then round to uint8."""
     shape = (len(imgs), 1, 1, 1)
     if blur:
-        imgs = imgs + _u(rng, 0, blur, shape) * (_box_blur(imgs) - imgs)
+        imgs = imgs + _uniform(rng, 0, blur, shape) * (_box_blur(imgs) - imgs)
     if jitter:
-        contrast, brightness = _u(rng, 1 - jitter, 1 + jitter, shape), _u(rng, -60, 60, shape)
+        contrast, brightness = _uniform(rng, 1 - jitter, 1 + jitter, shape), _uniform(rng, -60, 60, shape)
         imgs = (imgs - 128) * contrast + 128 + brightness * jitter
     if noise:  # grey (luminance) noise
         grain = rng.standard_normal(imgs.shape[:-1] + (1,), dtype=np.float32)
-        imgs = imgs + _u(rng, 0, noise, shape) * grain
+        imgs = imgs + _uniform(rng, 0, noise, shape) * grain
     return np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
 
 
