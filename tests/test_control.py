@@ -11,7 +11,7 @@ from tallmerge.clip.heads import Classifier, zeroshot_head
 from tallmerge.clip.models import create_clip, tokenizer
 from tallmerge.params import TrainConfig
 from tallmerge.clip.train import finetune
-from test_train import _small_task
+from helpers import small_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "study"))
 import control  # noqa: E402
@@ -32,7 +32,7 @@ def test_supports_are_disjoint_seeded_and_of_the_asked_fraction():
 
 
 def test_restricted_finetuning_moves_only_its_own_weights():
-    task, train, _ = _small_task(n=128)
+    task, train, _ = small_task(n=128)
     clip = create_clip("pocket-vit", seed=0)
     theta0 = {k: v.clone() for k, v in clip.visual.state_dict().items()}
     support = control.supports(clip.visual, 2, 0.5, seed=0)[1]

@@ -11,6 +11,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from helpers import random_hf_clip, run, save_hf_clip  # noqa: E402
 from tallmerge.clip import pretrained  # noqa: E402
 from tallmerge.clip.convert import (  # noqa: E402
     check_visual_state, convert_hf_clip, hf_clip_to_open_clip, hf_to_open_clip, import_checkpoint,
@@ -214,7 +215,6 @@ def test_missing_hf_key_is_named(hf):
 
 def test_import_command_converts_a_hf_checkpoint(hf, images, reference, tmp_path, capsys):
     from safetensors.torch import load_file
-    from test_merge_cli import run
 
     path = tmp_path / "pytorch_model.bin"
     torch.save(hf.state_dict(), path)
@@ -234,54 +234,6 @@ def test_a_hugging_face_folder_imports_as_its_weights_file(hf, images, reference
 
 
 # Whole CLIPModels as the pre-trained model.
-
-
-def hf_clip_config(cfg: dict, hidden_act: str = "quick_gelu"):
-    """The transformers CLIPConfig of the open_clip config ``cfg``; the end token is the largest
-    id (where open_clip pools), the start token the one below it."""
-    v, t = cfg["vision_cfg"], cfg["text_cfg"]
-    vocab = t["vocab_size"]
-    return transformers.CLIPConfig(
-        vision_config={
-            "image_size": v["image_size"],
-            "patch_size": v["patch_size"],
-            "hidden_size": v["width"],
-            "num_hidden_layers": v["layers"],
-            "num_attention_heads": v["width"] // v.get("head_width", 64),
-            "intermediate_size": int(v["width"] * v.get("mlp_ratio", 4.0)),
-            "hidden_act": hidden_act,
-        },
-        text_config={
-            "vocab_size": vocab,
-            "hidden_size": t["width"],
-            "num_hidden_layers": t["layers"],
-            "num_attention_heads": t["heads"],
-            "intermediate_size": int(t["width"] * t.get("mlp_ratio", 4.0)),
-            "max_position_embeddings": t["context_length"],
-            "hidden_act": hidden_act,
-            "bos_token_id": vocab - 2,
-            "eos_token_id": vocab - 1,
-            "pad_token_id": 0,
-        },
-        projection_dim=cfg["embed_dim"],
-    )
-
-
-def random_hf_clip(cfg: dict, hidden_act: str = "quick_gelu", seed: int = 0):
-    """A random CLIPModel for the open_clip config ``cfg``, every parameter perturbed."""
-    torch.manual_seed(seed)
-    model = transformers.CLIPModel(hf_clip_config(cfg, hidden_act)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model
-
-
-def save_hf_clip(model, folder):
-    """``save_pretrained`` into ``folder`` (config.json + model.safetensors); returns ``folder``."""
-    model.save_pretrained(folder)
-    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-    return folder
 
 
 @pytest.fixture(scope="module", params=["quick_gelu", "gelu"])

@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from reference import ref_merge
 from tallmerge.cli import main
-from test_merge import make_case, save_case
+from helpers import make_case, save_case
 
 SCALE = float(os.environ.get("TALLMERGE_FUZZ_SCALE", "1"))
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 from tallmerge.clip.convert import import_checkpoint
 from tallmerge.errors import TallmergeError
 from tallmerge.clip.models import create_clip
-from test_merge_cli import fails, run
+from helpers import fails, run
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from helpers import assert_same, make_case, save_case
 from reference import ref_magnitude_model, ref_merge, ref_tall_masks, ref_tall_model, ref_topk_threshold
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
@@ -15,60 +16,6 @@ from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.merging.statistics import magnitude_thresholds
 from tallmerge.merging.masks import MaskFile, usage_counts, write_masks, write_selection
 from tallmerge.merging.methods import magnitude_vectors, merge_files, tall_vectors
-
-SHAPES = {
-    "blocks.0.attn.weight": ((6, 5), torch.float32),
-    "blocks.0.attn.bias": ((7,), torch.float32),
-    "embed": ((3, 4), torch.float16),
-    "scale": ((), torch.float32),
-    "position_ids": ((4,), torch.int64),
-    "flags": ((3,), torch.bool),
-}
-
-
-def make_case(seed: int, tasks: int, dyadic: bool = True, zero_tasks: tuple[int, ...] = ()):
-    """A base and ``tasks`` fine-tuned state dicts; dyadic values are multiples of 1/8 in
-    [-2, 2] (many equal magnitudes); integer tensors differ per task (they must be ignored)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def values(shape, dtype):
-        if dtype == torch.bool:
-            return torch.randint(0, 2, shape, generator=g).bool()
-        if not dtype.is_floating_point:
-            return torch.randint(0, 100, shape, generator=g).to(dtype)
-        if dyadic:
-            return (torch.randint(-16, 17, shape, generator=g).float() / 8).to(dtype)
-        return torch.randn(shape, generator=g).to(dtype)
-
-    base = {k: values(shape, dtype) for k, (shape, dtype) in SHAPES.items()}
-    finetuned = []
-    for t in range(tasks):
-        if t in zero_tasks:
-            finetuned.append({k: v.clone() for k, v in base.items()})
-        else:
-            finetuned.append({k: values(shape, dtype) for k, (shape, dtype) in SHAPES.items()})
-    return base, finetuned
-
-
-def save_case(tmp_path, base, finetuned):
-    save_file(base, tmp_path / "base.safetensors")
-    paths = {}
-    for t, ft in enumerate(finetuned):
-        paths[f"task{t}"] = tmp_path / f"task{t}.safetensors"
-        save_file(ft, paths[f"task{t}"])
-    return tmp_path / "base.safetensors", paths
-
-
-def assert_same(actual: dict, expected: dict, exact: bool) -> None:
-    assert list(actual) == sorted(expected) or set(actual) == set(expected)
-    for key, want in expected.items():
-        got = actual[key]
-        assert got.dtype == want.dtype and got.shape == want.shape, key
-        if exact or not want.is_floating_point():
-            assert torch.equal(got, want), key
-        else:
-            torch.testing.assert_close(got.float(), want.float(), rtol=1e-5, atol=1e-5, msg=key)
-
 
 CASES = [
     ("average", {}),

@@ -4,9 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from helpers import fails, finetuned_args, make_case, run, save_case
 from reference import ref_merge
-from tallmerge.cli import main
-from test_merge import make_case, save_case
 
 
 @pytest.fixture
@@ -14,29 +13,6 @@ def case(tmp_path):
     base, finetuned = make_case(seed=31, tasks=3)
     base_path, paths = save_case(tmp_path, base, finetuned)
     return base, finetuned, base_path, paths
-
-
-def run(argv, capsys):
-    """Run the CLI; return (exit status, stdout, stderr)."""
-    try:
-        main([str(a) for a in argv])
-        status = 0
-    except SystemExit as e:
-        status = e.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def fails(argv, capsys, *needles):
-    status, _, err = run(argv, capsys)
-    assert status == 2, err
-    lines = err.strip().splitlines()
-    assert lines and all(n in lines[-1] for n in needles), err
-    return lines[-1]
-
-
-def finetuned_args(paths):
-    return ["--finetuned", *[f"{name}={path}" for name, path in paths.items()]]
 
 
 def test_merge_command(case, tmp_path, capsys):

@@ -19,8 +19,7 @@ from tallmerge.store.manifest import MANIFEST_DIGEST, VERSION, manifest_digest
 from tallmerge.merging import maths
 from tallmerge.cli import main
 from tallmerge.formats.files import clean_stale_temporaries, output_lock
-from test_merge import make_case, save_case
-from test_merge_cli import fails, finetuned_args, run
+from helpers import finetuned_args, make_case, run, save_case
 
 
 @pytest.fixture

@@ -111,7 +111,7 @@ def test_pretrain_stage_takes_a_hugging_face_clip_folder(tmp_path):
     from safetensors.torch import load_file
 
     pytest.importorskip("transformers")
-    from test_convert import random_hf_clip, save_hf_clip
+    from helpers import random_hf_clip, save_hf_clip
 
     from tallmerge.clip.models import CONFIG_DIR
 

@@ -20,8 +20,7 @@ from tallmerge.merging.masks import MaskFile, write_masks, write_selection
 from tallmerge.store.accounting import finetuned_gbit, projected_gbit
 from tallmerge.store.build import compress, magnitude_mask_source, tall_mask_source, tall_mask_source_at
 from tallmerge.store.reader import Store
-from test_merge import assert_same, make_case, save_case
-from test_merge_cli import fails, finetuned_args, run
+from helpers import assert_same, fails, finetuned_args, make_case, run, save_case
 
 
 @pytest.fixture

@@ -1,10 +1,9 @@
 import torch
 
-from tallmerge.clip.batches import ImageSplit
+from helpers import small_task
 from tallmerge.clip.heads import Classifier, zeroshot_head
 from tallmerge.clip.models import create_clip, image_stats, tokenizer
 from tallmerge.params import PretrainConfig, TrainConfig
-from tallmerge.tasks import get_task
 from tallmerge.tasks.web import caption_tokens, web_mix
 from tallmerge.clip.train import accuracy, batches, finetune, lr_factor, pretrain_clip
 
@@ -23,16 +22,8 @@ def test_batches_cover_each_epoch_without_repeats():
     assert sorted(flat[:10].tolist()) == list(range(10))
 
 
-def _small_task(name="colors", n=400):
-    task = get_task(name)
-    stats = image_stats(create_clip("pocket-vit"))
-    train = ImageSplit(*map(torch.from_numpy, task.generate("train", n, 0)), *stats)
-    test = ImageSplit(*map(torch.from_numpy, task.generate("test", 200, 0)), *stats)
-    return task, train, test
-
-
 def test_finetuning_moves_accuracy_up_and_is_deterministic():
-    task, train, test = _small_task()
+    task, train, test = small_task()
     cfg = TrainConfig(steps=40, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=4)
     results = []
     for _ in range(2):
