@@ -26,13 +26,27 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Self
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from tallmerge.errors import TallmergeError, one_line
+
+
+class Closable:
+    """A reader that is also a context manager: ``with Reader(path) as r:`` closes it on exit."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 _HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
 _TEMPORARY = re.compile(r"^\.(?P<target>.+)\.tallmerge-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|old)$")

@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 
 from tallmerge.errors import TallmergeError
-from tallmerge.formats.files import METADATA_KEY, atomic_write, parse_metadata, require_file
+from tallmerge.formats.files import METADATA_KEY, Closable, atomic_write, parse_metadata, require_file
 
 DTYPES = {
     "F64": torch.float64,
@@ -46,7 +46,7 @@ DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024
 
 
-class TensorFile:
+class TensorFile(Closable):
     """A safetensors file opened for tensor-by-tensor reading (use as a context manager)."""
 
     def __init__(self, path: str | os.PathLike):
@@ -160,12 +160,6 @@ class TensorFile:
 
     def close(self) -> None:
         self._file.close()
-
-    def __enter__(self) -> "TensorFile":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _naturals(values) -> bool:

@@ -22,12 +22,13 @@ import torch
 from tqdm import tqdm
 
 from tallmerge.errors import TallmergeError
+from tallmerge.formats.files import Closable
 from tallmerge.formats.tensorfile import TensorFile
 
 T = TypeVar("T")
 
 
-class Checkpoints:
+class Checkpoints(Closable):
     """A base checkpoint and T fine-tuned ones, validated against it up front.
 
     Every fine-tuned file must have exactly the base's keys, shapes and dtypes; values are
@@ -137,9 +138,3 @@ class Checkpoints:
     def close(self) -> None:
         for f in [self.base, *self.files]:
             f.close()
-
-    def __enter__(self) -> "Checkpoints":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -27,6 +27,7 @@ from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.merging.statistics import prepare_recipe
 from tallmerge.errors import TallmergeError
+from tallmerge.formats.files import Closable
 from tallmerge.formats.tensorfile import TensorFile, write_tensors
 
 FORMAT = "tallmerge.masks"
@@ -97,7 +98,7 @@ def _metadata(mtv: MultiTaskVector, lambdas: Mapping[str, Sequence[float]], shap
     }
 
 
-class MaskFile:
+class MaskFile(Closable):
     """A mask file opened for reading; validated on open."""
 
     def __init__(self, path: str | os.PathLike):
@@ -168,12 +169,6 @@ class MaskFile:
 
     def close(self) -> None:
         self._file.close()
-
-    def __enter__(self) -> "MaskFile":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _text(value) -> str:
