@@ -380,10 +380,12 @@ def _killed_writer(folder: Path, target: str) -> None:
 
 
 def test_temporaries_of_killed_runs_are_cleaned_by_the_next_run(case, tmp_path, capsys):
+    from tallmerge.formats.files import _HOST
+
     _, _, base_path, paths = case
     _killed_writer(tmp_path, "store")
     assert len(hidden(tmp_path)) == 2  # a folder and a file, both named after the dead process
-    mine = tmp_path / f".x.tallmerge-{__import__('tallmerge.formats.files').formats.files._HOST}-{os.getpid()}-0.tmp"
+    mine = tmp_path / f".x.tallmerge-{_HOST}-{os.getpid()}-0.tmp"
     mine.write_text("a live process's temporary")
     assert run(compress_args(base_path, paths, tmp_path / "store"), capsys)[0] == 0
     assert hidden(tmp_path) == [mine.name]  # the live one stays
