@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install repro test bench clean
+.PHONY: install repro lint test bench clean
 
 install: $(STAMP)
 
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 repro: install           ## run the pipeline (the offline pocket benchmark by default)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+lint: install            ## check formatting and lint rules (ruff; settings in pyproject.toml)
+	$(BIN)/ruff format --check
+	$(BIN)/ruff check
 
 test: install            ## run the test suite
 	$(BIN)/python -m pytest
