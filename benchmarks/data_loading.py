@@ -46,7 +46,9 @@ def images_per_s(split: DatasetSplit, batch: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
@@ -60,7 +62,9 @@ def main() -> None:
         index = torch.arange(len(paths))
         loading = {}
         for workers in sorted({0, args.workers}):
-            split = DatasetSplit(samples, index, torch.zeros(len(paths), dtype=torch.int64), image_transform(model), workers)
+            split = DatasetSplit(
+                samples, index, torch.zeros(len(paths), dtype=torch.int64), image_transform(model), workers
+            )
             images_per_s(split, args.batch)  # warm the page cache and the workers' imports
             loading[workers] = images_per_s(split, args.batch)
 
@@ -73,7 +77,9 @@ def main() -> None:
         inference = steps * args.batch / (time.perf_counter() - start)
 
     result = {
-        "model": "ViT-B-32", "image": "500x375 JPEG", "threads": torch.get_num_threads(),
+        "model": "ViT-B-32",
+        "image": "500x375 JPEG",
+        "threads": torch.get_num_threads(),
         "loading_images_per_s": {str(w): round(v, 1) for w, v in loading.items()},
         "inference_images_per_s": round(inference, 1),
         "loading_per_process_over_inference": round(loading[0] / inference, 2),

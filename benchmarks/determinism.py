@@ -60,14 +60,27 @@ def probe() -> dict:
     clip = create_clip("pocket-vit", seed=0)
     images, concepts, concept_list = web_mix(["colors", "shapes"], 256, seed=0)
     captions, counts = caption_tokens(concept_list, tokenizer("pocket-vit"))
-    pretrain_clip(clip, images, concepts, captions, counts, *image_stats(clip),
-                  PretrainConfig(steps=5, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=1, images=256), seed=0)
+    pretrain_clip(
+        clip,
+        images,
+        concepts,
+        captions,
+        counts,
+        *image_stats(clip),
+        PretrainConfig(steps=5, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=1, images=256),
+        seed=0,
+    )
     pretrained = fingerprint(clip.state_dict())
 
     task = get_task("colors")
     train = ImageSplit(*map(torch.from_numpy, task.generate("train", 256, 0)), *image_stats(clip))
     head = zeroshot_head(clip, tokenizer("pocket-vit"), task.classnames, task.templates)
-    finetune(Classifier(clip.visual, head), train, TrainConfig(steps=5, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=1), seed=0)
+    finetune(
+        Classifier(clip.visual, head),
+        train,
+        TrainConfig(steps=5, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=1),
+        seed=0,
+    )
     finetuned = fingerprint(clip.visual.state_dict())
 
     import numpy
@@ -86,7 +99,9 @@ def probe() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", type=Path, help="also write the record here")
     args = parser.parse_args()
     record = probe()

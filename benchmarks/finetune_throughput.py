@@ -42,11 +42,15 @@ def vit_forward_flops(visual) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=6, help="timed training steps (after 2 warm-up steps)")
-    parser.add_argument("--peak-tflops", type=float, help="the accelerator's dense bf16 peak, for the utilisation")
+    parser.add_argument(
+        "--peak-tflops", type=float, help="the accelerator's dense bf16 peak, for the utilisation"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -87,9 +91,14 @@ def main() -> None:
     classifier.to("cpu")
 
     result = {
-        "model": args.model, "image_size": size, "batch": args.batch, "device": str(rt.device),
-        "threads": torch.get_num_threads(), "train_images_per_s": round(train_ips, 2),
-        "eval_images_per_s": round(eval_ips, 2), "train_vs_eval": round(train_ips / eval_ips, 3),
+        "model": args.model,
+        "image_size": size,
+        "batch": args.batch,
+        "device": str(rt.device),
+        "threads": torch.get_num_threads(),
+        "train_images_per_s": round(train_ips, 2),
+        "eval_images_per_s": round(eval_ips, 2),
+        "train_vs_eval": round(train_ips / eval_ips, 3),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
     }
     if rt.device.type == "cuda":

@@ -44,7 +44,9 @@ def timed(fn):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mtv", choices=("ta", "ties"), default="ties")
     parser.add_argument("--vector-dtype", choices=tuple(VECTOR_DTYPES), default="bf16")
     parser.add_argument("--json", help="also write the results here")
@@ -52,8 +54,10 @@ def main() -> None:
 
     params = Params.load()
     dtype = VECTOR_DTYPES[args.vector_dtype]
-    with MaskFile(layout.selected_masks(args.mtv)) as masks, \
-            Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts:
+    with (
+        MaskFile(layout.selected_masks(args.mtv)) as masks,
+        Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts,
+    ):
         masks.check_matches(ckpts)
         selection = masks.selection()
         vectors = {key: v.to(dtype) for key, _, v in mtv_vectors(ckpts, masks.mtv)}
@@ -92,11 +96,17 @@ def main() -> None:
                 assert torch.equal(mask, stacks[key][t] & (vector != 0)), (key, t)
 
     _, t_dec = timed(decode_all)
-    results["tallmerge (context range coding)"] = {"bits": per_mask(coded), "encode_s": t_enc, "decode_all_tasks_s": t_dec}
+    results["tallmerge (context range coding)"] = {
+        "bits": per_mask(coded),
+        "encode_s": t_enc,
+        "decode_all_tasks_s": t_dec,
+    }
 
     base = results["packbits"]["bits"]
-    print(f"{tasks} tasks x {weights:,} weights, tau_MTL = {masks.mtv}, vector {args.vector_dtype}; "
-          f"merged vector non-zero at {100 * nonzero.mean():.1f}% of weights")
+    print(
+        f"{tasks} tasks x {weights:,} weights, tau_MTL = {masks.mtv}, vector {args.vector_dtype}; "
+        f"merged vector non-zero at {100 * nonzero.mean():.1f}% of weights"
+    )
     print(f"{'coding':<34} {'bits/weight/mask':>16} {'vs packbits':>12}  time")
     for name, r in results.items():
         r["ratio_vs_packbits"] = r["bits"] / base
@@ -104,8 +114,18 @@ def main() -> None:
         print(f"{name:<34} {r['bits']:>16.3f} {r['ratio_vs_packbits']:>12.3f}  {times}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"tasks": tasks, "weights": weights, "mtv": str(masks.mtv), "vector_dtype": args.vector_dtype,
-                       "nonzero_share": float(nonzero.mean()), "results": results}, f, indent=2)
+            json.dump(
+                {
+                    "tasks": tasks,
+                    "weights": weights,
+                    "mtv": str(masks.mtv),
+                    "vector_dtype": args.vector_dtype,
+                    "nonzero_share": float(nonzero.mean()),
+                    "results": results,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

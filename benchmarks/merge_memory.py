@@ -79,8 +79,18 @@ MEM_FRACTION = 0.75  # run the naive approach only if its estimated peak fits in
 # fixed part too, errs on the high side for larger T).
 NAIVE_FACTOR = {"consensus-ta": 3.8, "consensus-ties": 4.7}
 
-DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-               "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+DTYPE_NAMES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
 
 # --quick: a tiny visual-encoder-like layout (~1.7M parameters, 6.6 MB per checkpoint) with a
 # float16 and an integer entry, so the dtype handling of both approaches is exercised too.
@@ -92,11 +102,16 @@ QUICK_SPECS = [
         (f"transformer.resblocks.{i}.{name}", "F32", shape)
         for i in range(2)
         for name, shape in [
-            ("ln_1.weight", [256]), ("ln_1.bias", [256]),
-            ("attn.in_proj_weight", [768, 256]), ("attn.in_proj_bias", [768]),
-            ("attn.out_proj.weight", [256, 256]), ("attn.out_proj.bias", [256]),
-            ("mlp.c_fc.weight", [1024, 256]), ("mlp.c_fc.bias", [1024]),
-            ("mlp.c_proj.weight", [256, 1024]), ("mlp.c_proj.bias", [256]),
+            ("ln_1.weight", [256]),
+            ("ln_1.bias", [256]),
+            ("attn.in_proj_weight", [768, 256]),
+            ("attn.in_proj_bias", [768]),
+            ("attn.out_proj.weight", [256, 256]),
+            ("attn.out_proj.bias", [256]),
+            ("mlp.c_fc.weight", [1024, 256]),
+            ("mlp.c_fc.bias", [1024]),
+            ("mlp.c_proj.weight", [256, 1024]),
+            ("mlp.c_proj.bias", [256]),
         ]
     ],
     ("ln_post.weight", "F32", [256]),
@@ -122,8 +137,10 @@ def child_shapes(job: dict) -> dict:
         model = open_clip.create_model(job["model"], pretrained=None)
     finally:
         logging.disable(logging.NOTSET)
-    specs = [(k, names[str(v.dtype).removeprefix("torch.")], list(v.shape))
-             for k, v in model.visual.state_dict().items()]
+    specs = [
+        (k, names[str(v.dtype).removeprefix("torch.")], list(v.shape))
+        for k, v in model.visual.state_dict().items()
+    ]
     del model
     return {"specs": specs}
 
@@ -188,7 +205,7 @@ def naive_merge(method: str, base_path: str, task_paths: list[str], out_path: st
     for key, value in base.items():
         if value.is_floating_point():
             n = value.numel()
-            out[key] = merged[offset:offset + n].reshape(value.shape).to(value.dtype, copy=True)
+            out[key] = merged[offset : offset + n].reshape(value.shape).to(value.dtype, copy=True)
             offset += n
         else:
             out[key] = value
@@ -211,11 +228,16 @@ def run_child(kind: str, job: dict) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
     src = str(ROOT / "src")
     env["PYTHONPATH"] = src + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else src
-    proc = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps(job)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, json.dumps(job)], capture_output=True, text=True, env=env
+    )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        why = "killed by signal %d (out of memory?)" % -proc.returncode if proc.returncode < 0 else f"exit {proc.returncode}"
+        why = (
+            "killed by signal %d (out of memory?)" % -proc.returncode
+            if proc.returncode < 0
+            else f"exit {proc.returncode}"
+        )
         tail = [line[:200] for line in proc.stderr.strip().splitlines()[-3:]]
         return {"error": why + (": " + " | ".join(tail) if tail else "")}
     return json.loads(lines[-1])
@@ -314,7 +336,10 @@ def compare(path_a: Path, path_b: Path) -> dict:
     for key in a:
         x, y = a[key], b[key]
         if x.dtype != y.dtype or x.shape != y.shape:
-            return {"allclose": False, "why": f"'{key}': {x.dtype} {tuple(x.shape)} vs {y.dtype} {tuple(y.shape)}"}
+            return {
+                "allclose": False,
+                "why": f"'{key}': {x.dtype} {tuple(x.shape)} vs {y.dtype} {tuple(y.shape)}",
+            }
         identical &= torch.equal(x, y)
         if x.is_floating_point():
             close = torch.isclose(x.float(), y.float())
@@ -358,7 +383,18 @@ def _fmt(x, spec: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["model", "T", "method", "stream s", "stream GB", "naive s", "naive GB", "time s/n", "mem s/n", "outputs"]
+    head = [
+        "model",
+        "T",
+        "method",
+        "stream s",
+        "stream GB",
+        "naive s",
+        "naive GB",
+        "time s/n",
+        "mem s/n",
+        "outputs",
+    ]
     lines = []
     for r in rows:
         s, n = r["streaming"], r["naive"]
@@ -370,16 +406,28 @@ def table(rows: list[dict]) -> str:
             cells.append(f"failed ({n['error'].split(':')[0]})")
         else:
             check = r.get("check")
-            outputs = "-" if not check else "MISMATCH" if not check.get("allclose") else (
-                "identical" if check.get("identical") else "allclose")
-            cells += [f"{n['wall_s']:.1f}", f"{n['peak_rss_gb']:.2f}", _fmt(r.get("time_ratio"), ".2f"),
-                      _fmt(r.get("mem_ratio"), ".3f"), outputs]
+            outputs = (
+                "-"
+                if not check
+                else "MISMATCH"
+                if not check.get("allclose")
+                else ("identical" if check.get("identical") else "allclose")
+            )
+            cells += [
+                f"{n['wall_s']:.1f}",
+                f"{n['peak_rss_gb']:.2f}",
+                _fmt(r.get("time_ratio"), ".2f"),
+                _fmt(r.get("mem_ratio"), ".3f"),
+                outputs,
+            ]
         lines.append(cells)
     full = [c for c in lines if len(c) == len(head)]
     widths = [max([len(h)] + [len(c[i]) for c in (full if i >= 5 else lines)]) for i, h in enumerate(head)]
 
     def join(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i in (0, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            c.ljust(w) if i in (0, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
 
     out = [join(head)]
     for c in lines:
@@ -390,14 +438,28 @@ def table(rows: list[dict]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="ViT-B-32", help="open_clip model whose visual encoder shapes to use")
-    ap.add_argument("--tasks", type=int, nargs="+", default=[8, 14, 20], help="numbers of fine-tuned checkpoints T")
-    ap.add_argument("--methods", nargs="+", default=["consensus-ta", "consensus-ties"],
-                    choices=["consensus-ta", "consensus-ties"])
+    ap.add_argument(
+        "--tasks", type=int, nargs="+", default=[8, 14, 20], help="numbers of fine-tuned checkpoints T"
+    )
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=["consensus-ta", "consensus-ties"],
+        choices=["consensus-ta", "consensus-ties"],
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: a tiny custom layout, T = 3")
-    ap.add_argument("--workdir", type=Path, help="where to generate the checkpoints (default: a new temp folder)")
-    ap.add_argument("--keep", action="store_true", help="keep the generated checkpoints (reused by a later --workdir run)")
-    ap.add_argument("--json", type=Path, help=f"results file (default {DEFAULT_JSON.relative_to(ROOT)}; "
-                                              "with --quick, merge_memory.quick.json beside it)")
+    ap.add_argument(
+        "--workdir", type=Path, help="where to generate the checkpoints (default: a new temp folder)"
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the generated checkpoints (reused by a later --workdir run)"
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help=f"results file (default {DEFAULT_JSON.relative_to(ROOT)}; "
+        "with --quick, merge_memory.quick.json beside it)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", nargs=2, metavar=("KIND", "JOB"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -421,7 +483,9 @@ def main() -> int:
         specs = got["specs"]
     if min(tasks_list) < 2:
         ap.error("consensus merging needs T >= 2")
-    json_path = args.json or (DEFAULT_JSON.with_name("merge_memory.quick.json") if args.quick else DEFAULT_JSON)
+    json_path = args.json or (
+        DEFAULT_JSON.with_name("merge_memory.quick.json") if args.quick else DEFAULT_JSON
+    )
 
     import torch
 
@@ -430,9 +494,12 @@ def main() -> int:
     numel = sum(math.prod(s) for _, d, s in specs if getattr(torch, DTYPE_NAMES[d]).is_floating_point)
     ckpt_bytes = sum(math.prod(s) * itemsize[d] for _, d, s in specs)
     memory = meminfo("MemTotal")
-    print(f"{model}: {len(specs)} tensors, {numel:,} float parameters, checkpoint {ckpt_bytes / GB:.2f} GB; "
-          f"tasks {tasks_list}; MemTotal {memory / GB:.1f} GB (naive runs if its estimate is under "
-          f"{MEM_FRACTION * memory / GB:.1f} GB); {THREADS} torch threads per run", flush=True)
+    print(
+        f"{model}: {len(specs)} tensors, {numel:,} float parameters, checkpoint {ckpt_bytes / GB:.2f} GB; "
+        f"tasks {tasks_list}; MemTotal {memory / GB:.1f} GB (naive runs if its estimate is under "
+        f"{MEM_FRACTION * memory / GB:.1f} GB); {THREADS} torch threads per run",
+        flush=True,
+    )
 
     own_workdir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="merge_memory_")) if own_workdir else args.workdir
@@ -444,12 +511,17 @@ def main() -> int:
         paths = generate(specs, max(tasks_list), folder, args.seed)
         outs = {"stream": folder / "out-stream.safetensors", "naive": folder / "out-naive.safetensors"}
         for T in tasks_list:
-            files = paths[:T + 1]
+            files = paths[: T + 1]
             job_base = {"base": str(files[0]), "tasks": [str(p) for p in files[1:]]}
             matrix = T * numel * 4
             for method in args.methods:
-                row = {"model": model, "tasks": T, "method": method, "params": numel,
-                       "checkpoint_gb": ckpt_bytes / GB}
+                row = {
+                    "model": model,
+                    "tasks": T,
+                    "method": method,
+                    "params": numel,
+                    "checkpoint_gb": ckpt_bytes / GB,
+                }
                 print(f"T={T} {method}: streaming ...", end="", flush=True)
                 warm(files)
                 s = run_child("stream", {**job_base, "method": method, "out": str(outs["stream"])})
@@ -464,9 +536,15 @@ def main() -> int:
                 estimate = factors[method] * matrix
                 available = meminfo("MemAvailable") - 1e9  # whatever else runs on the machine keeps 1 GB
                 if estimate > MEM_FRACTION * memory or estimate > available:
-                    why = (f"{MEM_FRACTION:.0%} of MemTotal ({MEM_FRACTION * memory / GB:.1f} GB)"
-                           if estimate > MEM_FRACTION * memory else f"MemAvailable - 1 GB ({available / GB:.1f} GB) now")
-                    n = {"skipped": f"estimated peak {estimate / GB:.1f} GB > {why}", "estimate_gb": estimate / GB}
+                    why = (
+                        f"{MEM_FRACTION:.0%} of MemTotal ({MEM_FRACTION * memory / GB:.1f} GB)"
+                        if estimate > MEM_FRACTION * memory
+                        else f"MemAvailable - 1 GB ({available / GB:.1f} GB) now"
+                    )
+                    n = {
+                        "skipped": f"estimated peak {estimate / GB:.1f} GB > {why}",
+                        "estimate_gb": estimate / GB,
+                    }
                     print(f"; naive skipped ({n['skipped']})", flush=True)
                 else:
                     print("; naive ...", end="", flush=True)
@@ -503,8 +581,10 @@ def main() -> int:
     total = time.perf_counter() - started
     print()
     print(table(rows))
-    print(f"\ncheckpoint size: {ckpt_bytes / GB:.3f} GB ({numel:,} parameters, float32); "
-          f"ratios are streaming / naive; total run time {total:.0f} s")
+    print(
+        f"\ncheckpoint size: {ckpt_bytes / GB:.3f} GB ({numel:,} parameters, float32); "
+        f"ratios are streaming / naive; total run time {total:.0f} s"
+    )
     if model == "ViT-B-32":
         for r in rows:
             s = r["streaming"]
@@ -515,16 +595,33 @@ def main() -> int:
                 ok = "ok" if r["time_ratio"] <= 1.0 else "SLOWER than naive"
                 print(f"check: streaming / naive time, T=8 {r['method']}: {r['time_ratio']:.2f} ({ok})")
 
-    write_json_atomic({
-        "benchmark": "merge_memory",
-        "settings": {"model": model, "tasks": tasks_list, "methods": args.methods, "seed": args.seed,
-                     "lam": LAM, "k": K, "alpha": ALPHA, "ties_topk": TOPK, "threads": THREADS,
-                     "mem_total_gb": memory / GB, "naive_mem_fraction": MEM_FRACTION},
-        "checkpoint": {"params": numel, "tensors": len(specs), "gb": ckpt_bytes / GB},
-        "environment": {"python": sys.version.split()[0], "torch": torch.__version__, "cpus": os.cpu_count()},
-        "total_s": total,
-        "results": rows,
-    }, json_path)
+    write_json_atomic(
+        {
+            "benchmark": "merge_memory",
+            "settings": {
+                "model": model,
+                "tasks": tasks_list,
+                "methods": args.methods,
+                "seed": args.seed,
+                "lam": LAM,
+                "k": K,
+                "alpha": ALPHA,
+                "ties_topk": TOPK,
+                "threads": THREADS,
+                "mem_total_gb": memory / GB,
+                "naive_mem_fraction": MEM_FRACTION,
+            },
+            "checkpoint": {"params": numel, "tensors": len(specs), "gb": ckpt_bytes / GB},
+            "environment": {
+                "python": sys.version.split()[0],
+                "torch": torch.__version__,
+                "cpus": os.cpu_count(),
+            },
+            "total_s": total,
+            "results": rows,
+        },
+        json_path,
+    )
     print(f"results written to {json_path}")
     return 1 if failed else 0
 

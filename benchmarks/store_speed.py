@@ -95,8 +95,9 @@ def run_command(argv: list[str], inputs: list[Path]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(mm.THREADS), "MKL_NUM_THREADS": str(mm.THREADS)}
     src = str(ROOT / "src")
     env["PYTHONPATH"] = src + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else src
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(argv)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(argv)], capture_output=True, text=True, env=env
+    )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         tail = " | ".join(line[:200] for line in proc.stderr.strip().splitlines()[-3:])
@@ -120,17 +121,54 @@ def plan_runs(paths: list[Path], out: Path) -> list[dict]:
         folder = stores[dtype]
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
-    runs = [{"run": BASELINE, "files": paths,
-             "argv": ["merge", "task-arithmetic", *inputs, "--alpha", str(ALPHA), "--out", str(out / "merged.safetensors")]}]
+    runs = [
+        {
+            "run": BASELINE,
+            "files": paths,
+            "argv": [
+                "merge",
+                "task-arithmetic",
+                *inputs,
+                "--alpha",
+                str(ALPHA),
+                "--out",
+                str(out / "merged.safetensors"),
+            ],
+        }
+    ]
     for dtype in stores:
-        runs.append({"run": f"compress {dtype}", "files": paths,
-                     "argv": ["compress", *inputs, "--lambda", str(LAM), "--mtv", "ta", "--vector-dtype", dtype,
-                              "--out", str(stores[dtype])]})
-    for label, index, dtype in [("first", 0, "bf16"), ("last", len(tasks) - 1, "bf16"), ("last (fp32)", len(tasks) - 1, "fp32")]:
+        runs.append(
+            {
+                "run": f"compress {dtype}",
+                "files": paths,
+                "argv": [
+                    "compress",
+                    *inputs,
+                    "--lambda",
+                    str(LAM),
+                    "--mtv",
+                    "ta",
+                    "--vector-dtype",
+                    dtype,
+                    "--out",
+                    str(stores[dtype]),
+                ],
+            }
+        )
+    for label, index, dtype in [
+        ("first", 0, "bf16"),
+        ("last", len(tasks) - 1, "bf16"),
+        ("last (fp32)", len(tasks) - 1, "fp32"),
+    ]:
         rebuilt = out / f"{names[index]}-{dtype}.safetensors"
-        runs.append({"run": f"reconstruct {label}", "files": lambda d=dtype: store_files(d),
-                     "argv": ["reconstruct", str(stores[dtype]), "--task", names[index], "--out", str(rebuilt)],
-                     "check": {"rebuilt": rebuilt, "task": index, "vector_dtype": dtype}})
+        runs.append(
+            {
+                "run": f"reconstruct {label}",
+                "files": lambda d=dtype: store_files(d),
+                "argv": ["reconstruct", str(stores[dtype]), "--task", names[index], "--out", str(rebuilt)],
+                "check": {"rebuilt": rebuilt, "task": index, "vector_dtype": dtype},
+            }
+        )
     return runs
 
 
@@ -141,7 +179,9 @@ def checked_keys(specs: list) -> list[str]:
     return [key for key, dtype, _ in specs if key in chosen or dtype not in FLOAT_DTYPES]
 
 
-def check_reconstruction(rebuilt: Path, paths: list[Path], task: int, vector_dtype: str, keys: list[str]) -> dict:
+def check_reconstruction(
+    rebuilt: Path, paths: list[Path], task: int, vector_dtype: str, keys: list[str]
+) -> dict:
     """Compare ``rebuilt`` with theta_0 + m_t * v computed from the checkpoints, tensor by tensor."""
     import torch
     from safetensors import safe_open
@@ -149,7 +189,9 @@ def check_reconstruction(rebuilt: Path, paths: list[Path], task: int, vector_dty
     from tallmerge.store.manifest import VECTOR_DTYPES
 
     with ExitStack() as stack:
-        out, base, *tasks = (stack.enter_context(safe_open(str(p), framework="pt")) for p in [rebuilt, *paths])
+        out, base, *tasks = (
+            stack.enter_context(safe_open(str(p), framework="pt")) for p in [rebuilt, *paths]
+        )
         if set(out.keys()) != set(base.keys()):
             return {"exact": False, "why": "the rebuilt model's keys differ from the base's"}
         for key in keys:
@@ -173,9 +215,12 @@ def store_sizes(store: Path, finetuned_bytes: int, weights: int, tasks: int) -> 
     nbytes = {part: int(entry["bytes"]) for part, entry in files.items()}
     nbytes["manifest"] = (store / "manifest.json").stat().st_size
     nbytes["total"] = sum(nbytes.values())
-    return {"bytes": nbytes, "fraction_of_finetuned": nbytes["total"] / finetuned_bytes,
-            "vector_bits_per_weight": 8 * nbytes["vector"] / weights,
-            "mask_bits_per_weight": 8 * nbytes["masks"] / (weights * tasks)}
+    return {
+        "bytes": nbytes,
+        "fraction_of_finetuned": nbytes["total"] / finetuned_bytes,
+        "vector_bits_per_weight": 8 * nbytes["vector"] / weights,
+        "mask_bits_per_weight": 8 * nbytes["masks"] / (weights * tasks),
+    }
 
 
 # -- reporting -------------------------------------------------------------------------------------
@@ -197,16 +242,25 @@ def sizes_table(stores: dict, finetuned_bytes: int) -> str:
     parts = ["base", "vector", "masks", "manifest", "total"]
     lines = [["store", *parts, "% fine-tuned", "vector b/w", "mask b/w"]]
     for name, s in stores.items():
-        lines.append([name, *(f"{s['bytes'][p]:,}" for p in parts), f"{100 * s['fraction_of_finetuned']:.1f}",
-                      f"{s['vector_bits_per_weight']:.2f}", f"{s['mask_bits_per_weight']:.3f}"])
+        lines.append(
+            [
+                name,
+                *(f"{s['bytes'][p]:,}" for p in parts),
+                f"{100 * s['fraction_of_finetuned']:.1f}",
+                f"{s['vector_bits_per_weight']:.2f}",
+                f"{s['mask_bits_per_weight']:.3f}",
+            ]
+        )
     lines.append(["fine-tuned", "", "", "", "", f"{finetuned_bytes:,}", "100.0", "", ""])
     return _columns(lines)
 
 
 def _columns(lines: list[list[str]]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-                     for line in lines)
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+        for line in lines
+    )
 
 
 # -- the benchmark ---------------------------------------------------------------------------------
@@ -216,7 +270,11 @@ def measure(runs: list[dict], paths: list[Path], keys: list[str]) -> list[dict]:
     for run in runs:
         print(f"{run['run']} ...", end="", flush=True)
         files = run["files"]() if callable(run["files"]) else run["files"]
-        row = {"run": run["run"], "command": "tallmerge " + " ".join(run["argv"]), **run_command(run["argv"], files)}
+        row = {
+            "run": run["run"],
+            "command": "tallmerge " + " ".join(run["argv"]),
+            **run_command(run["argv"], files),
+        }
         if "error" in row:
             print(f" FAILED: {row['error']}", flush=True)
             rows.append(row)
@@ -239,10 +297,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="ViT-B-32", help="open_clip model whose visual encoder shapes to use")
     ap.add_argument("--tasks", type=int, default=8, help="number of fine-tuned checkpoints T")
-    ap.add_argument("--quick", action="store_true", help=f"smoke run: a tiny custom layout, T = {QUICK_TASKS}")
-    ap.add_argument("--workdir", type=Path, help="where to generate the checkpoints (default: a new temp folder)")
-    ap.add_argument("--keep", action="store_true", help="keep the generated checkpoints (reused by a later --workdir run)")
-    ap.add_argument("--json", type=Path, help=f"results file (default {DEFAULT_JSON.relative_to(ROOT)}; none with --quick)")
+    ap.add_argument(
+        "--quick", action="store_true", help=f"smoke run: a tiny custom layout, T = {QUICK_TASKS}"
+    )
+    ap.add_argument(
+        "--workdir", type=Path, help="where to generate the checkpoints (default: a new temp folder)"
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the generated checkpoints (reused by a later --workdir run)"
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help=f"results file (default {DEFAULT_JSON.relative_to(ROOT)}; none with --quick)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", metavar="ARGV", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -269,8 +337,11 @@ def main() -> int:
 
     weights = sum(math.prod(s) for _, d, s in specs if d in FLOAT_DTYPES)
     keys = checked_keys(specs)
-    print(f"{model}: {len(specs)} tensors, {weights:,} float parameters; T = {tasks}; lambda {LAM}; "
-          f"{mm.THREADS} torch threads per run", flush=True)
+    print(
+        f"{model}: {len(specs)} tensors, {weights:,} float parameters; T = {tasks}; lambda {LAM}; "
+        f"{mm.THREADS} torch threads per run",
+        flush=True,
+    )
 
     own_workdir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="store_speed_")) if own_workdir else args.workdir
@@ -281,8 +352,11 @@ def main() -> int:
         shutil.rmtree(out, ignore_errors=True)
         rows = measure(plan_runs(paths, out), paths, keys)
         finetuned_bytes = sum(p.stat().st_size for p in paths[1:])
-        stores = {d: store_sizes(out / f"store-{d}", finetuned_bytes, weights, tasks)
-                  for d in ("fp32", "bf16") if (out / f"store-{d}" / "manifest.json").is_file()}
+        stores = {
+            d: store_sizes(out / f"store-{d}", finetuned_bytes, weights, tasks)
+            for d in ("fp32", "bf16")
+            if (out / f"store-{d}" / "manifest.json").is_file()
+        }
     finally:
         shutil.rmtree(out, ignore_errors=True)
         if not args.keep:
@@ -293,24 +367,43 @@ def main() -> int:
     total = time.perf_counter() - started
     print()
     print(runs_table(rows))
-    print(f"\ntime x, mem x: wall time and peak RSS over the baseline '{BASELINE}' (one task-arithmetic pass)")
+    print(
+        f"\ntime x, mem x: wall time and peak RSS over the baseline '{BASELINE}' (one task-arithmetic pass)"
+    )
     print("\nstore size on disk, bytes (b/w: bits per weight; per task for the masks):")
     print(sizes_table(stores, finetuned_bytes))
-    print("random task vectors make random masks: these sizes and bits per weight are NOT representative "
-          f"of real TALL masks (see benchmarks/mask_coding.py); total run time {total:.0f} s")
+    print(
+        "random task vectors make random masks: these sizes and bits per weight are NOT representative "
+        f"of real TALL masks (see benchmarks/mask_coding.py); total run time {total:.0f} s"
+    )
 
     if json_path is not None:
-        mm.write_json_atomic({
-            "benchmark": "store_speed",
-            "settings": {"model": model, "tasks": tasks, "seed": args.seed, "lam": LAM, "alpha": ALPHA, "mtv": "ta",
-                         "threads": mm.THREADS, "checked_keys": keys},
-            "checkpoint": {"params": weights, "tensors": len(specs), "finetuned_bytes": finetuned_bytes},
-            "environment": {"python": sys.version.split()[0], "torch": torch.__version__, "cpus": os.cpu_count()},
-            "total_s": total,
-            "runs": rows,
-            "stores": stores,
-            "note": "random task vectors: store sizes and mask bits per weight are not representative",
-        }, json_path)
+        mm.write_json_atomic(
+            {
+                "benchmark": "store_speed",
+                "settings": {
+                    "model": model,
+                    "tasks": tasks,
+                    "seed": args.seed,
+                    "lam": LAM,
+                    "alpha": ALPHA,
+                    "mtv": "ta",
+                    "threads": mm.THREADS,
+                    "checked_keys": keys,
+                },
+                "checkpoint": {"params": weights, "tensors": len(specs), "finetuned_bytes": finetuned_bytes},
+                "environment": {
+                    "python": sys.version.split()[0],
+                    "torch": torch.__version__,
+                    "cpus": os.cpu_count(),
+                },
+                "total_s": total,
+                "runs": rows,
+                "stores": stores,
+                "note": "random task vectors: store sizes and mask bits per weight are not representative",
+            },
+            json_path,
+        )
         print(f"results written to {json_path}")
     failed = any("error" in r or not r.get("check", {"exact": True})["exact"] for r in rows)
     return 1 if failed or len(stores) < 2 else 0

@@ -40,9 +40,11 @@ def main() -> None:
     bench = Benchmark.from_params(params)
     reference = {split: reference_top1(layout.method_metrics_path("finetuned"), split) for split in SPLITS}
     layout.MODELS.mkdir(exist_ok=True)
-    with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts, \
-            MaskFile(layout.selected_masks(config.mtv)) as masks, \
-            temporary_dir(layout.MODELS / "compress") as scratch:
+    with (
+        Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts,
+        MaskFile(layout.selected_masks(config.mtv)) as masks,
+        temporary_dir(layout.MODELS / "compress") as scratch,
+    ):
         stores = {}
         for dtype in config.vector_dtype:
             compress(Path(scratch) / dtype, ckpts, tall_mask_source(masks, ckpts), dtype)
@@ -59,17 +61,32 @@ def main() -> None:
 
     chosen = stores[kept]
     bits = chosen["bits_per_weight"]
-    write_json({
-        "store": str(layout.STORE), "mtv": config.mtv, "vector_dtype": kept,
-        "bytes": {"finetuned": chosen["finetuned_bytes"], **chosen["bytes"]},
-        "bits_per_weight": bits,
-        **{k: chosen[k] for k in ("avg_top1_val", "avg_top1_test", "avg_normalized_val", "avg_normalized_test")},
-        "projected_gbit_vit_b32_20tasks": round(projected_gbit("ViT-B-32", 20, bits["vector"], bits["mask"]), 3),
-        "projected_gbit_vit_l14_20tasks": round(projected_gbit("ViT-L-14", 20, bits["vector"], bits["mask"]), 3),
-        "accuracy": chosen["accuracy"],
-        "stores": {**{f"tall-{config.mtv} {d}": s for d, s in stores.items()}, f"magnitude-masking {kept}": magnitude},
-        "magnitude_topk": topk,
-    }, layout.COMPRESSION)
+    write_json(
+        {
+            "store": str(layout.STORE),
+            "mtv": config.mtv,
+            "vector_dtype": kept,
+            "bytes": {"finetuned": chosen["finetuned_bytes"], **chosen["bytes"]},
+            "bits_per_weight": bits,
+            **{
+                k: chosen[k]
+                for k in ("avg_top1_val", "avg_top1_test", "avg_normalized_val", "avg_normalized_test")
+            },
+            "projected_gbit_vit_b32_20tasks": round(
+                projected_gbit("ViT-B-32", 20, bits["vector"], bits["mask"]), 3
+            ),
+            "projected_gbit_vit_l14_20tasks": round(
+                projected_gbit("ViT-L-14", 20, bits["vector"], bits["mask"]), 3
+            ),
+            "accuracy": chosen["accuracy"],
+            "stores": {
+                **{f"tall-{config.mtv} {d}": s for d, s in stores.items()},
+                f"magnitude-masking {kept}": magnitude,
+            },
+            "magnitude_topk": topk,
+        },
+        layout.COMPRESSION,
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ def main(mtv: str) -> None:
     merged = apply(base, vector, alpha)
     save_visual(merged, params.arch, layout.merged(method), method=method, alpha=alpha, k=options["k"])
     rows = bench.rows(lambda task: merged, known)
-    write_json(method_result(method, rows, {"alpha": alpha, "k": options["k"]}, search=search, overlap=used_by),
-               layout.method_metrics_path(method))
+    write_json(
+        method_result(method, rows, {"alpha": alpha, "k": options["k"]}, search=search, overlap=used_by),
+        layout.method_metrics_path(method),
+    )
 
 
 if __name__ == "__main__":

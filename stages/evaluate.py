@@ -12,7 +12,9 @@ def main() -> None:
     params = Params.load()
     bench = Benchmark.from_params(params)
     zeroshot = bench.load(layout.PRETRAINED_VISUAL)
-    write_json(method_result("zeroshot", bench.rows(lambda task: zeroshot)), layout.method_metrics_path("zeroshot"))
+    write_json(
+        method_result("zeroshot", bench.rows(lambda task: zeroshot)), layout.method_metrics_path("zeroshot")
+    )
     finetuned = bench.rows(lambda task: bench.load(layout.finetuned(task)))
     write_json(method_result("finetuned", finetuned), layout.method_metrics_path("finetuned"))
 

@@ -19,7 +19,10 @@ def main() -> None:
     row = {task: i for i, task in enumerate(params.tasks)}
     bench = Benchmark.from_params(params)
     rows = bench.rows(lambda task: apply(base, {k: v[row[task]] for k, v in vectors.items()}))
-    write_json(method_result("magnitude-masking", rows, {"topk": topk}), layout.method_metrics_path("magnitude-masking"))
+    write_json(
+        method_result("magnitude-masking", rows, {"topk": topk}),
+        layout.method_metrics_path("magnitude-masking"),
+    )
 
 
 if __name__ == "__main__":

@@ -27,11 +27,15 @@ def main(method: str) -> None:
         alpha, search, known = merge_plan.alpha_for(len(params.tasks)), [], {}
     else:
         reference = reference_top1(layout.method_metrics_path("finetuned"))
-        alpha, search, known = search_alpha(bench, lambda a: apply(base, vector, a), options["alpha"], reference)
+        alpha, search, known = search_alpha(
+            bench, lambda a: apply(base, vector, a), options["alpha"], reference
+        )
     merged = apply(base, vector, alpha)
     save_visual(merged, params.arch, layout.merged(method), method=method, alpha=alpha)
     rows = bench.rows(lambda task: merged, known)
-    write_json(method_result(method, rows, {"alpha": alpha}, search=search), layout.method_metrics_path(method))
+    write_json(
+        method_result(method, rows, {"alpha": alpha}, search=search), layout.method_metrics_path(method)
+    )
 
 
 if __name__ == "__main__":

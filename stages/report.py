@@ -8,8 +8,18 @@ from tallmerge import layout
 from tallmerge.errors import exit_on_error
 from tallmerge.formats.files import atomic_write, read_json, write_csv, write_json
 from tallmerge.params import Params
-from tallmerge.results.report import (METHODS, accuracy_frame, alpha_curves, comparison, compression_summary, lambda_curves,
-                              markdown, overlap_shares, storage, summary)
+from tallmerge.results.report import (
+    METHODS,
+    accuracy_frame,
+    alpha_curves,
+    comparison,
+    compression_summary,
+    lambda_curves,
+    markdown,
+    overlap_shares,
+    storage,
+    summary,
+)
 
 
 def main() -> None:

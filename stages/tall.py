@@ -18,8 +18,10 @@ from tallmerge.params import Params
 def main(mtv: str) -> None:
     params = Params.load()
     bench = Benchmark.from_params(params)
-    with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts, \
-            MaskFile(layout.masks(mtv)) as masks:
+    with (
+        Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts,
+        MaskFile(layout.masks(mtv)) as masks,
+    ):
         masks.check_matches(ckpts)
         base, tau_mtl = to_state(ckpts, mtv_vectors(ckpts, masks.mtv))
 
@@ -29,7 +31,10 @@ def main(mtv: str) -> None:
         chosen, search, known = search_lambda(bench, rebuilt, masks.lambdas)
         write_selection(masks, chosen, layout.selected_masks(mtv))
         rows = bench.rows(lambda task: rebuilt(task, masks.lambdas[task].index(chosen[task])), known)
-    write_json(method_result(f"tall-{mtv}", rows, {"lambda": chosen}, search=search), layout.method_metrics_path(f"tall-{mtv}"))
+    write_json(
+        method_result(f"tall-{mtv}", rows, {"lambda": chosen}, search=search),
+        layout.method_metrics_path(f"tall-{mtv}"),
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPER = {"standard": {"finetuned": 92.8, "ta": 71.5, "ta_normalized": 77.0},
-         "controlled": {"finetuned": 89.8, "ta": 68.8, "ta_normalized": 76.6}}
+PAPER = {
+    "standard": {"finetuned": 92.8, "ta": 71.5, "ta_normalized": 77.0},
+    "controlled": {"finetuned": 89.8, "ta": 68.8, "ta_normalized": 76.6},
+}
 
 
 class Restricted(nn.Module):
@@ -52,10 +54,15 @@ class Restricted(nn.Module):
 def supports(encoder: nn.Module, tasks: int, fraction: float, seed: int) -> list[dict[str, torch.Tensor]]:
     """Per task, {parameter name: bool mask of the weights it may train}; disjoint across tasks."""
     if not 0 < fraction * tasks <= 1 + 1e-9:
-        raise SystemExit(f"error: --fraction {fraction} x {tasks} tasks must be in (0, 1] for disjoint subsets")
+        raise SystemExit(
+            f"error: --fraction {fraction} x {tasks} tasks must be in (0, 1] for disjoint subsets"
+        )
     generator = torch.Generator().manual_seed(seed)
     draws = {name: torch.rand(p.shape, generator=generator) for name, p in encoder.named_parameters()}
-    return [{name: (u >= t * fraction) & (u < (t + 1) * fraction) for name, u in draws.items()} for t in range(tasks)]
+    return [
+        {name: (u >= t * fraction) & (u < (t + 1) * fraction) for name, u in draws.items()}
+        for t in range(tasks)
+    ]
 
 
 def restrict(encoder: nn.Module, support: dict[str, torch.Tensor]) -> None:
@@ -74,8 +81,12 @@ def release(encoder: nn.Module) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fraction", type=float, help="share of the weights each task may train (default 1/T)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--fraction", type=float, help="share of the weights each task may train (default 1/T)"
+    )
     args = parser.parse_args()
 
     from tallmerge import layout
@@ -94,13 +105,26 @@ def main() -> None:
     fraction = args.fraction or 1.0 / len(tasks)
     out = Path("models/control")
     theta0, _ = load_tensors(layout.PRETRAINED_VISUAL)
-    masks = supports(load_clip(arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT).visual, len(tasks), fraction, seed)
+    masks = supports(
+        load_clip(arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT).visual, len(tasks), fraction, seed
+    )
     for t, task in enumerate(tasks):
         model = load_clip(arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT)
-        split = split_for(TaskData(layout.task_data(task), params.data.root), "train", model, train=True, workers=params.data.workers)
+        split = split_for(
+            TaskData(layout.task_data(task), params.data.root),
+            "train",
+            model,
+            train=True,
+            workers=params.data.workers,
+        )
         restrict(model.visual, masks[t])
-        finetune(Classifier(model.visual, load_head(layout.head(task))), split, params.finetune(task), seed,
-                 desc=f"controlled {task}")
+        finetune(
+            Classifier(model.visual, load_head(layout.head(task))),
+            split,
+            params.finetune(task),
+            seed,
+            desc=f"controlled {task}",
+        )
         release(model.visual)
         state = model.visual.state_dict()
         moved = sum(int((state[k] != theta0[k]).sum()) for k in masks[t])
@@ -113,7 +137,11 @@ def main() -> None:
     controlled = {task: bench.load(out / f"{task}.safetensors") for task in tasks}
     finetuned_rows = bench.rows(lambda task: controlled[task])
     reference = {r["task"]: r["top1"] for r in finetuned_rows if r["split"] == "val"}
-    vector = {k: sum(controlled[t][k].float() - theta0[k].float() for t in tasks) for k in theta0 if theta0[k].is_floating_point()}
+    vector = {
+        k: sum(controlled[t][k].float() - theta0[k].float() for t in tasks)
+        for k in theta0
+        if theta0[k].is_floating_point()
+    }
     grid = params.merge_options("task-arithmetic")["alpha"]
     alpha, curve, known = search_alpha(bench, lambda a: apply(theta0, vector, a), grid, reference)
     merged = apply(theta0, vector, alpha)
@@ -130,12 +158,22 @@ def main() -> None:
     standard_ta = json.loads(Path(layout.method_metrics_path("task-arithmetic")).read_text())
     controlled_ft_test = {r["task"]: r["top1"] for r in finetuned_rows if r["split"] == "test"}
     report = {
-        "fraction": fraction, "tasks": tasks, "seed": seed,
-        "standard": {"finetuned": {"avg_top1_test": round(sum(standard_ft_test.values()) / len(tasks), 2)},
-                     "task-arithmetic": {**averages(standard_ta["accuracy"], standard_ft_test),
-                                         "alpha": standard_ta["selected"]["alpha"]}},
-        "controlled": {"finetuned": averages(finetuned_rows), "task-arithmetic": {**averages(ta_rows, controlled_ft_test), "alpha": alpha},
-                       "accuracy": {"finetuned": finetuned_rows, "task-arithmetic": ta_rows}, "alpha_curve": curve},
+        "fraction": fraction,
+        "tasks": tasks,
+        "seed": seed,
+        "standard": {
+            "finetuned": {"avg_top1_test": round(sum(standard_ft_test.values()) / len(tasks), 2)},
+            "task-arithmetic": {
+                **averages(standard_ta["accuracy"], standard_ft_test),
+                "alpha": standard_ta["selected"]["alpha"],
+            },
+        },
+        "controlled": {
+            "finetuned": averages(finetuned_rows),
+            "task-arithmetic": {**averages(ta_rows, controlled_ft_test), "alpha": alpha},
+            "accuracy": {"finetuned": finetuned_rows, "task-arithmetic": ta_rows},
+            "alpha_curve": curve,
+        },
         "paper_vit_b32_8_tasks": PAPER,
     }
     write_json(report, ROOT / "reports" / "control.json")
@@ -145,29 +183,31 @@ def main() -> None:
 
 def markdown(report: dict) -> str:
     s, c, p = report["standard"], report["controlled"], report["paper_vit_b32_8_tasks"]
-    return "\n".join([
-        "# Control experiment: fine-tuning each task on its own disjoint weights",
-        "",
-        "Written by `python study/control.py` (after `dvc repro`); do not edit by hand. Each task is",
-        f"fine-tuned again on its own random {report['fraction']:.4f} of the image encoder's weights (disjoint",
-        "across tasks, seeded), everything else as in the pipeline; Task Arithmetic merges each set, alpha",
-        "chosen on validation. Test top-1 averaged over tasks, normalized by each set's own fine-tuned",
-        "accuracy in parentheses.",
-        "",
-        "| fine-tuning | fine-tuned | Task Arithmetic | alpha | paper (ViT-B/32, 8 tasks): fine-tuned | paper: Task Arithmetic |",
-        "|---|---|---|---|---|---|",
-        f"| standard | {s['finetuned']['avg_top1_test']:.1f} | {s['task-arithmetic']['avg_top1_test']:.1f} "
-        f"({s['task-arithmetic']['avg_normalized_test']:.1f}) | {s['task-arithmetic']['alpha']} | {p['standard']['finetuned']} "
-        f"| {p['standard']['ta']} ({p['standard']['ta_normalized']}) |",
-        f"| controlled (disjoint subsets) | {c['finetuned']['avg_top1_test']:.1f} | {c['task-arithmetic']['avg_top1_test']:.1f} "
-        f"({c['task-arithmetic']['avg_normalized_test']:.1f}) | {c['task-arithmetic']['alpha']} | {p['controlled']['finetuned']} "
-        f"| {p['controlled']['ta']} ({p['controlled']['ta_normalized']}) |",
-        "",
-        "The paper's reading: restricting tasks to separate weights does not remove the loss of merging",
-        "(77.0 vs 76.6 normalized), so the loss is not about weights shared between tasks but about each",
-        "task's weights being disturbed by the others' updates, which is what TALL masks undo.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Control experiment: fine-tuning each task on its own disjoint weights",
+            "",
+            "Written by `python study/control.py` (after `dvc repro`); do not edit by hand. Each task is",
+            f"fine-tuned again on its own random {report['fraction']:.4f} of the image encoder's weights (disjoint",
+            "across tasks, seeded), everything else as in the pipeline; Task Arithmetic merges each set, alpha",
+            "chosen on validation. Test top-1 averaged over tasks, normalized by each set's own fine-tuned",
+            "accuracy in parentheses.",
+            "",
+            "| fine-tuning | fine-tuned | Task Arithmetic | alpha | paper (ViT-B/32, 8 tasks): fine-tuned | paper: Task Arithmetic |",
+            "|---|---|---|---|---|---|",
+            f"| standard | {s['finetuned']['avg_top1_test']:.1f} | {s['task-arithmetic']['avg_top1_test']:.1f} "
+            f"({s['task-arithmetic']['avg_normalized_test']:.1f}) | {s['task-arithmetic']['alpha']} | {p['standard']['finetuned']} "
+            f"| {p['standard']['ta']} ({p['standard']['ta_normalized']}) |",
+            f"| controlled (disjoint subsets) | {c['finetuned']['avg_top1_test']:.1f} | {c['task-arithmetic']['avg_top1_test']:.1f} "
+            f"({c['task-arithmetic']['avg_normalized_test']:.1f}) | {c['task-arithmetic']['alpha']} | {p['controlled']['finetuned']} "
+            f"| {p['controlled']['ta']} ({p['controlled']['ta_normalized']}) |",
+            "",
+            "The paper's reading: restricting tasks to separate weights does not remove the loss of merging",
+            "(77.0 vs 76.6 normalized), so the loss is not about weights shared between tasks but about each",
+            "task's weights being disturbed by the others' updates, which is what TALL masks undo.",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

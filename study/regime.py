@@ -68,15 +68,22 @@ def run(name: str, keep: bool) -> dict:
     if name not in candidates:
         raise SystemExit(f"error: {CANDIDATES}: no candidate '{name}' (have: {', '.join(candidates)})")
     candidate = candidates[name]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     scratch = Path(tempfile.mkdtemp(prefix=f"tallmerge-regime-{name}-"))
     work = scratch / "repo"
-    subprocess.run(["git", "worktree", "add", "--detach", str(work), commit], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(work), commit], cwd=ROOT, check=True, capture_output=True
+    )
     try:
         params = apply(yaml.safe_load((work / "params.yaml").read_text()), candidate.get("set") or {})
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               "PYTHONUNBUFFERED": "1"}  # DVC's lines arrive as they are printed: they time the stages
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONUNBUFFERED": "1",
+        }  # DVC's lines arrive as they are printed: they time the stages
         stages, total = _repro(work, env, scratch / "repro.log")
         record = _record(name, candidate, work, commit, stages, total)
     finally:
@@ -93,8 +100,14 @@ def _repro(work: Path, env: dict, log: Path) -> tuple[dict, float]:
     stages, current, started = {}, None, time.monotonic()
     t0 = started
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--no-run-cache"], cwd=work, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "repro", "--no-run-cache"],
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for line in proc.stdout:
             out.write(line)
             out.flush()
@@ -127,7 +140,9 @@ def _record(name: str, candidate: dict, work: Path, commit: str, stages: dict, t
     sys.path.insert(0, str(work / "src"))
     from tallmerge.tasks import get_task  # the candidate's own registry (class counts for chance)
 
-    zeroshot_val = {r["task"]: float(r["top1"]) for r in rows if r["method"] == "zeroshot" and r["split"] == "val"}
+    zeroshot_val = {
+        r["task"]: float(r["top1"]) for r in rows if r["method"] == "zeroshot" and r["split"] == "val"
+    }
     chance = {task: 100.0 / len(get_task(task).classnames) for task in zeroshot_val}
     indicators = {
         "zeroshot": summary["zeroshot"]["avg_top1_val"],
@@ -141,9 +156,16 @@ def _record(name: str, candidate: dict, work: Path, commit: str, stages: dict, t
         "zero-shot above chance on every task": all(zeroshot_val[t] > chance[t] for t in zeroshot_val),
         f"fine-tuned - zero-shot >= {GAP:g}": indicators["finetuned"] - indicators["zeroshot"] >= GAP,
     }
-    outcomes = {m: {k: summary[m][k] for k in ("avg_normalized_val", "avg_normalized_test")} for m in OUTCOMES}
-    baselines = {m: {k: summary[m][k] for k in ("avg_top1_val", "avg_top1_test", "avg_normalized_val", "avg_normalized_test")}
-                 for m in ("zeroshot", "finetuned", "task-arithmetic", "ties")}
+    outcomes = {
+        m: {k: summary[m][k] for k in ("avg_normalized_val", "avg_normalized_test")} for m in OUTCOMES
+    }
+    baselines = {
+        m: {
+            k: summary[m][k]
+            for k in ("avg_top1_val", "avg_top1_test", "avg_normalized_val", "avg_normalized_test")
+        }
+        for m in ("zeroshot", "finetuned", "task-arithmetic", "ties")
+    }
     return {
         "candidate": name,
         "why": " ".join(str(candidate.get("why", "")).split()),
@@ -166,9 +188,11 @@ def table() -> str:
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     records.sort(key=lambda r: (not r["eligible"], r["distance"]))
     lines = [
-        MARKER, "",
+        MARKER,
+        "",
         "Validation indicators (z, f: absolute top-1; a, s: normalized), distance D, cost, then the outcomes",
-        "the rule never reads (test, normalized). Rerun a row: `python study/regime.py run NAME`.", "",
+        "the rule never reads (test, normalized). Rerun a row: `python study/regime.py run NAME`.",
+        "",
         "| candidate | set | z | f | a | s | D | eligible | minutes | TALL+TA | TALL+TIES | Cons. TA - TA | Cons. TIES - TIES | magnitude |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -201,7 +225,9 @@ def write_table() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     runs = commands.add_parser("run", help="build candidates from scratch and record them")
     runs.add_argument("names", nargs="+")
@@ -211,7 +237,10 @@ def main() -> None:
     if args.command == "run":
         for name in args.names:
             record = run(name, args.keep)
-            print(f"{name}: D = {record['distance']}, {record['minutes']} min, eligible: {record['eligible']}", flush=True)
+            print(
+                f"{name}: D = {record['distance']}, {record['minutes']} min, eligible: {record['eligible']}",
+                flush=True,
+            )
         write_table()
     else:
         write_table()

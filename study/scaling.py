@@ -55,7 +55,9 @@ def benchmark(default_tasks: dict, count: int) -> dict:
 
     names = list(default_tasks) + [t for t in POCKET_TASKS if t not in default_tasks]
     if not len(default_tasks) <= count <= len(names):
-        raise SystemExit(f"error: T must be between {len(default_tasks)} and {len(names)} (the pocket registry), got {count}")
+        raise SystemExit(
+            f"error: T must be between {len(default_tasks)} and {len(names)} (the pocket registry), got {count}"
+        )
     return {name: default_tasks.get(name, {}) for name in names[:count]}
 
 
@@ -67,19 +69,33 @@ def record(summary: dict, tasks: list, minutes: float | None, stages: dict | Non
         for knob in ("alpha", "lambda", "k"):
             if knob in s:
                 rows[m][knob] = s[knob]
-    return {"tasks": tasks, "commit": commit, "minutes": minutes, "minutes_by_stage_group": stages, "methods": rows}
+    return {
+        "tasks": tasks,
+        "commit": commit,
+        "minutes": minutes,
+        "minutes_by_stage_group": stages,
+        "methods": rows,
+    }
 
 
 def run(count: int) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     scratch = Path(tempfile.mkdtemp(prefix=f"tallmerge-scaling-{count}-"))
     work = scratch / "repo"
-    subprocess.run(["git", "worktree", "add", "--detach", str(work), commit], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(work), commit], cwd=ROOT, check=True, capture_output=True
+    )
     try:
         params["tasks"] = benchmark(params["tasks"], count)
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONUNBUFFERED": "1",
+        }
         stages, total = _repro(work, env, scratch / "repro.log")
         summary = json.loads((work / "metrics" / "summary.json").read_text())
         result = record(summary, list(params["tasks"]), round(total, 2), _groups(stages), commit)
@@ -99,23 +115,37 @@ def table() -> str:
         rows[int(path.stem)] = json.loads(path.read_text())
     counts = sorted(rows)
     key = lambda m: "avg_top1_test" if m in ABSOLUTE else "avg_normalized_test"  # noqa: E731
-    lines = [MARKER, "",
-             "Test accuracy, average over the T tasks: absolute for zero-shot and fine-tuned, normalized "
-             "(% of fine-tuned) otherwise; the paper's CLIP ViT-B/32 at T = 8 / 14 / 20 beside ours.", "",
-             "| method | " + " | ".join(f"pocket T = {t}" for t in counts) + " | paper 8 / 14 / 20 |",
-             "|---|" + "---|" * (len(counts) + 1)]
+    lines = [
+        MARKER,
+        "",
+        "Test accuracy, average over the T tasks: absolute for zero-shot and fine-tuned, normalized "
+        "(% of fine-tuned) otherwise; the paper's CLIP ViT-B/32 at T = 8 / 14 / 20 beside ours.",
+        "",
+        "| method | " + " | ".join(f"pocket T = {t}" for t in counts) + " | paper 8 / 14 / 20 |",
+        "|---|" + "---|" * (len(counts) + 1),
+    ]
     for m in METHODS:
         ours = " | ".join(f"{rows[t]['methods'][m][key(m)]:.1f}" for t in counts)
         lines.append(f"| {LABELS[m]} | {ours} | {' / '.join(f'{p:.1f}' for p in PAPER[m])} |")
     gain = lambda t, m, base: rows[t]["methods"][m][key(m)] - rows[t]["methods"][base][key(base)]  # noqa: E731
-    lines.append("| **Consensus TA - TA** | " + " | ".join(f"**{gain(t, 'consensus-ta', 'task-arithmetic'):+.1f}**" for t in counts)
-                 + " | +4.2 / +5.0 / +4.8 |")
-    lines.append("| Consensus TIES - TIES | " + " | ".join(f"{gain(t, 'consensus-ties', 'ties'):+.1f}" for t in counts)
-                 + " | -0.4 / -0.3 / -0.3 |")
+    lines.append(
+        "| **Consensus TA - TA** | "
+        + " | ".join(f"**{gain(t, 'consensus-ta', 'task-arithmetic'):+.1f}**" for t in counts)
+        + " | +4.2 / +5.0 / +4.8 |"
+    )
+    lines.append(
+        "| Consensus TIES - TIES | "
+        + " | ".join(f"{gain(t, 'consensus-ties', 'ties'):+.1f}" for t in counts)
+        + " | -0.4 / -0.3 / -0.3 |"
+    )
     lines += ["", "Tasks and cost:", ""]
     for t in counts:
         r = rows[t]
-        cost = f"{r['minutes']:.1f} min from scratch on 2 cores" if r.get("minutes") else "the committed `dvc repro`"
+        cost = (
+            f"{r['minutes']:.1f} min from scratch on 2 cores"
+            if r.get("minutes")
+            else "the committed `dvc repro`"
+        )
         lines.append(f"- T = {t} ({cost}): {', '.join(r['tasks'])}")
     return "\n".join(lines) + "\n"
 
@@ -126,7 +156,9 @@ def write_table() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     runs = commands.add_parser("run", help="build the default world with T tasks from scratch and record it")
     runs.add_argument("count", type=int, metavar="T")

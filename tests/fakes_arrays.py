@@ -121,11 +121,20 @@ def py2_pickle(obj, numpy_module: str = "numpy.core.multiarray") -> bytes:
             out.extend(string(x.encode("latin1")))
         elif isinstance(x, np.ndarray) and x.dtype == np.uint8:
             # _reconstruct(ndarray, (0,), 'b'), then BUILD with (1, shape, dtype('u1', 0, 1), False, data)
-            out.extend(f"c{numpy_module}\n_reconstruct\ncnumpy\nndarray\n".encode() + b"K\x00\x85" + string(b"b") + b"\x87R")
+            out.extend(
+                f"c{numpy_module}\n_reconstruct\ncnumpy\nndarray\n".encode()
+                + b"K\x00\x85"
+                + string(b"b")
+                + b"\x87R"
+            )
             out.extend(b"(K\x01(" + b"".join(b"J" + struct.pack("<i", d) for d in x.shape) + b"t")
             out.extend(b"cnumpy\ndtype\n" + string(b"u1") + b"K\x00K\x01\x87R")  # dtype('u1', 0, 1)
-            out.extend(b"(K\x03" + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")  # its state
-            out.extend(b"\x89" + string(np.ascontiguousarray(x).tobytes()) + b"tb")  # NEWFALSE data TUPLE BUILD
+            out.extend(
+                b"(K\x03" + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+            )  # its state
+            out.extend(
+                b"\x89" + string(np.ascontiguousarray(x).tobytes()) + b"tb"
+            )  # NEWFALSE data TUPLE BUILD
         else:
             raise TypeError(f"py2_pickle cannot write {type(x).__name__}")
 
@@ -152,7 +161,11 @@ def write_cifar10(root: Path, numpy_module: str = "numpy.core.multiarray") -> di
             "filenames": [f"fake_{file}_{i}.png" for i in range(len(y))],
         }
         (folder / file).write_bytes(py2_pickle(batch, numpy_module))
-    meta = {"num_cases_per_batch": 4, "label_names": "airplane automobile bird cat deer dog frog horse ship truck".split(), "num_vis": 3072}
+    meta = {
+        "num_cases_per_batch": 4,
+        "label_names": "airplane automobile bird cat deer dog frog horse ship truck".split(),
+        "num_vis": 3072,
+    }
     (folder / "batches.meta").write_bytes(py2_pickle(meta, numpy_module))
     return _counts("CIFAR10")
 
@@ -221,7 +234,11 @@ def write_fer2013(root: Path, icml: bool = False) -> dict[str, int]:
     for split in ("train", "test"):
         images, labels = images_and_labels("FER2013", split)
         n = len(labels)
-        usages = ["Training"] * n if split == "train" else ["PublicTest"] * (n // 2) + ["PrivateTest"] * (n - n // 2)
+        usages = (
+            ["Training"] * n
+            if split == "train"
+            else ["PublicTest"] * (n // 2) + ["PrivateTest"] * (n - n // 2)
+        )
         rows += [(int(y), " ".join(map(str, x.reshape(-1))), u) for x, y, u in zip(images, labels, usages)]
     (root / "fer2013").mkdir(parents=True, exist_ok=True)
     with open(root / "fer2013" / ("icml_face_data.csv" if icml else "fer2013.csv"), "w", newline="") as f:

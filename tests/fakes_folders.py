@@ -65,7 +65,14 @@ def write_cars(root: Path) -> dict[str, int]:
         annotations = np.zeros((1, len(classes)), dtype=[(f, object) for f in fields])
         for i, cls in enumerate(classes):
             fname = f"{i + 1:05d}.jpg"
-            annotations[0, i] = (np.uint16(1), np.uint16(2), np.uint16(13), np.uint16(9), np.uint8(cls), fname)
+            annotations[0, i] = (
+                np.uint16(1),
+                np.uint16(2),
+                np.uint16(13),
+                np.uint16(9),
+                np.uint8(cls),
+                fname,
+            )
             _image(base / folder / fname, cls - 1, (14, 10))
         scipy.io.savemat(mat, {"annotations": annotations})
     return {"train": 6, "test": 3}

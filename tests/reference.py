@@ -31,7 +31,7 @@ def _unflatten(base, keys, flat):
     out, pos = {}, 0
     for k in keys:
         n = base[k].numel()
-        out[k] = flat[pos:pos + n].reshape(base[k].shape)
+        out[k] = flat[pos : pos + n].reshape(base[k].shape)
         pos += n
     assert pos == flat.numel()
     return out
@@ -106,8 +106,9 @@ def ref_magnitude_model(base, finetuned, task, topk=10.0):
     return _apply_delta(base, keys, mask.float() * taus.sum(0))
 
 
-def ref_merge(method, base, finetuned, *, alpha=1.0, topk=20.0, ties_agg="mean",
-              lam=None, masks=None, k=2, mtv=None):
+def ref_merge(
+    method, base, finetuned, *, alpha=1.0, topk=20.0, ties_agg="mean", lam=None, masks=None, k=2, mtv=None
+):
     keys, taus = task_vectors(base, finetuned)
     T = taus.shape[0]
     if method == "average":

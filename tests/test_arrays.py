@@ -79,7 +79,9 @@ def test_emnist_images_are_served_as_stored_like_torchvision(data):
     """EMNIST's files hold transposed digits; torchvision, the task-vectors code and the public
     checkpoints use them so, and so do we (an upright reader would not match their models)."""
     root, _ = data
-    stored = np.frombuffer((root / "EMNIST/raw/emnist-digits-test-images-idx3-ubyte").read_bytes()[16:], np.uint8)
+    stored = np.frombuffer(
+        (root / "EMNIST/raw/emnist-digits-test-images-idx3-ubyte").read_bytes()[16:], np.uint8
+    )
     stored = stored.reshape(-1, 28, 28)
     image = np.asarray(READERS["EMNIST"](root, "test").image(3))[..., 0]
     np.testing.assert_array_equal(image, stored[3])
@@ -92,7 +94,9 @@ def test_stl10_pixels_are_column_major(data):
     image = np.asarray(READERS["STL10"](root, "test").image(2))
     for row, col, channel in [(0, 1, 0), (5, 90, 1), (95, 3, 2)]:
         assert image[row, col, channel] == raw[2 * 3 * 96 * 96 + channel * 96 * 96 + col * 96 + row]
-    assert not np.array_equal(image[..., 0], np.frombuffer(raw, np.uint8)[2 * 27648 :][: 96 * 96].reshape(96, 96))
+    assert not np.array_equal(
+        image[..., 0], np.frombuffer(raw, np.uint8)[2 * 27648 :][: 96 * 96].reshape(96, 96)
+    )
 
 
 @pytest.mark.parametrize("name", ["MNIST", "FashionMNIST", "KMNIST", "EMNIST", "PCAM"])
@@ -141,7 +145,10 @@ def test_fer2013_reads_torchvisions_icml_csv_alike(data, tmp_path):
 @pytest.mark.parametrize("numpy_module", ["numpy.core.multiarray", "numpy._core.multiarray"])
 def test_cifar_pickles_load_under_both_numpy_names(tmp_path, numpy_module):
     fakes.write_cifar10(tmp_path, numpy_module=numpy_module)
-    assert f"c{numpy_module}\n_reconstruct\n".encode() in (tmp_path / "cifar-10-batches-py/test_batch").read_bytes()
+    assert (
+        f"c{numpy_module}\n_reconstruct\n".encode()
+        in (tmp_path / "cifar-10-batches-py/test_batch").read_bytes()
+    )
     images, labels = fakes.images_and_labels("CIFAR10", "test")
     samples = READERS["CIFAR10"](tmp_path, "test")
     np.testing.assert_array_equal(samples.labels, labels)
@@ -201,9 +208,21 @@ def test_one_missing_batch_is_named(data, tmp_path):
 
 
 CORRUPT = [  # (dataset, file, content)
-    ("MNIST", "MNIST/raw/t10k-images-idx3-ubyte", b"\x00\x00\x08\x03" + bytes(12) + b"\x01"),  # 0 images, 1 byte
-    ("KMNIST", "KMNIST/raw/t10k-labels-idx1-ubyte", b"\x00\x00\x08\x03" + bytes(20)),  # idx3 where idx1 belongs
-    ("EMNIST", "EMNIST/raw/emnist-digits-test-labels-idx1-ubyte", b"\x00\x00\x08\x01\x00\x00\x00\x02\x00\x01"),
+    (
+        "MNIST",
+        "MNIST/raw/t10k-images-idx3-ubyte",
+        b"\x00\x00\x08\x03" + bytes(12) + b"\x01",
+    ),  # 0 images, 1 byte
+    (
+        "KMNIST",
+        "KMNIST/raw/t10k-labels-idx1-ubyte",
+        b"\x00\x00\x08\x03" + bytes(20),
+    ),  # idx3 where idx1 belongs
+    (
+        "EMNIST",
+        "EMNIST/raw/emnist-digits-test-labels-idx1-ubyte",
+        b"\x00\x00\x08\x01\x00\x00\x00\x02\x00\x01",
+    ),
     ("SVHN", "svhn/test_32x32.mat", b"not a mat file"),
     ("STL10", "stl10_binary/test_X.bin", bytes(100)),
     ("PCAM", "pcam/camelyonpatch_level_2_split_test_x.h5", b"not hdf5"),

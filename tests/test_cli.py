@@ -7,7 +7,16 @@ from tallmerge.cli import main
 def test_tasks_lists_every_pocket_task(capsys):
     main(["tasks"])
     out = capsys.readouterr().out
-    for name in ("digits", "house-numbers", "letters", "shapes", "colors", "textures", "counting", "landcover"):
+    for name in (
+        "digits",
+        "house-numbers",
+        "letters",
+        "shapes",
+        "colors",
+        "textures",
+        "counting",
+        "landcover",
+    ):
         assert name in out
 
 
@@ -19,9 +28,13 @@ def test_models_lists_the_pocket_config(capsys):
 def test_console_script_runs_and_reports_bad_usage():
     ok = subprocess.run([sys.executable, "-m", "tallmerge.cli", "--version"], capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.startswith("tallmerge ")
-    bad = subprocess.run([sys.executable, "-m", "tallmerge.cli", "frobnicate"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tallmerge.cli", "frobnicate"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr and bad.stderr.count("\n") == 1
-    missing = subprocess.run([sys.executable, "-m", "tallmerge.cli", "merge", "average"], capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "tallmerge.cli", "merge", "average"], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "--base" in missing.stderr and "tallmerge merge --help" in missing.stderr
 
@@ -52,7 +65,9 @@ def test_tasks_root_checks_which_datasets_are_readable(tmp_path, capsys):
     assert e.value.code == 2
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert len(lines) == 8 and lines[4].startswith("MNIST") and "MISSING" in lines[4] and "MNIST/raw" in lines[4]
+    assert (
+        len(lines) == 8 and lines[4].startswith("MNIST") and "MISSING" in lines[4] and "MNIST/raw" in lines[4]
+    )
     assert all(" ok " in line for i, line in enumerate(lines) if i != 4)
     assert err.count("\n") == 1 and "1 of 8 datasets missing or unreadable" in err and "MNIST" in err
     ARRAY_FAKES["MNIST"](tmp_path)

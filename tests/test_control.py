@@ -38,10 +38,17 @@ def test_restricted_finetuning_moves_only_its_own_weights():
     support = control.supports(clip.visual, 2, 0.5, seed=0)[1]
     head = zeroshot_head(clip, tokenizer("pocket-vit"), task.classnames, task.templates)
     control.restrict(clip.visual, support)
-    finetune(Classifier(clip.visual, head), train, TrainConfig(steps=5, batch_size=32, lr=1e-3, weight_decay=0.1, warmup=1), seed=0)
+    finetune(
+        Classifier(clip.visual, head),
+        train,
+        TrainConfig(steps=5, batch_size=32, lr=1e-3, weight_decay=0.1, warmup=1),
+        seed=0,
+    )
     control.release(clip.visual)
     state = clip.visual.state_dict()
     assert list(state) == list(theta0)
     for key, value in state.items():
         assert torch.equal(value[~support[key]], theta0[key][~support[key]]), key
-    assert sum(int((state[k] != theta0[k]).sum()) for k in state) > 0.3 * sum(int(m.sum()) for m in support.values())
+    assert sum(int((state[k] != theta0[k]).sum()) for k in state) > 0.3 * sum(
+        int(m.sum()) for m in support.values()
+    )

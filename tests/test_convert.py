@@ -14,7 +14,11 @@ transformers = pytest.importorskip("transformers")
 from helpers import random_hf_clip, run, save_hf_clip  # noqa: E402
 from tallmerge.clip import pretrained  # noqa: E402
 from tallmerge.clip.convert import (  # noqa: E402
-    check_visual_state, convert_hf_clip, hf_clip_to_open_clip, hf_to_open_clip, import_checkpoint,
+    check_visual_state,
+    convert_hf_clip,
+    hf_clip_to_open_clip,
+    hf_to_open_clip,
+    import_checkpoint,
 )
 from tallmerge.errors import TallmergeError  # noqa: E402
 from tallmerge.clip.models import create_clip  # noqa: E402
@@ -30,7 +34,14 @@ def open_clip_config(layers: int, quick_gelu: bool = True) -> dict:
     return {
         "embed_dim": 32,
         "quick_gelu": quick_gelu,
-        "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": layers, "head_width": 16, "mlp_ratio": 2.0},
+        "vision_cfg": {
+            "image_size": 32,
+            "patch_size": 8,
+            "width": 64,
+            "layers": layers,
+            "head_width": 16,
+            "mlp_ratio": 2.0,
+        },
         "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
     }
 
@@ -137,15 +148,25 @@ def test_keys_and_layout(hf):
     assert set(visual) == set(create_clip(TINY).visual.state_dict())
     layer = hf.vision_model.encoder.layers[1].self_attn
     q, k, v = visual["transformer.resblocks.1.attn.in_proj_weight"].split(64)
-    assert torch.equal(q, layer.q_proj.weight) and torch.equal(k, layer.k_proj.weight) and torch.equal(v, layer.v_proj.weight)
+    assert (
+        torch.equal(q, layer.q_proj.weight)
+        and torch.equal(k, layer.k_proj.weight)
+        and torch.equal(v, layer.v_proj.weight)
+    )
     assert torch.equal(visual["proj"], hf.visual_projection.weight.T)
 
 
 @pytest.mark.parametrize(
     "arch, message",
     [
-        ("pocket-vit", "hf.bin: tensor 'class_embedding' has shape (64,), pocket-vit expects (128,) (wrong architecture?)"),
-        (DEEPER, f"hf.bin: missing tensor 'transformer.resblocks.2.ln_1.weight' for {DEEPER} (wrong architecture?)"),
+        (
+            "pocket-vit",
+            "hf.bin: tensor 'class_embedding' has shape (64,), pocket-vit expects (128,) (wrong architecture?)",
+        ),
+        (
+            DEEPER,
+            f"hf.bin: missing tensor 'transformer.resblocks.2.ln_1.weight' for {DEEPER} (wrong architecture?)",
+        ),
     ],
 )
 def test_wrong_architecture_names_first_mismatch(hf, arch, message):
@@ -156,7 +177,9 @@ def test_wrong_architecture_names_first_mismatch(hf, arch, message):
 
 def test_check_visual_state_names_unexpected_tensor(hf):
     visual = hf_to_open_clip(hf.state_dict())
-    with pytest.raises(TallmergeError, match=r"^x: unexpected tensor 'extra' for .*\(wrong architecture\?\)$"):
+    with pytest.raises(
+        TallmergeError, match=r"^x: unexpected tensor 'extra' for .*\(wrong architecture\?\)$"
+    ):
         check_visual_state({**visual, "extra": torch.zeros(1)}, TINY, "x")
 
 
@@ -241,7 +264,11 @@ def hf_clip(request, tmp_path_factory):
     """``(arch, HF CLIPModel, its save_pretrained folder)``: TINY's shapes, with either activation."""
     act = request.param
     model = random_hf_clip(open_clip_config(2), act)
-    return (TINY if act == "quick_gelu" else GELU), model, save_hf_clip(model, tmp_path_factory.mktemp(f"hf-{act}"))
+    return (
+        (TINY if act == "quick_gelu" else GELU),
+        model,
+        save_hf_clip(model, tmp_path_factory.mktemp(f"hf-{act}")),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +311,9 @@ def test_pretrained_hf_clip_gives_hf_features(hf_clip, images, tokens, variant, 
     model = pretrained.load(arch, hf_clip_variant(folder, variant, tmp_path))
     assert not model.training
     with torch.no_grad():
-        image = (model.encode_image(images) - hf_features(hf.get_image_features(pixel_values=images))).abs().max()
+        image = (
+            (model.encode_image(images) - hf_features(hf.get_image_features(pixel_values=images))).abs().max()
+        )
         text = (model.encode_text(tokens) - hf_features(hf.get_text_features(input_ids=tokens))).abs().max()
     assert image < 1e-4 and text < 1e-4
     assert torch.equal(model.logit_scale, hf.logit_scale)
@@ -297,7 +326,11 @@ def test_whole_clip_keys_and_layout(hf_clip):
     assert set(whole) == set(create_clip(TINY).state_dict())
     layer = hf.text_model.encoder.layers[0].self_attn
     q, k, v = whole["transformer.resblocks.0.attn.in_proj_bias"].split(32)
-    assert torch.equal(q, layer.q_proj.bias) and torch.equal(k, layer.k_proj.bias) and torch.equal(v, layer.v_proj.bias)
+    assert (
+        torch.equal(q, layer.q_proj.bias)
+        and torch.equal(k, layer.k_proj.bias)
+        and torch.equal(v, layer.v_proj.bias)
+    )
     assert whole["text_projection"].shape == (32, 32)
     assert torch.equal(whole["text_projection"], hf.text_projection.weight.T)
     assert torch.equal(whole["visual.proj"], hf.visual_projection.weight.T)
@@ -330,7 +363,9 @@ def test_pretrained_hf_clip_activation_must_match_the_arch(hf_clip, arch, hint):
     with pytest.raises(TallmergeError) as e:
         pretrained.load(arch, str(folder))
     message = str(e.value)
-    assert "\n" not in message and message.startswith(f"{folder / 'model.safetensors'}: a Hugging Face CLIP with {act}")
+    assert "\n" not in message and message.startswith(
+        f"{folder / 'model.safetensors'}: a Hugging Face CLIP with {act}"
+    )
     assert f"hidden_act in {folder / 'config.json'}" in message and message.endswith(hint)
 
 
@@ -339,7 +374,9 @@ def test_pretrained_hf_weights_file_without_config_is_taken_as_quick_gelu(hf_cli
     folder = hf_clip[2]
     path = tmp_path / "model.safetensors"
     path.write_bytes((folder / "model.safetensors").read_bytes())
-    with pytest.raises(TallmergeError, match=r"quick_gelu activations \(transformers' default, no config.json beside it\)"):
+    with pytest.raises(
+        TallmergeError, match=r"quick_gelu activations \(transformers' default, no config.json beside it\)"
+    ):
         pretrained.load(GELU, str(path))
 
 
@@ -350,7 +387,10 @@ def test_pretrained_hf_vision_model_is_refused(hf, tmp_path):
     save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, path)
     with pytest.raises(TallmergeError) as e:
         pretrained.load(TINY, str(path))
-    assert str(e.value) == f"{path}: no text tower ('text_model.*' keys): a whole Hugging Face CLIPModel is needed"
+    assert (
+        str(e.value)
+        == f"{path}: no text tower ('text_model.*' keys): a whole Hugging Face CLIPModel is needed"
+    )
 
 
 def test_pretrained_hf_folder_without_weights(tmp_path):
@@ -371,8 +411,13 @@ def test_incomplete_text_tower_is_named(hf_clip):
     del state["text_model.final_layer_norm.bias"]
     with pytest.raises(TallmergeError) as e:
         hf_clip_to_open_clip(state, "hf.bin")
-    assert str(e.value) == "hf.bin: missing key 'text_model.final_layer_norm.bias' (incomplete Hugging Face CLIP text state dict)"
+    assert (
+        str(e.value)
+        == "hf.bin: missing key 'text_model.final_layer_norm.bias' (incomplete Hugging Face CLIP text state dict)"
+    )
     del state["logit_scale"]
     state["text_model.final_layer_norm.bias"] = hf.text_model.final_layer_norm.bias
-    with pytest.raises(TallmergeError, match=r"^hf.bin: missing key 'logit_scale' \(incomplete Hugging Face CLIPModel"):
+    with pytest.raises(
+        TallmergeError, match=r"^hf.bin: missing key 'logit_scale' \(incomplete Hugging Face CLIPModel"
+    ):
         hf_clip_to_open_clip(state, "hf.bin")

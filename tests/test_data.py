@@ -34,7 +34,14 @@ def root(tmp_path_factory):
 def test_presets_are_the_papers_benchmarks_in_order():
     assert PRESETS["paper-8"] == ("Cars", "DTD", "EuroSAT", "GTSRB", "MNIST", "RESISC45", "SVHN", "SUN397")
     assert PRESETS["paper-14"][8:] == ("STL10", "OxfordIIITPet", "Flowers102", "CIFAR100", "PCAM", "FER2013")
-    assert PRESETS["paper-20"][14:] == ("CIFAR10", "Food101", "FashionMNIST", "RenderedSST2", "EMNIST", "KMNIST")
+    assert PRESETS["paper-20"][14:] == (
+        "CIFAR10",
+        "Food101",
+        "FashionMNIST",
+        "RenderedSST2",
+        "EMNIST",
+        "KMNIST",
+    )
     for name in PRESETS["paper-20"]:
         task = get_task(name)
         assert task.templates and all(t.count("{}") == 1 for t in task.templates)
@@ -49,9 +56,13 @@ def test_index_holds_val_out_of_train_with_the_seed(root, tmp_path, name):
     n_train, n_test = COUNTS[name]["train"], COUNTS[name]["test"]
     index = {s: data.tensors[f"{s}.index"] for s in ("train", "val", "test")}
     assert len(index["val"]) == min(int(0.1 * n_train), VAL_MAX) > 0
-    assert sorted(torch.cat([index["train"], index["val"]]).tolist()) == list(range(n_train))  # disjoint, complete
+    assert sorted(torch.cat([index["train"], index["val"]]).tolist()) == list(
+        range(n_train)
+    )  # disjoint, complete
     assert index["test"].tolist() == list(range(n_test))
-    assert torch.equal(data.tensors["train.labels"], torch.from_numpy(official.labels[index["train"].numpy()]))
+    assert torch.equal(
+        data.tensors["train.labels"], torch.from_numpy(official.labels[index["train"].numpy()])
+    )
     assert data.classnames == official.classnames and data.templates == get_task(name).templates
     # deterministic in the seed; another seed holds out other images
     prepare(get_task(name), SIZES, 0, root, tmp_path / "b.safetensors")
@@ -66,7 +77,13 @@ def test_sizes_subsample_and_refuse_more_than_there_is(root, tmp_path):
     assert [len(data.tensors[f"{s}.index"]) for s in ("train", "val", "test")] == [5, 3, 4]
     assert not set(data.tensors["train.index"].tolist()) & set(data.tensors["val.index"].tolist())
     with pytest.raises(TallmergeError, match=r"data\.test: 100000 images asked, MNIST has \d+"):
-        prepare(get_task("MNIST"), {"train": None, "val": None, "test": 100000}, 0, root, tmp_path / "x.safetensors")
+        prepare(
+            get_task("MNIST"),
+            {"train": None, "val": None, "test": 100000},
+            0,
+            root,
+            tmp_path / "x.safetensors",
+        )
     assert not (tmp_path / "x.safetensors").exists()
 
 
@@ -96,7 +113,10 @@ def test_training_batches_are_seeded_per_image_whatever_the_workers(root, tmp_pa
     prepare(get_task("MNIST"), SIZES, 0, root, tmp_path / "m.safetensors")
     data = TaskData(tmp_path / "m.safetensors", root)
     positions = [torch.tensor([3, 1, 4]), torch.tensor([1, 5, 2])]
-    runs = [list(split_for(data, "train", clip, train=True, workers=w).batches(positions, seed=7)) for w in (0, 0, 2)]
+    runs = [
+        list(split_for(data, "train", clip, train=True, workers=w).batches(positions, seed=7))
+        for w in (0, 0, 2)
+    ]
     for run in runs[1:]:
         assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(runs[0], run))
     other = list(split_for(data, "train", clip, train=True).batches(positions, seed=8))
@@ -110,7 +130,7 @@ def test_generated_split_normalizes_as_before(tmp_path, clip):
     images, labels = get_task("colors").generate("train", 6, 0)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in image_stats(clip))
     expected = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean) / std
-    (x, y), = split.in_order(batch_size=6)
+    ((x, y),) = split.in_order(batch_size=6)
     assert torch.allclose(x, expected, atol=1e-6) and torch.equal(y, torch.from_numpy(labels))
 
 
@@ -121,7 +141,9 @@ def test_a_changed_dataset_folder_is_caught(root, tmp_path, clip):
     split_for(TaskData(tmp_path / "e.safetensors", root), "test", clip)  # the same files elsewhere: fine
     first = sorted((moved / "eurosat" / "2750").iterdir())[0]
     sorted(first.iterdir())[0].unlink()  # one image fewer
-    with pytest.raises(TallmergeError, match=r"EuroSAT .* when prepared; rerun `dvc repro --force prepare@EuroSAT`"):
+    with pytest.raises(
+        TallmergeError, match=r"EuroSAT .* when prepared; rerun `dvc repro --force prepare@EuroSAT`"
+    ):
         split_for(TaskData(tmp_path / "e.safetensors", moved), "train", clip)
 
 
@@ -132,8 +154,14 @@ def test_malformed_task_data_is_refused(tmp_path, clip):
     with pytest.raises(TallmergeError, match="not a task data file"):
         TaskData(tmp_path / "t.safetensors")
     meta = {"task": "colors", "classnames": ["a"], "templates": ["{}"]}
-    save_tensors({"train.labels": torch.zeros(3, dtype=torch.int64), "train.images": torch.zeros(2, 32, 32, 3, dtype=torch.uint8)},
-                 tmp_path / "t.safetensors", meta)
+    save_tensors(
+        {
+            "train.labels": torch.zeros(3, dtype=torch.int64),
+            "train.images": torch.zeros(2, 32, 32, 3, dtype=torch.uint8),
+        },
+        tmp_path / "t.safetensors",
+        meta,
+    )
     with pytest.raises(TallmergeError, match="split 'train' has 2 images and 3 labels"):
         split_for(TaskData(tmp_path / "t.safetensors"), "train", clip)
     with pytest.raises(TallmergeError, match="no tensor 'val.labels'"):
@@ -149,7 +177,9 @@ def test_process_shares_get_the_one_process_augmentation(root, tmp_path, clip):
     shares = [list(split.batches(positions, seed=7, share=(rank, 2))) for rank in range(2)]
     for step, (x, y) in enumerate(whole):
         for rank in range(2):
-            assert torch.equal(shares[rank][step][0], x[rank::2]) and torch.equal(shares[rank][step][1], y[rank::2])
+            assert torch.equal(shares[rank][step][0], x[rank::2]) and torch.equal(
+                shares[rank][step][1], y[rank::2]
+            )
 
 
 def test_generated_tasks_refuse_a_model_of_another_resolution(tmp_path):

@@ -28,8 +28,12 @@ def workspace(tmp_path_factory):
     params["data"].update(train=None, val=None, test=None, root=str(root), workers=0)
     params["finetune"].update(steps=3, batch_size=4, warmup=1)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    save_clip(create_clip("pocket-vit", seed=0), "pocket-vit", work / "models/pretrained/visual.safetensors",
-              work / "models/pretrained/text.safetensors")
+    save_clip(
+        create_clip("pocket-vit", seed=0),
+        "pocket-vit",
+        work / "models/pretrained/visual.safetensors",
+        work / "models/pretrained/text.safetensors",
+    )
     for task in TASKS:
         for stage in ("prepare", "finetune"):
             assert run(stage, task, cwd=work) == 0
@@ -53,7 +57,10 @@ def test_finetune_evaluate_and_merge_on_datasets(workspace):
     (workspace / "metrics/methods/finetuned.json").write_text(json.dumps(reference))
     assert run("merge", "task-arithmetic", cwd=workspace) == 0
     merged = json.loads((workspace / "metrics/methods/task-arithmetic.json").read_text())
-    assert merged["selected"]["alpha"] in yaml.safe_load((workspace / "params.yaml").read_text())["merge"]["task-arithmetic"]["alpha"]
+    assert (
+        merged["selected"]["alpha"]
+        in yaml.safe_load((workspace / "params.yaml").read_text())["merge"]["task-arithmetic"]["alpha"]
+    )
     assert {r["task"] for r in merged["accuracy"]} == set(TASKS)
 
 
@@ -68,5 +75,9 @@ def test_a_missing_dataset_names_the_expected_layout(workspace, tmp_path, capsys
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert run("prepare", "SVHN", cwd=tmp_path) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: SVHN: ") and err.count("\n") == 1 and "svhn/train_32x32.mat not found; expected" in err
+    assert (
+        err.startswith("error: SVHN: ")
+        and err.count("\n") == 1
+        and "svhn/train_32x32.mat not found; expected" in err
+    )
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.safetensors"))

@@ -22,7 +22,9 @@ CFG = TrainConfig(steps=6, batch_size=16, lr=1e-3, weight_decay=0.1, warmup=1)
 def setup():
     """A deterministic tiny classifier and task."""
     model = create_clip("pocket-vit", seed=1)
-    head = torch.nn.functional.normalize(torch.randn(4, model.visual.output_dim, generator=torch.Generator().manual_seed(2)), dim=-1)
+    head = torch.nn.functional.normalize(
+        torch.randn(4, model.visual.output_dim, generator=torch.Generator().manual_seed(2)), dim=-1
+    )
     g = torch.Generator().manual_seed(3)
     images = torch.randint(0, 256, (48, 32, 32, 3), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 4, (48,), generator=g)
@@ -30,8 +32,13 @@ def setup():
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     with runtime.launched() as rt:
         assert (rt.rank, rt.world) == (rank, world)

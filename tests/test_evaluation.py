@@ -29,8 +29,12 @@ def test_alpha_maximises_average_normalized_accuracy():
     bench.calls.clear()
     rows = bench.rows(lambda task: states[alpha], known)
     assert bench.calls == [("a", "test"), ("b", "test")]  # val came from the search
-    assert rows == [{"task": "a", "split": "val", "top1": 50.0}, {"task": "a", "split": "test", "top1": 49.0},
-                    {"task": "b", "split": "val", "top1": 50.0}, {"task": "b", "split": "test", "top1": 49.0}]
+    assert rows == [
+        {"task": "a", "split": "val", "top1": 50.0},
+        {"task": "a", "split": "test", "top1": 49.0},
+        {"task": "b", "split": "val", "top1": 50.0},
+        {"task": "b", "split": "test", "top1": 49.0},
+    ]
 
 
 def test_ties_go_to_the_first_grid_value():
@@ -42,7 +46,9 @@ def test_ties_go_to_the_first_grid_value():
 def test_lambda_is_chosen_per_task():
     bench = FakeBench(["a", "b"])
     scores = {"a": [70.0, 90.0, 90.0], "b": [80.0, 60.0, 50.0]}
-    chosen, curve, known = search_lambda(bench, lambda task, i: {task: scores[task][i]}, {"a": [0.2, 0.4, 0.6], "b": [0.2, 0.4, 0.6]})
+    chosen, curve, known = search_lambda(
+        bench, lambda task, i: {task: scores[task][i]}, {"a": [0.2, 0.4, 0.6], "b": [0.2, 0.4, 0.6]}
+    )
     assert chosen == {"a": 0.4, "b": 0.2}
     assert known == {("a", "val"): 90.0, ("b", "val"): 80.0}
     assert len(curve) == 6 and curve[0] == {"task": "a", "lambda": 0.2, "top1_val": 70.0}

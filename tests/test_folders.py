@@ -101,7 +101,11 @@ def test_labels_follow_the_split_files(data):
     assert [Path(p).name for p in flowers.paths] == [f"image_0000{i}.jpg" for i in (9, 3, 6, 1, 2, 4)]
     assert flowers.labels.tolist() == [1, 1, 101, 0, 101, 1]
     dtd = READERS["DTD"](root, "train")  # train1 then val1
-    assert [Path(p).name for p in dtd.paths][:3] == ["banded_0020.jpg", "blotchy_0020.jpg", "zigzagged_0020.jpg"]
+    assert [Path(p).name for p in dtd.paths][:3] == [
+        "banded_0020.jpg",
+        "blotchy_0020.jpg",
+        "zigzagged_0020.jpg",
+    ]
     sun = READERS["SUN397"](root, "train")
     assert sun.labels.tolist() == [2, 2, 1, 1, 0, 0]
     sst2 = READERS["RenderedSST2"](root, "test")
@@ -119,7 +123,11 @@ def test_fixed_class_name_lists(data):
     assert FLOWERS102_CLASSNAMES[-1] == "blackberry lily"
     eurosat = READERS["EuroSAT"](root, "train").classnames
     assert list(EUROSAT_CLASSNAMES) == sorted(EUROSAT_CLASSNAMES) == list(EUROSAT_FOLDERS)
-    assert eurosat[0] == "annual crop land" and eurosat[2] == "brushland or shrubland" and eurosat[9] == "lake or sea"
+    assert (
+        eurosat[0] == "annual crop land"
+        and eurosat[2] == "brushland or shrubland"
+        and eurosat[9] == "lake or sea"
+    )
 
 
 def test_eurosat_test_split_is_a_seeded_tenth_of_each_class(data):
@@ -202,7 +210,11 @@ def test_empty_class_folder_is_an_error(tmp_path, name, split, folder):
         ("DTD", "train", lambda root: shutil.rmtree(root / "dtd/dtd/images/blotchy")),
         ("RESISC45", "test", lambda root: shutil.rmtree(root / "resisc45/NWPU-RESISC45/airplane")),
         ("SUN397", "test", lambda root: (root / "SUN397/ClassName.txt").write_text("/a/abbey\n")),
-        ("Food101", "train", lambda root: (root / "food-101/meta/classes.txt").write_text("apple_pie\nwaffles\n")),
+        (
+            "Food101",
+            "train",
+            lambda root: (root / "food-101/meta/classes.txt").write_text("apple_pie\nwaffles\n"),
+        ),
     ],
 )
 def test_unknown_class_is_an_error(tmp_path, name, split, damage):
@@ -237,7 +249,9 @@ def test_labels_outside_the_classes_are_named(tmp_path):
     import scipy.io
 
     root = fake(tmp_path, "Flowers102")
-    scipy.io.savemat(root / "flowers-102/imagelabels.mat", {"labels": np.array([[1, 103, 2, 2, 1, 3, 3, 1, 2]])})
+    scipy.io.savemat(
+        root / "flowers-102/imagelabels.mat", {"labels": np.array([[1, 103, 2, 2, 1, 3, 3, 1, 2]])}
+    )
     with pytest.raises(TallmergeError) as exc:
         READERS["Flowers102"](root, "train")
     assert "imagelabels.mat has labels outside the 102 classes" in one_line_error(exc, "Flowers102")

@@ -41,14 +41,25 @@ SCALE = float(os.environ.get("TALLMERGE_FUZZ_SCALE", "1"))
 
 
 def fuzz(examples: int):
-    return settings(max_examples=max(1, int(examples * SCALE)), deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                           HealthCheck.data_too_large])
+    return settings(
+        max_examples=max(1, int(examples * SCALE)),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.data_too_large,
+        ],
+    )
 
 
 # -- mutations -------------------------------------------------------------------------------------
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
@@ -60,14 +71,18 @@ def mutate_json(doc, data):
     key, drop or duplicate a list item, or add a key."""
     node, depth = doc, data.draw(st.integers(0, 4), label="depth")
     for _ in range(depth):
-        children = list(node) if isinstance(node, dict) else list(range(len(node))) if isinstance(node, list) else []
+        children = (
+            list(node) if isinstance(node, dict) else list(range(len(node))) if isinstance(node, list) else []
+        )
         children = [c for c in children if isinstance(node[c], (dict, list)) and node[c]]
         if not children:
             break
         node = node[data.draw(st.sampled_from(children), label="path")]
     if not isinstance(node, (dict, list)) or not node:
         return
-    where = data.draw(st.sampled_from(list(node) if isinstance(node, dict) else list(range(len(node)))), label="at")
+    where = data.draw(
+        st.sampled_from(list(node) if isinstance(node, dict) else list(range(len(node)))), label="at"
+    )
     action = data.draw(st.sampled_from(["replace", "delete", "rename", "duplicate", "add"]), label="action")
     if action == "replace":
         node[where] = data.draw(JSON_VALUES, label="value")
@@ -87,7 +102,7 @@ def mutate_bytes(raw: bytes, data, start: int = 0, end: int | None = None) -> by
     out = bytearray(raw)
     kind = data.draw(st.sampled_from(["flip", "flip", "insert", "delete", "truncate"]), label="bytes")
     if kind == "truncate":
-        return bytes(out[:data.draw(st.integers(0, len(out) - 1), label="cut")])
+        return bytes(out[: data.draw(st.integers(0, len(out) - 1), label="cut")])
     for _ in range(data.draw(st.integers(1, 3), label="count")):
         at = data.draw(st.integers(start, max(start, min(end, len(out)) - 1)), label="pos")
         if kind == "flip":
@@ -101,7 +116,7 @@ def mutate_bytes(raw: bytes, data, start: int = 0, end: int | None = None) -> by
 
 def safetensors_parts(raw: bytes) -> tuple[dict, bytes]:
     length = int.from_bytes(raw[:8], "little")
-    return json.loads(raw[8:8 + length]), raw[8 + length:]
+    return json.loads(raw[8 : 8 + length]), raw[8 + length :]
 
 
 def safetensors_bytes(header: dict, body: bytes) -> bytes:
@@ -173,13 +188,25 @@ def test_mutated_safetensors_headers(checkpoints, data):
     out = fresh(folder, ".safetensors")
     as_base = data.draw(st.booleans(), label="as_base")
     given_base = mutated if as_base else base_path
-    argv = ["merge", "task-arithmetic", "--base", given_base, "--finetuned", f"a={paths['task1']}",
-            f"b={base_path if as_base else mutated}", "--alpha", "0.5", "--out", out]
+    argv = [
+        "merge",
+        "task-arithmetic",
+        "--base",
+        given_base,
+        "--finetuned",
+        f"a={paths['task1']}",
+        f"b={base_path if as_base else mutated}",
+        "--alpha",
+        "0.5",
+        "--out",
+        out,
+    ]
     status, _ = cli(argv, mutated, [base_path, paths["task1"], mutated])
     if status == 0:  # then the reference library reads the file, and the merge is of what it reads
         read = load_file(mutated)
-        expected = ref_merge("task-arithmetic", read if as_base else base,
-                             [finetuned[1], base if as_base else read], alpha=0.5)
+        expected = ref_merge(
+            "task-arithmetic", read if as_base else base, [finetuned[1], base if as_base else read], alpha=0.5
+        )
         merged = load_file(out)
         assert merged.keys() == expected.keys()
         assert all(torch.equal(merged[k], v) for k, v in expected.items())
@@ -192,6 +219,7 @@ def test_mutated_safetensors_headers(checkpoints, data):
 def same_description(a: str, b: str) -> bool:
     def keep(text):
         return [line for line in text.splitlines() if not line.startswith(("manifest ", "total "))]
+
     return keep(a) == keep(b)
 
 
@@ -200,7 +228,17 @@ def same_description(a: str, b: str) -> bool:
 def pristine_store(checkpoints):
     folder, _, _, base_path, paths = checkpoints
     built = folder / "pristine-store"
-    argv = ["compress", "--base", base_path, "--finetuned", *map(str, paths.values()), "--lambda", "0.4", "--out", built]
+    argv = [
+        "compress",
+        "--base",
+        base_path,
+        "--finetuned",
+        *map(str, paths.values()),
+        "--lambda",
+        "0.4",
+        "--out",
+        built,
+    ]
     assert cli(argv, built, [base_path])[0] == 0
     rebuilt = folder / "pristine-task1.safetensors"
     assert cli(["reconstruct", built, "--task", "task1", "--out", rebuilt], built, [built])[0] == 0
@@ -229,7 +267,9 @@ def test_mutated_store_manifests(checkpoints, pristine_store, data):
     status, _ = cli(["reconstruct", copy, "--task", "task1", "--out", out], manifest, [copy])
     if status == 0:
         rebuilt = load_file(out)
-        assert rebuilt.keys() == expected.keys() and all(torch.equal(rebuilt[k], v) for k, v in expected.items())
+        assert rebuilt.keys() == expected.keys() and all(
+            torch.equal(rebuilt[k], v) for k, v in expected.items()
+        )
         out.unlink()
     else:
         assert not out.exists()
@@ -242,9 +282,26 @@ def pristine_masks(checkpoints):
     folder, _, _, base_path, paths = checkpoints
     masks = folder / "pristine-masks.safetensors"
     finetuned = ["--finetuned", *[f"{k}={v}" for k, v in paths.items()]]
-    assert cli(["masks", "--base", base_path, *finetuned, "--lambda", "0.4", "--out", masks], masks, [base_path])[0] == 0
+    assert (
+        cli(
+            ["masks", "--base", base_path, *finetuned, "--lambda", "0.4", "--out", masks], masks, [base_path]
+        )[0]
+        == 0
+    )
     merged = folder / "pristine-consensus.safetensors"
-    argv = ["merge", "consensus-ta", "--base", base_path, *finetuned, "--masks", masks, "--k", "1", "--out", merged]
+    argv = [
+        "merge",
+        "consensus-ta",
+        "--base",
+        base_path,
+        *finetuned,
+        "--masks",
+        masks,
+        "--k",
+        "1",
+        "--out",
+        merged,
+    ]
     assert cli(argv, masks, [masks])[0] == 0
     return masks, finetuned, load_file(merged)
 
@@ -261,11 +318,25 @@ def test_mutated_mask_files(checkpoints, pristine_masks, data):
     else:  # the bits themselves, and the checksum at the end
         mutated.write_bytes(mutate_bytes(raw, data, 8 + int.from_bytes(raw[:8], "little")))
     out = fresh(folder, ".safetensors")
-    argv = ["merge", "consensus-ta", "--base", base_path, *finetuned, "--masks", mutated, "--k", "1", "--out", out]
+    argv = [
+        "merge",
+        "consensus-ta",
+        "--base",
+        base_path,
+        *finetuned,
+        "--masks",
+        mutated,
+        "--k",
+        "1",
+        "--out",
+        out,
+    ]
     status, _ = cli(argv, mutated, [mutated])
     if status == 0:
         merged = load_file(out)
-        assert merged.keys() == expected.keys() and all(torch.equal(merged[k], v) for k, v in expected.items())
+        assert merged.keys() == expected.keys() and all(
+            torch.equal(merged[k], v) for k, v in expected.items()
+        )
         out.unlink()
     else:
         assert not out.exists()
@@ -274,7 +345,7 @@ def test_mutated_mask_files(checkpoints, pristine_masks, data):
 
 # -- pickled checkpoints ---------------------------------------------------------------------------
 ENCODER_MODULE = "fuzz_pickled_encoder"
-ENCODER_SOURCE = '''
+ENCODER_SOURCE = """
 import torch
 import tallmerge.clip.models
 
@@ -285,7 +356,7 @@ class ImageEncoder(torch.nn.Module):  # as the task-vectors code pickles a fine-
         self.model = torch.nn.Module()
         self.model.visual = visual
         self.note = {"epochs": 3}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +396,9 @@ def test_mutated_pickles(pickled, data):
     else:  # the archive itself
         mutated.write_bytes(mutate_bytes(path.read_bytes(), data))
     out = fresh(folder)
-    status, _ = cli(["import", "--arch", "pocket-vit", f"enc={mutated}", "--out", out], mutated, [mutated, path])
+    status, _ = cli(
+        ["import", "--arch", "pocket-vit", f"enc={mutated}", "--out", out], mutated, [mutated, path]
+    )
     if status == 0:
         imported = load_file(out / "enc.safetensors")
         assert {k: tuple(v.shape) for k, v in imported.items()} == shapes

@@ -79,13 +79,19 @@ def test_spooled_tensors_are_plain_safetensors(tmp_path):
 
     from tallmerge.formats.tensorfile import TensorFile, spool_tensors
 
-    tensors = {"words": torch.arange(7).to(torch.uint32), "probs": torch.tensor([[1, 65535]], dtype=torch.uint16),
-               "empty": torch.zeros(0, 3), "w": torch.randn(2, 3).to(torch.bfloat16)}
+    tensors = {
+        "words": torch.arange(7).to(torch.uint32),
+        "probs": torch.tensor([[1, 65535]], dtype=torch.uint16),
+        "empty": torch.zeros(0, 3),
+        "w": torch.randn(2, 3).to(torch.bfloat16),
+    }
     with spool_tensors(tmp_path / "s.safetensors", {"format": "x"}) as put:
         for key, value in tensors.items():
             put(key, value)
     loaded = load_file(tmp_path / "s.safetensors")
-    assert all(loaded[k].dtype == v.dtype and torch.equal(loaded[k].double(), v.double()) for k, v in tensors.items())
+    assert all(
+        loaded[k].dtype == v.dtype and torch.equal(loaded[k].double(), v.double()) for k, v in tensors.items()
+    )
     with TensorFile(tmp_path / "s.safetensors") as f:
         assert f.keys == list(tensors) and f.metadata == {"format": "x"}
         assert f.get("words").tolist() == list(range(7))

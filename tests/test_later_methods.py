@@ -41,7 +41,11 @@ def np_iso_cts(taus, fraction):
         ut, st, vht = np.linalg.svd(resid, full_matrices=False)
         us.append(ut[:, :s_task]), ss.append(st[:s_task]), vs.append(vht[:s_task].T)
     s_all = np.concatenate(ss)
-    return _polar(np.concatenate(us, 1)) @ np.diag(np.full_like(s_all, s_all.mean())) @ _polar(np.concatenate(vs, 1)).T
+    return (
+        _polar(np.concatenate(us, 1))
+        @ np.diag(np.full_like(s_all, s_all.mean()))
+        @ _polar(np.concatenate(vs, 1)).T
+    )
 
 
 # -- TSV-M --------------------------------------------------------------------------------------------
@@ -53,10 +57,19 @@ def test_tsv_merge_matches_the_formula(shape):
 
 def test_tsv_merge_of_orthogonal_low_rank_tasks_is_their_sum():
     """Tasks living in orthogonal subspaces, each of rank <= k, do not interfere: TSV-M keeps them whole."""
-    q1, _ = torch.linalg.qr(torch.randn(12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))
-    q2, _ = torch.linalg.qr(torch.randn(10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
-    taus = torch.stack([(q1[:, 2 * t : 2 * t + 2] * torch.tensor([3.0, 1.5], dtype=torch.float64)) @ q2[:, 2 * t : 2 * t + 2].T
-                        for t in range(4)])  # rank 2 each; k = 10 // 4 = 2
+    q1, _ = torch.linalg.qr(
+        torch.randn(12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    )
+    q2, _ = torch.linalg.qr(
+        torch.randn(10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    )
+    taus = torch.stack(
+        [
+            (q1[:, 2 * t : 2 * t + 2] * torch.tensor([3.0, 1.5], dtype=torch.float64))
+            @ q2[:, 2 * t : 2 * t + 2].T
+            for t in range(4)
+        ]
+    )  # rank 2 each; k = 10 // 4 = 2
     torch.testing.assert_close(maths.tsv_merge(taus), taus.sum(0))
 
 
@@ -86,7 +99,9 @@ def test_iso_c_flattens_the_spectrum_of_the_sum():
 @pytest.mark.parametrize("shape", [(12, 9), (9, 16)])
 def test_iso_cts_matches_the_formula(fraction, shape):
     taus = _taus(6, 3, shape)
-    np.testing.assert_allclose(maths.iso_cts(taus, fraction).numpy(), np_iso_cts(taus.numpy(), fraction), atol=1e-10)
+    np.testing.assert_allclose(
+        maths.iso_cts(taus, fraction).numpy(), np_iso_cts(taus.numpy(), fraction), atol=1e-10
+    )
 
 
 def test_iso_cts_with_the_whole_common_subspace_is_iso_c():
@@ -107,7 +122,9 @@ def test_low_rank_is_each_tasks_best_rank_k_approximation():
     for tau, part in zip(taus, parts):
         assert torch.linalg.matrix_rank(part) == 2
         s = torch.linalg.svdvals(tau)
-        torch.testing.assert_close(torch.linalg.norm(tau - part), torch.sqrt((s[2:] ** 2).sum()))  # Eckart-Young
+        torch.testing.assert_close(
+            torch.linalg.norm(tau - part), torch.sqrt((s[2:] ** 2).sum())
+        )  # Eckart-Young
 
 
 def test_emr_by_hand():
@@ -116,7 +133,11 @@ def test_emr_by_hand():
     # sums: 1.0, 0.5, 0.5, 0 -> signs +, +, +, 0; largest agreeing magnitudes 0.75, 2.0, 0.4, 0
     torch.testing.assert_close(unified, torch.tensor([0.75, 2.0, 0.4, 0.0]))
     masks = maths.emr_masks(taus, unified)
-    assert masks.tolist() == [[True, False, True, False], [False, False, True, False], [True, True, False, False]]
+    assert masks.tolist() == [
+        [True, False, True, False],
+        [False, False, True, False],
+        [True, True, False, False],
+    ]
 
 
 def test_emr_matches_a_numpy_reference():

@@ -46,7 +46,11 @@ def test_merge_equals_brute_force(tmp_path, method, options, dyadic):
     base, finetuned = make_case(seed=len(options) + 7 * dyadic, tasks=4, dyadic=dyadic, zero_tasks=(2,))
     base_path, paths = save_case(tmp_path, base, finetuned)
     merge_files(method, base_path, paths, tmp_path / "out.safetensors", **options)
-    assert_same(load_file(tmp_path / "out.safetensors"), ref_merge(method, base, finetuned, **_reference_options(options)), dyadic)
+    assert_same(
+        load_file(tmp_path / "out.safetensors"),
+        ref_merge(method, base, finetuned, **_reference_options(options)),
+        dyadic,
+    )
 
 
 @pytest.mark.parametrize("method", ["average", "task-arithmetic", "ties"])
@@ -76,12 +80,20 @@ def test_thresholds_are_exact(tmp_path, topk, dyadic):
     with Checkpoints(base_path, paths) as ckpts:
         got = magnitude_thresholds(ckpts, topk)
     for t, ft in enumerate(finetuned):
-        taus = torch.cat([(ft[k].float() - base[k].float()).reshape(-1) for k in sorted(base) if base[k].is_floating_point()])
+        taus = torch.cat(
+            [
+                (ft[k].float() - base[k].float()).reshape(-1)
+                for k in sorted(base)
+                if base[k].is_floating_point()
+            ]
+        )
         want = ref_topk_threshold(taus, topk)
         assert got[t].item() == want or (math.isinf(want) and math.isinf(got[t].item()))
 
 
-@pytest.mark.parametrize("mtv", [MultiTaskVector("ta"), MultiTaskVector("ties", 20.0, "sum"), MultiTaskVector("ties", 60.0, "sum")])
+@pytest.mark.parametrize(
+    "mtv", [MultiTaskVector("ta"), MultiTaskVector("ties", 20.0, "sum"), MultiTaskVector("ties", 60.0, "sum")]
+)
 def test_mask_file_equals_brute_force(tmp_path, mtv):
     base, finetuned = make_case(seed=13, tasks=3, zero_tasks=(0,))
     base_path, paths = save_case(tmp_path, base, finetuned)
@@ -95,7 +107,9 @@ def test_mask_file_equals_brute_force(tmp_path, mtv):
             for t, task in enumerate(masks.tasks):
                 for key, want in expected[t].items():
                     assert torch.equal(masks.mask(task, i, key), want), (task, lam, key)
-                    assert masks.packed(task, i, key).numel() == math.ceil(want.numel() / 8)  # 1 bit per weight
+                    assert masks.packed(task, i, key).numel() == math.ceil(
+                        want.numel() / 8
+                    )  # 1 bit per weight
         assert not any(t.is_floating_point() is False and k in masks.shapes for k, t in base.items())
 
 
@@ -108,7 +122,14 @@ def test_consensus_from_selected_masks(tmp_path):
         write_masks(tmp_path / "grid.safetensors", ckpts, [0.2, 0.4, 0.6], MultiTaskVector("ties"))
     with MaskFile(tmp_path / "grid.safetensors") as grid:
         write_selection(grid, chosen, tmp_path / "selected.safetensors")
-    merge_files("consensus-ties", base_path, paths, tmp_path / "out.safetensors", masks=tmp_path / "selected.safetensors", alpha=0.9)
+    merge_files(
+        "consensus-ties",
+        base_path,
+        paths,
+        tmp_path / "out.safetensors",
+        masks=tmp_path / "selected.safetensors",
+        alpha=0.9,
+    )
     masks = [ref_tall_masks(base, finetuned, lam, mtv="ties")[t] for t, lam in enumerate(chosen.values())]
     expected = ref_merge("consensus-ties", base, finetuned, masks=masks, alpha=0.9)
     assert_same(load_file(tmp_path / "out.safetensors"), expected, exact=True)
@@ -140,7 +161,13 @@ def test_output_keeps_base_layout_and_metadata(tmp_path):
     base, finetuned = make_case(seed=23, tasks=2)
     base_path, paths = save_case(tmp_path, base, finetuned)
     described = merge_files("ties", base_path, paths, tmp_path / "out.safetensors", alpha=0.5)
-    assert described == {"method": "ties", "alpha": 0.5, "topk": 20.0, "ties_agg": "mean", "tasks": ["task0", "task1"]}
+    assert described == {
+        "method": "ties",
+        "alpha": 0.5,
+        "topk": 20.0,
+        "ties_agg": "mean",
+        "tasks": ["task0", "task1"],
+    }
     out = load_file(tmp_path / "out.safetensors")
     assert {k: (v.dtype, v.shape) for k, v in out.items()} == {k: (v.dtype, v.shape) for k, v in base.items()}
     from tallmerge.formats.tensorfile import TensorFile

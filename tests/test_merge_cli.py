@@ -18,7 +18,22 @@ def case(tmp_path):
 def test_merge_command(case, tmp_path, capsys):
     base, finetuned, base_path, paths = case
     out = tmp_path / "merged.safetensors"
-    status, stdout, _ = run(["merge", "ties", "--base", base_path, *finetuned_args(paths), "--out", out, "--alpha", "0.4", "--topk", "30"], capsys)
+    status, stdout, _ = run(
+        [
+            "merge",
+            "ties",
+            "--base",
+            base_path,
+            *finetuned_args(paths),
+            "--out",
+            out,
+            "--alpha",
+            "0.4",
+            "--topk",
+            "30",
+        ],
+        capsys,
+    )
     assert status == 0 and str(out) in stdout
     expected = ref_merge("ties", base, finetuned, alpha=0.4, topk=30.0)
     assert all(torch.equal(load_file(out)[k], v) for k, v in expected.items())
@@ -27,7 +42,21 @@ def test_merge_command(case, tmp_path, capsys):
 def test_names_default_to_file_stems(case, tmp_path, capsys):
     _, _, base_path, paths = case
     out = tmp_path / "masks.safetensors"
-    status, _, _ = run(["masks", "--base", base_path, "--finetuned", *paths.values(), "--lambda", "0.3", "0.5", "--out", out], capsys)
+    status, _, _ = run(
+        [
+            "masks",
+            "--base",
+            base_path,
+            "--finetuned",
+            *paths.values(),
+            "--lambda",
+            "0.3",
+            "0.5",
+            "--out",
+            out,
+        ],
+        capsys,
+    )
     assert status == 0
     from tallmerge.merging.masks import MaskFile
 
@@ -35,15 +64,41 @@ def test_names_default_to_file_stems(case, tmp_path, capsys):
         assert masks.tasks == ["task0", "task1", "task2"]
         assert masks.lambdas["task1"] == [0.3, 0.5]
     # The grid must be narrowed to one lambda per task before consensus can use it.
-    fails(["merge", "consensus-ta", "--base", base_path, "--finetuned", *paths.values(), "--masks", out, "--out", tmp_path / "c.safetensors"],
-          capsys, str(out), "one per task")
+    fails(
+        [
+            "merge",
+            "consensus-ta",
+            "--base",
+            base_path,
+            "--finetuned",
+            *paths.values(),
+            "--masks",
+            out,
+            "--out",
+            tmp_path / "c.safetensors",
+        ],
+        capsys,
+        str(out),
+        "one per task",
+    )
     assert not (tmp_path / "c.safetensors").exists()
 
 
 def test_help_explains_every_option(capsys):
     status, stdout, _ = run(["merge", "--help"], capsys)
     assert status == 0
-    for option in ("--base", "--finetuned", "--out", "--alpha", "--topk", "--ties-agg", "--lambda", "--masks", "--k", "--mtv"):
+    for option in (
+        "--base",
+        "--finetuned",
+        "--out",
+        "--alpha",
+        "--topk",
+        "--ties-agg",
+        "--lambda",
+        "--masks",
+        "--k",
+        "--mtv",
+    ):
         assert option in stdout
 
 
@@ -63,7 +118,10 @@ def _corrupt(tmp_path, base, change):
         (lambda s: s.update(extra=torch.zeros(2)), ["unexpected tensor 'extra'"]),
         (lambda s: s.update(embed=torch.zeros(4, 3, dtype=torch.float16)), ["'embed'", "shape"]),
         (lambda s: s.update(embed=s["embed"].float()), ["'embed'", "float32"]),
-        (lambda s: s["blocks.0.attn.bias"].__setitem__(3, float("nan")), ["'blocks.0.attn.bias'", "NaN or Inf"]),
+        (
+            lambda s: s["blocks.0.attn.bias"].__setitem__(3, float("nan")),
+            ["'blocks.0.attn.bias'", "NaN or Inf"],
+        ),
         (lambda s: s["embed"].__setitem__((0, 0), float("inf")), ["'embed'", "NaN or Inf"]),
     ],
     ids=["missing", "extra", "shape", "dtype", "nan", "inf"],
@@ -73,8 +131,22 @@ def test_bad_checkpoints_fail_without_output(case, tmp_path, capsys, change, nee
     bad = _corrupt(tmp_path, base, change)
     out = tmp_path / "merged.safetensors"
     out.write_bytes(b"previous result")  # an earlier output must survive a failed run
-    fails(["merge", "task-arithmetic", "--base", base_path, "--finetuned", paths["task0"], f"bad={bad}", "--out", out],
-          capsys, str(bad), *needles)
+    fails(
+        [
+            "merge",
+            "task-arithmetic",
+            "--base",
+            base_path,
+            "--finetuned",
+            paths["task0"],
+            f"bad={bad}",
+            "--out",
+            out,
+        ],
+        capsys,
+        str(bad),
+        *needles,
+    )
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
@@ -89,7 +161,11 @@ def test_bad_checkpoints_fail_without_output(case, tmp_path, capsys, change, nee
 def test_too_few_tasks(case, tmp_path, capsys, args, needles):
     _, _, base_path, paths = case
     out = tmp_path / "out.safetensors"
-    fails([*args[:2], *args[2:], "--base", base_path, "--finetuned", paths["task0"], "--out", out], capsys, *needles)
+    fails(
+        [*args[:2], *args[2:], "--base", base_path, "--finetuned", paths["task0"], "--out", out],
+        capsys,
+        *needles,
+    )
     assert not out.exists()
 
 
@@ -118,7 +194,9 @@ def test_bad_options(case, tmp_path, capsys, args, needles):
 
 def test_unknown_method(case, tmp_path, capsys):
     _, _, base_path, paths = case
-    status, _, err = run(["merge", "median", "--base", base_path, *finetuned_args(paths), "--out", tmp_path / "o"], capsys)
+    status, _, err = run(
+        ["merge", "median", "--base", base_path, *finetuned_args(paths), "--out", tmp_path / "o"], capsys
+    )
     assert status == 2 and "median" in err.strip().splitlines()[-1]
 
 
@@ -126,24 +204,123 @@ def test_corrupt_and_missing_files(case, tmp_path, capsys):
     _, _, base_path, paths = case
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(paths["task1"].read_bytes()[:-10])
-    fails(["merge", "average", "--base", base_path, "--finetuned", paths["task0"], truncated, "--out", tmp_path / "o"],
-          capsys, str(truncated), "truncated")
-    fails(["merge", "average", "--base", tmp_path / "none.safetensors", "--finetuned", paths["task0"], "--out", tmp_path / "o"],
-          capsys, "none.safetensors", "not found")
+    fails(
+        [
+            "merge",
+            "average",
+            "--base",
+            base_path,
+            "--finetuned",
+            paths["task0"],
+            truncated,
+            "--out",
+            tmp_path / "o",
+        ],
+        capsys,
+        str(truncated),
+        "truncated",
+    )
+    fails(
+        [
+            "merge",
+            "average",
+            "--base",
+            tmp_path / "none.safetensors",
+            "--finetuned",
+            paths["task0"],
+            "--out",
+            tmp_path / "o",
+        ],
+        capsys,
+        "none.safetensors",
+        "not found",
+    )
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
-    fails(["merge", "average", "--base", base_path, "--finetuned", paths["task0"], garbage, "--out", tmp_path / "o"],
-          capsys, str(garbage), "not a valid safetensors file")
-    fails(["merge", "average", "--base", base_path, "--finetuned", paths["task0"], f"task0={paths['task1']}", "--out", tmp_path / "o"],
-          capsys, "task0", "twice")
+    fails(
+        [
+            "merge",
+            "average",
+            "--base",
+            base_path,
+            "--finetuned",
+            paths["task0"],
+            garbage,
+            "--out",
+            tmp_path / "o",
+        ],
+        capsys,
+        str(garbage),
+        "not a valid safetensors file",
+    )
+    fails(
+        [
+            "merge",
+            "average",
+            "--base",
+            base_path,
+            "--finetuned",
+            paths["task0"],
+            f"task0={paths['task1']}",
+            "--out",
+            tmp_path / "o",
+        ],
+        capsys,
+        "task0",
+        "twice",
+    )
 
 
 def test_masks_of_another_tau_mtl_are_refused(case, tmp_path, capsys):
     _, _, base_path, paths = case
     masks = tmp_path / "masks.safetensors"
-    run(["masks", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4", "--mtv", "ties", "--topk", "30", "--out", masks], capsys)
-    fails(["merge", "consensus-ties", "--base", base_path, *finetuned_args(paths), "--masks", masks, "--out", tmp_path / "o"],
-          capsys, "top-30%", "top-20%")
-    status, _, _ = run(["merge", "consensus-ties", "--base", base_path, *finetuned_args(paths), "--masks", masks, "--topk", "30",
-                        "--out", tmp_path / "o"], capsys)
+    run(
+        [
+            "masks",
+            "--base",
+            base_path,
+            *finetuned_args(paths),
+            "--lambda",
+            "0.4",
+            "--mtv",
+            "ties",
+            "--topk",
+            "30",
+            "--out",
+            masks,
+        ],
+        capsys,
+    )
+    fails(
+        [
+            "merge",
+            "consensus-ties",
+            "--base",
+            base_path,
+            *finetuned_args(paths),
+            "--masks",
+            masks,
+            "--out",
+            tmp_path / "o",
+        ],
+        capsys,
+        "top-30%",
+        "top-20%",
+    )
+    status, _, _ = run(
+        [
+            "merge",
+            "consensus-ties",
+            "--base",
+            base_path,
+            *finetuned_args(paths),
+            "--masks",
+            masks,
+            "--topk",
+            "30",
+            "--out",
+            tmp_path / "o",
+        ],
+        capsys,
+    )
     assert status == 0

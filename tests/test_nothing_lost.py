@@ -31,8 +31,10 @@ def case(tmp_path):
 
 def snapshot(folder: Path) -> dict:
     """Every file under ``folder`` (hidden ones included) with its SHA-256."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def hidden(folder: Path) -> list[str]:
@@ -83,7 +85,9 @@ def test_a_store_of_another_version_is_recognised_by_its_manifest(case, tmp_path
     out = tmp_path / "store"
     run(compress_args(base_path, paths, out), capsys)
     manifest = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps({**manifest, "version": 7}))  # what a later tallmerge may write
+    (out / "manifest.json").write_text(
+        json.dumps({**manifest, "version": 7})
+    )  # what a later tallmerge may write
     assert run(compress_args(base_path, paths, out), capsys)[0] == 0
     assert json.loads((out / "manifest.json").read_text())["version"] == VERSION
 
@@ -99,22 +103,53 @@ def test_out_equal_to_an_input_is_refused_before_any_work(case, tmp_path, capsys
     os.link(ckpt, hard)
     before = snapshot(tmp_path)
     for out in (base_path, ckpt, link, hard, tmp_path / "sub" / ".." / "task1.safetensors"):
-        one_line_failure(["merge", "task-arithmetic", "--base", base_path, *finetuned_args(paths), "--out", out],
-                         capsys, "--out", "input")
-        one_line_failure(["masks", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4", "--out", out],
-                         capsys, "--out", "input")
+        one_line_failure(
+            ["merge", "task-arithmetic", "--base", base_path, *finetuned_args(paths), "--out", out],
+            capsys,
+            "--out",
+            "input",
+        )
+        one_line_failure(
+            ["masks", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4", "--out", out],
+            capsys,
+            "--out",
+            "input",
+        )
     assert snapshot(tmp_path) == before
 
 
 def test_out_equal_to_the_masks_file_is_refused(case, tmp_path, capsys):
     _, _, base_path, paths = case
     masks = tmp_path / "masks.safetensors"
-    assert run(["masks", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4", "--out", masks], capsys)[0] == 0
+    assert (
+        run(
+            ["masks", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4", "--out", masks], capsys
+        )[0]
+        == 0
+    )
     before = snapshot(tmp_path)
-    one_line_failure(["merge", "consensus-ta", "--base", base_path, *finetuned_args(paths), "--masks", masks,
-                      "--out", masks], capsys, "--out", "is the input")
-    one_line_failure(["compress", "--base", base_path, *finetuned_args(paths), "--masks", masks, "--out", masks],
-                     capsys, "--out", "is the input")
+    one_line_failure(
+        [
+            "merge",
+            "consensus-ta",
+            "--base",
+            base_path,
+            *finetuned_args(paths),
+            "--masks",
+            masks,
+            "--out",
+            masks,
+        ],
+        capsys,
+        "--out",
+        "is the input",
+    )
+    one_line_failure(
+        ["compress", "--base", base_path, *finetuned_args(paths), "--masks", masks, "--out", masks],
+        capsys,
+        "--out",
+        "is the input",
+    )
     assert snapshot(tmp_path) == before
 
 
@@ -135,8 +170,20 @@ def test_compress_into_a_folder_around_an_input_is_refused(case, tmp_path, capsy
     run(compress_args(base_path, paths, out), capsys)
     before = snapshot(out)
     # the store's own base used as the base of the next store written over it
-    one_line_failure(["compress", "--base", out / "base.safetensors", *finetuned_args(paths), "--lambda", "0.4",
-                      "--out", out], capsys, "contains the input")
+    one_line_failure(
+        [
+            "compress",
+            "--base",
+            out / "base.safetensors",
+            *finetuned_args(paths),
+            "--lambda",
+            "0.4",
+            "--out",
+            out,
+        ],
+        capsys,
+        "contains the input",
+    )
     one_line_failure(compress_args(base_path, paths, tmp_path), capsys, "contains the input")
     assert snapshot(out) == before
 
@@ -156,8 +203,23 @@ def test_import_never_overwrites_its_inputs(tmp_path, capsys):
 def test_non_finite_merge_is_an_error_naming_tensor_and_option(case, tmp_path, capsys):
     _, _, base_path, paths = case
     out = tmp_path / "merged.safetensors"
-    one_line_failure(["merge", "task-arithmetic", "--base", base_path, *finetuned_args(paths), "--alpha", "1e39",
-                      "--out", out], capsys, "merged tensor 'blocks.0.attn.", "not finite", "--alpha 1e+39")
+    one_line_failure(
+        [
+            "merge",
+            "task-arithmetic",
+            "--base",
+            base_path,
+            *finetuned_args(paths),
+            "--alpha",
+            "1e39",
+            "--out",
+            out,
+        ],
+        capsys,
+        "merged tensor 'blocks.0.attn.",
+        "not finite",
+        "--alpha 1e+39",
+    )
     assert not out.exists() and hidden(tmp_path) == []
 
 
@@ -166,7 +228,9 @@ def test_a_vector_dtype_too_narrow_is_an_error(tmp_path, capsys):
     finetuned = [{"w": torch.full((4, 4), 40000.0)} for _ in range(2)]  # sum 80000 > fp16's 65504
     base_path, paths = save_case(tmp_path, base, finetuned)
     out = tmp_path / "store"
-    one_line_failure(compress_args(base_path, paths, out, "--vector-dtype", "fp16"), capsys, "'w'", "--vector-dtype fp16")
+    one_line_failure(
+        compress_args(base_path, paths, out, "--vector-dtype", "fp16"), capsys, "'w'", "--vector-dtype fp16"
+    )
     assert not out.exists() and hidden(tmp_path) == []
 
 
@@ -179,8 +243,13 @@ def test_out_that_is_a_folder_or_empty_or_unwritable(case, tmp_path, capsys):
     one_line_failure([*merge, ""], capsys, "--out is empty")
     one_line_failure([*merge, base_path / "merged.safetensors"], capsys, str(base_path))  # under a file
     one_line_failure([*merge, "/proc/merged.safetensors"], capsys, "/proc")  # a read-only file system
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.safetensors", "folder", "task0.safetensors",
-                                                          "task1.safetensors", "task2.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "base.safetensors",
+        "folder",
+        "task0.safetensors",
+        "task1.safetensors",
+        "task2.safetensors",
+    ]
 
 
 def test_unreadable_input_is_one_line(case, tmp_path, capsys, monkeypatch):
@@ -193,8 +262,20 @@ def test_unreadable_input_is_one_line(case, tmp_path, capsys, monkeypatch):
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", refusing_open)
-    one_line_failure(["merge", "average", "--base", base_path, *finetuned_args(paths), "--out", tmp_path / "m.safetensors"],
-                     capsys, paths["task2"], "Permission denied")
+    one_line_failure(
+        [
+            "merge",
+            "average",
+            "--base",
+            base_path,
+            *finetuned_args(paths),
+            "--out",
+            tmp_path / "m.safetensors",
+        ],
+        capsys,
+        paths["task2"],
+        "Permission denied",
+    )
     assert not (tmp_path / "m.safetensors").exists()
 
 
@@ -202,32 +283,49 @@ def test_malformed_safetensors_metadata_is_one_line(case, tmp_path, capsys):
     _, _, base_path, paths = case
     raw = paths["task0"].read_bytes()
     length = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + length])
+    header = json.loads(raw[8 : 8 + length])
     for metadata in ([1, 2], {"a": 1}, "text", 5):
         header["__metadata__"] = metadata
         encoded = json.dumps(header).encode()
         encoded += b" " * (-len(encoded) % 8)
         bad = tmp_path / "bad.safetensors"
-        bad.write_bytes(len(encoded).to_bytes(8, "little") + encoded + raw[8 + length:])
-        one_line_failure(["merge", "average", "--base", base_path, "--finetuned", f"t={bad}", f"u={paths['task1']}",
-                          "--out", tmp_path / "m.safetensors"], capsys, bad, "__metadata__")
+        bad.write_bytes(len(encoded).to_bytes(8, "little") + encoded + raw[8 + length :])
+        one_line_failure(
+            [
+                "merge",
+                "average",
+                "--base",
+                base_path,
+                "--finetuned",
+                f"t={bad}",
+                f"u={paths['task1']}",
+                "--out",
+                tmp_path / "m.safetensors",
+            ],
+            capsys,
+            bad,
+            "__metadata__",
+        )
 
 
 def _first_float(manifest):
     return next(e for e in manifest["tensors"] if e["vector"] is not None)
 
 
-@pytest.mark.parametrize("edit, needle", [
-    (lambda m: m.update(tasks_renamed=m.pop("tasks")), "missing key 'tasks'"),
-    (lambda m: m.pop("weights"), "missing key 'weights'"),
-    (lambda m: m.update(weights=0), "'weights' is 0"),
-    (lambda m: _first_float(m).update(shape=[2, 2]), "'weights' is"),
-    (lambda m: _first_float(m).update(dtype="F16"), "checksum"),
-    (lambda m: m["tensors"][-1].update(dtype="F32"), "vector codec"),
-    (lambda m: m.update(mask_bytes={}), "mask_bytes"),
-    (lambda m: m.update(finetuned_bytes=0), "checksum"),
-    (lambda m: m["masks"].update(lambdas={"task0": 0.4}), "lambda per task"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda m: m.update(tasks_renamed=m.pop("tasks")), "missing key 'tasks'"),
+        (lambda m: m.pop("weights"), "missing key 'weights'"),
+        (lambda m: m.update(weights=0), "'weights' is 0"),
+        (lambda m: _first_float(m).update(shape=[2, 2]), "'weights' is"),
+        (lambda m: _first_float(m).update(dtype="F16"), "checksum"),
+        (lambda m: m["tensors"][-1].update(dtype="F32"), "vector codec"),
+        (lambda m: m.update(mask_bytes={}), "mask_bytes"),
+        (lambda m: m.update(finetuned_bytes=0), "checksum"),
+        (lambda m: m["masks"].update(lambdas={"task0": 0.4}), "lambda per task"),
+    ],
+)
 def test_hand_edited_manifest_is_one_line(case, tmp_path, capsys, edit, needle):
     _, _, base_path, paths = case
     out = tmp_path / "store"
@@ -264,7 +362,9 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(case, tmp_path, capsys, 
 
     monkeypatch.setattr(maths, "task_sum", interrupted)
     out = tmp_path / "merged.safetensors"
-    code, _, err = run(["merge", "task-arithmetic", "--base", base_path, *finetuned_args(paths), "--out", out], capsys)
+    code, _, err = run(
+        ["merge", "task-arithmetic", "--base", base_path, *finetuned_args(paths), "--out", out], capsys
+    )
     assert code == 130 and err == "interrupted\n"
     assert not out.exists() and hidden(tmp_path) == []
 
@@ -274,9 +374,24 @@ def test_signals_end_a_real_process_in_one_line(case, tmp_path):
     _, _, base_path, paths = case
     for sig in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / f"merged-{sig}.safetensors"
-        proc = subprocess.Popen([sys.executable, "-m", "tallmerge.cli", "merge", "average", "--base", str(base_path),
-                                 "--finetuned", *[str(p) for p in paths.values()], "--out", str(out)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tallmerge.cli",
+                "merge",
+                "average",
+                "--base",
+                str(base_path),
+                "--finetuned",
+                *[str(p) for p in paths.values()],
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(0.8)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
@@ -294,8 +409,18 @@ def test_a_bug_is_one_line_and_debug_shows_the_traceback(case, tmp_path, capsys,
         raise ZeroDivisionError("oops")
 
     monkeypatch.setattr(maths, "task_sum", broken)
-    argv = ["merge", "task-arithmetic", "--base", base_path, *finetuned_args(paths), "--out", tmp_path / "m.safetensors"]
-    err = one_line_failure(argv, capsys, "internal error: ZeroDivisionError: oops", "TALLMERGE_DEBUG", status=1)
+    argv = [
+        "merge",
+        "task-arithmetic",
+        "--base",
+        base_path,
+        *finetuned_args(paths),
+        "--out",
+        tmp_path / "m.safetensors",
+    ]
+    err = one_line_failure(
+        argv, capsys, "internal error: ZeroDivisionError: oops", "TALLMERGE_DEBUG", status=1
+    )
     assert "methods" not in err or "test_nothing_lost.py" in err
     with pytest.raises(ZeroDivisionError):
         main([str(a) for a in ["--debug", *argv]])
@@ -321,14 +446,24 @@ def test_info_verifies_every_file(case, tmp_path, capsys, damage):
         path.write_bytes(bytes(data))
     else:
         path.write_bytes(path.read_bytes()[:-5])
-    one_line_failure(["info", out], capsys, path, {"missing": "missing", "altered": "checksum", "truncated": "bytes"}[damage])
+    one_line_failure(
+        ["info", out],
+        capsys,
+        path,
+        {"missing": "missing", "altered": "checksum", "truncated": "bytes"}[damage],
+    )
 
 
 # -- 6. provenance ---------------------------------------------------------------------------------
 def test_masks_from_other_checkpoints_or_swapped_names_are_refused(case, tmp_path, capsys):
     base, finetuned, base_path, paths = case
     masks = tmp_path / "masks.safetensors"
-    assert run(["masks", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4", "--out", masks], capsys)[0] == 0
+    assert (
+        run(
+            ["masks", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4", "--out", masks], capsys
+        )[0]
+        == 0
+    )
     swapped = {"task0": paths["task1"], "task1": paths["task0"], "task2": paths["task2"]}
     other = tmp_path / "other"
     other.mkdir()
@@ -337,16 +472,33 @@ def test_masks_from_other_checkpoints_or_swapped_names_are_refused(case, tmp_pat
     save_file(retrained, other / "task2.safetensors")
     elsewhere = {**paths, "task2": other / "task2.safetensors"}
     for given, task in ((swapped, "task0"), (elsewhere, "task2")):
-        for argv in (["merge", "consensus-ta", "--base", base_path, *finetuned_args(given), "--masks", masks],
-                     ["compress", "--base", base_path, *finetuned_args(given), "--masks", masks]):
+        for argv in (
+            ["merge", "consensus-ta", "--base", base_path, *finetuned_args(given), "--masks", masks],
+            ["compress", "--base", base_path, *finetuned_args(given), "--masks", masks],
+        ):
             out = tmp_path / "out"
             one_line_failure([*argv, "--out", out], capsys, masks, f"task '{task}'", "another checkpoint")
             assert not out.exists()
     # the same weights saved again (other metadata) are the same checkpoint
     resaved = tmp_path / "resaved.safetensors"
     save_file(load_file(paths["task2"]), resaved, metadata={"note": "copied"})
-    assert run(["merge", "consensus-ta", "--base", base_path, *finetuned_args({**paths, "task2": resaved}),
-                "--masks", masks, "--out", tmp_path / "c.safetensors"], capsys)[0] == 0
+    assert (
+        run(
+            [
+                "merge",
+                "consensus-ta",
+                "--base",
+                base_path,
+                *finetuned_args({**paths, "task2": resaved}),
+                "--masks",
+                masks,
+                "--out",
+                tmp_path / "c.safetensors",
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
 
 
 def test_store_records_the_fingerprints_of_its_checkpoints(case, tmp_path, capsys):
@@ -364,17 +516,33 @@ def test_store_records_the_fingerprints_of_its_checkpoints(case, tmp_path, capsy
 def test_a_folder_given_as_a_checkpoint_is_named_as_a_folder(case, tmp_path, capsys):
     _, _, base_path, paths = case
     (tmp_path / "ckpt.safetensors").mkdir()
-    one_line_failure(["merge", "average", "--base", base_path, "--finetuned", f"a={tmp_path / 'ckpt.safetensors'}",
-                      f"b={paths['task0']}", "--out", tmp_path / "m.safetensors"], capsys, "ckpt.safetensors", "is a folder")
+    one_line_failure(
+        [
+            "merge",
+            "average",
+            "--base",
+            base_path,
+            "--finetuned",
+            f"a={tmp_path / 'ckpt.safetensors'}",
+            f"b={paths['task0']}",
+            "--out",
+            tmp_path / "m.safetensors",
+        ],
+        capsys,
+        "ckpt.safetensors",
+        "is a folder",
+    )
 
 
 # -- 7. no litter, no races ------------------------------------------------------------------------
 def _killed_writer(folder: Path, target: str) -> None:
     """A real process that starts writing ``folder/target`` and is killed with SIGKILL."""
-    code = ("import os, signal, sys; from tallmerge.formats.files import atomic_write, temporary_dir\n"
-            f"with temporary_dir({str(folder / target)!r}) as d, atomic_write({str(folder / (target + '.x'))!r}) as f:\n"
-            "    (d / 'base.safetensors').write_bytes(b'0' * 100000); f.write_bytes(b'1' * 100000)\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys; from tallmerge.formats.files import atomic_write, temporary_dir\n"
+        f"with temporary_dir({str(folder / target)!r}) as d, atomic_write({str(folder / (target + '.x'))!r}) as f:\n"
+        "    (d / 'base.safetensors').write_bytes(b'0' * 100000); f.write_bytes(b'1' * 100000)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code])
     assert proc.returncode == -signal.SIGKILL
 
@@ -397,7 +565,9 @@ def test_a_store_set_aside_by_a_killed_run_comes_back(case, tmp_path, capsys):
     out = tmp_path / "store"
     run(compress_args(base_path, paths, out), capsys)
     before = snapshot(out)
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead = int(proc.stdout)
     from tallmerge.formats.files import _HOST
 
@@ -421,8 +591,13 @@ def test_a_second_writer_to_the_same_out_fails_clearly(case, tmp_path, capsys):
     run(compress_args(base_path, paths, out), capsys)
     before = snapshot(out)
     with output_lock(tmp_path / "." / "store"):  # another spelling of the same path
-        one_line_failure(compress_args(base_path, paths, out, "--vector-dtype", "bf16"), capsys,
-                         out, "another tallmerge process", f"pid {os.getpid()}")
+        one_line_failure(
+            compress_args(base_path, paths, out, "--vector-dtype", "bf16"),
+            capsys,
+            out,
+            "another tallmerge process",
+            f"pid {os.getpid()}",
+        )
         assert snapshot(out) == before
     assert run(compress_args(base_path, paths, out, "--vector-dtype", "bf16"), capsys)[0] == 0
 
@@ -431,10 +606,19 @@ def test_concurrent_compress_runs_never_break_the_store(case, tmp_path):
     _, _, base_path, paths = case
     out = tmp_path / "store"
     argv = [sys.executable, "-m", "tallmerge.cli", *map(str, compress_args(base_path, paths, out))]
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert any(code == 0 for code, _ in results), results
     for code, err in results:
-        assert code == 0 or (code == 2 and "another tallmerge process" in err and err.count("\n") == 1), results
-    assert subprocess.run([sys.executable, "-m", "tallmerge.cli", "info", str(out)], capture_output=True).returncode == 0
+        assert code == 0 or (code == 2 and "another tallmerge process" in err and err.count("\n") == 1), (
+            results
+        )
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "tallmerge.cli", "info", str(out)], capture_output=True
+        ).returncode
+        == 0
+    )
     assert hidden(tmp_path) == []

@@ -71,7 +71,9 @@ def test_empty_or_malformed_task_list(tasks):
 
 
 def test_unknown_task_lists_the_available_ones():
-    with pytest.raises(TallmergeError, match=r"unknown task 'imagenet'; available: digits, .*, Cars, .*KMNIST"):
+    with pytest.raises(
+        TallmergeError, match=r"unknown task 'imagenet'; available: digits, .*, Cars, .*KMNIST"
+    ):
         make(tasks={"imagenet": {}, "digits": {}}).tasks
     with pytest.raises(TallmergeError, match=r"unknown task 'mnist' \(did you mean 'MNIST'\?\)"):
         make(tasks={"mnist": {}}).tasks
@@ -107,7 +109,11 @@ def test_bad_lambda_names_the_key(value):
 
 def test_merge_sections():
     params = make()
-    assert params.merge_options("ties") == {"alpha": [round(0.1 * i, 1) for i in range(11)], "topk": 20.0, "agg": "mean"}
+    assert params.merge_options("ties") == {
+        "alpha": [round(0.1 * i, 1) for i in range(11)],
+        "topk": 20.0,
+        "agg": "mean",
+    }
     assert params.merge_options("average") == {}
     assert params.merge_options("consensus")["k"] == 2
     assert params.mtv("ties").agg == "sum" and params.mtv("ta").kind == "ta"
@@ -119,7 +125,10 @@ def test_merge_sections():
         ({"merge__ties__topk": 120}, "'merge.ties.topk' must be a percentage in [0, 100], got 120"),
         ({"merge__ties__agg": "median"}, "'merge.ties.agg' must be 'mean' or 'sum', got 'median'"),
         ({"merge__consensus__k": -1}, "'merge.consensus.k' must be a non-negative integer, got -1"),
-        ({"merge__task-arithmetic__alpha": [0.1, -0.3]}, "'merge.task-arithmetic.alpha' must be a non-empty list of non-negative numbers"),
+        (
+            {"merge__task-arithmetic__alpha": [0.1, -0.3]},
+            "'merge.task-arithmetic.alpha' must be a non-empty list of non-negative numbers",
+        ),
         ({"merge__average": {"alpha": [1.0]}}, "unknown key 'merge.average.alpha'"),
         ({"mtv__ties": {"topk": 20}}, "missing key 'mtv.ties.agg'"),
     ],
@@ -136,7 +145,9 @@ def test_pretrained_weights_setting():
     assert make().pretrained is None
     assert make(model__pretrained="openai").pretrained == "openai"
     for bad in ("", "  ", 3, ["openai"]):
-        with pytest.raises(TallmergeError, match=r"'model.pretrained' must be null, a pretrained tag or a checkpoint path"):
+        with pytest.raises(
+            TallmergeError, match=r"'model.pretrained' must be null, a pretrained tag or a checkpoint path"
+        ):
             make(model__pretrained=bad).pretrained
 
 

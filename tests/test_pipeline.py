@@ -26,8 +26,14 @@ pytestmark = pytest.mark.slow
 
 
 def run(cmd, cwd, check=True):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{result.stdout}\n{result.stderr}")
@@ -57,9 +63,28 @@ def repo(tmp_path_factory):
     return repo
 
 
-METHODS = {"zeroshot", "finetuned", "average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties",
-           "tall-ta", "tall-ties", "magnitude-masking"}
-MASK_STAGES = {"masks@ta", "masks@ties", "tall@ta", "tall@ties", "consensus@ta", "consensus@ties", "compress", "report"}
+METHODS = {
+    "zeroshot",
+    "finetuned",
+    "average",
+    "task-arithmetic",
+    "ties",
+    "consensus-ta",
+    "consensus-ties",
+    "tall-ta",
+    "tall-ties",
+    "magnitude-masking",
+}
+MASK_STAGES = {
+    "masks@ta",
+    "masks@ties",
+    "tall@ta",
+    "tall@ties",
+    "consensus@ta",
+    "consensus@ties",
+    "compress",
+    "report",
+}
 
 
 def ran_stages(output: str) -> set[str]:
@@ -83,12 +108,23 @@ def test_repro_writes_the_metrics_contract(repo):
     for method in ("tall-ta", "tall-ties"):
         assert set(summary[method]["lambda"]) == {"colors", "shapes"}
         assert set(summary[method]["lambda"].values()) <= {0.3, 0.5}
-    for path in ("models/pretrained/visual.safetensors", "models/finetuned/colors.safetensors",
-                 "models/heads/shapes.safetensors", "data/tasks/colors.safetensors",
-                 "models/masks/ta.safetensors", "models/masks/tall-ties.safetensors",
-                 "models/merged/consensus-ta.safetensors", "models/merged/average.safetensors",
-                 "plots/alpha.csv", "plots/overlap.csv", "plots/methods.csv", "plots/lambda/colors.csv",
-                 "plots/storage.csv", "models/store/manifest.json", "reports/results.md"):
+    for path in (
+        "models/pretrained/visual.safetensors",
+        "models/finetuned/colors.safetensors",
+        "models/heads/shapes.safetensors",
+        "data/tasks/colors.safetensors",
+        "models/masks/ta.safetensors",
+        "models/masks/tall-ties.safetensors",
+        "models/merged/consensus-ta.safetensors",
+        "models/merged/average.safetensors",
+        "plots/alpha.csv",
+        "plots/overlap.csv",
+        "plots/methods.csv",
+        "plots/lambda/colors.csv",
+        "plots/storage.csv",
+        "models/store/manifest.json",
+        "reports/results.md",
+    ):
         assert (repo / path).is_file(), path
     overlap = pd.read_csv(repo / "plots" / "overlap.csv")
     assert list(overlap.tasks) == [0, 1, 2] and abs(overlap.ta.sum() - 100) < 0.1
@@ -99,7 +135,11 @@ def test_compress_stage_keeps_a_store_that_rebuilds_the_tall_models(repo):
     summary = json.loads((repo / "metrics" / "summary.json").read_text())["compression"]
     assert summary["mtv"] == "ties" and summary["vector_dtype"] in {"fp32", "bf16", "fp16"}
     sizes = summary["bytes"]
-    assert sizes["total"] == sizes["base"] + sizes["vector"] + sizes["masks"] + sizes["manifest"] < sizes["finetuned"]
+    assert (
+        sizes["total"]
+        == sizes["base"] + sizes["vector"] + sizes["masks"] + sizes["manifest"]
+        < sizes["finetuned"]
+    )
     assert 0 < summary["bits_per_weight"]["mask"] < 1 and 0 < summary["bits_per_weight"]["vector"] <= 32.1
     assert 3.63 < summary["projected_gbit_vit_b32_20tasks"] < 3.63 + 0.0879 * (32.1 + 20)
     compression = json.loads((repo / "metrics" / "compression.json").read_text())
@@ -108,21 +148,34 @@ def test_compress_stage_keeps_a_store_that_rebuilds_the_tall_models(repo):
     tall = frame[frame.method == "tall-ties"].drop(columns="method").to_dict("records")
     assert compression["stores"]["tall-ties fp32"]["accuracy"] == tall
     storage = pd.read_csv(repo / "plots" / "storage.csv")
-    assert {"fine-tuned checkpoints", "store: tall-ties bf16", "one model: Task Arithmetic"} <= set(storage.storage)
+    assert {"fine-tuned checkpoints", "store: tall-ties bf16", "one model: Task Arithmetic"} <= set(
+        storage.storage
+    )
     info = run(f"{BIN / 'tallmerge'} info models/store", repo).stdout
     assert "tasks (2, in coding order): colors, shapes" in info and "total" in info
     run(f"{BIN / 'tallmerge'} reconstruct models/store --task shapes --out shapes.safetensors", repo)
     from safetensors.torch import load_file
 
-    rebuilt, base = load_file(repo / "shapes.safetensors"), load_file(repo / "models/pretrained/visual.safetensors")
-    assert {k: (v.dtype, v.shape) for k, v in rebuilt.items()} == {k: (v.dtype, v.shape) for k, v in base.items()}
+    rebuilt, base = (
+        load_file(repo / "shapes.safetensors"),
+        load_file(repo / "models/pretrained/visual.safetensors"),
+    )
+    assert {k: (v.dtype, v.shape) for k, v in rebuilt.items()} == {
+        k: (v.dtype, v.shape) for k, v in base.items()
+    }
     (repo / "shapes.safetensors").unlink()
 
 
 def test_plots_render(repo):
     plots = json.loads(run("dvc plots show --json", repo).stdout)["data"]
-    assert set(plots) == {"plots/alpha.csv", "plots/overlap.csv", "plots/methods.csv", "plots/storage.csv",
-                          "plots/lambda/colors.csv", "plots/lambda/shapes.csv"}
+    assert set(plots) == {
+        "plots/alpha.csv",
+        "plots/overlap.csv",
+        "plots/methods.csv",
+        "plots/storage.csv",
+        "plots/lambda/colors.csv",
+        "plots/lambda/shapes.csv",
+    }
     for name, rendered in plots.items():
         assert rendered[0]["type"] == "vega" and rendered[0]["content"]["data"]["values"], name
 
@@ -171,8 +224,12 @@ def test_same_params_give_byte_identical_artifacts(repo):
     before = lock_hashes(repo)
     run("dvc repro --force --single-item finetune@shapes pretrain", repo)
     after = lock_hashes(repo)
-    for path in ("models/pretrained/visual.safetensors", "models/pretrained/text.safetensors",
-                 "models/finetuned/shapes.safetensors", "models/heads/shapes.safetensors"):
+    for path in (
+        "models/pretrained/visual.safetensors",
+        "models/pretrained/text.safetensors",
+        "models/finetuned/shapes.safetensors",
+        "models/heads/shapes.safetensors",
+    ):
         assert after[path] == before[path], path
 
 
@@ -192,7 +249,10 @@ def test_bad_params_fail_with_one_line_and_keep_outputs(repo):
 def test_unknown_task_and_corrupted_input_fail_cleanly(repo):
     result = run(f"{BIN / 'python'} stages/prepare.py imagenet", repo, check=False)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: unknown task 'imagenet'; available: ") and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith("error: unknown task 'imagenet'; available: ")
+        and result.stderr.count("\n") == 1
+    )
 
     data = repo / "data" / "tasks" / "colors.safetensors"
     output = repo / "models" / "finetuned" / "colors.safetensors"

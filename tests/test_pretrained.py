@@ -45,7 +45,9 @@ def test_wrong_architecture_checkpoint(tmp_path):
 
 
 def test_unknown_tag_lists_the_known_ones():
-    with pytest.raises(TallmergeError, match="no pretrained tag 'imagenet' for ViT-B-32 .*openai, laion400m_e31"):
+    with pytest.raises(
+        TallmergeError, match="no pretrained tag 'imagenet' for ViT-B-32 .*openai, laion400m_e31"
+    ):
         pretrained.resolve("ViT-B-32", "imagenet")
     with pytest.raises(TallmergeError, match="it has none"):
         pretrained.resolve("pocket-vit", "openai")
@@ -56,8 +58,13 @@ def test_tag_not_cached_says_which_file_to_place_where(tmp_path):
         pretrained.resolve("ViT-B-32", "openai", cache_dir=tmp_path)
     message = str(error.value)
     assert "\n" not in message
-    assert "open_clip_model.safetensors of the Hugging Face repo timm/vit_base_patch32_clip_224.openai" in message
-    assert str(tmp_path) in message and "ViT-B-32.pt" not in message  # OpenAI's TorchScript file is not offered
+    assert (
+        "open_clip_model.safetensors of the Hugging Face repo timm/vit_base_patch32_clip_224.openai"
+        in message
+    )
+    assert (
+        str(tmp_path) in message and "ViT-B-32.pt" not in message
+    )  # OpenAI's TorchScript file is not offered
     with pytest.raises(TallmergeError, match="vit_b_32-laion2b_e16-af8dbd0c.pth .*releases"):
         pretrained.resolve("ViT-B-32", "laion2b_e16", cache_dir=tmp_path)
 

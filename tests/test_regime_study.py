@@ -32,11 +32,21 @@ def test_an_unknown_key_is_refused():
 
 def _record(name, distance, eligible, tall=99.0):
     outcome = {"avg_normalized_val": tall, "avg_normalized_test": tall}
-    base = {"avg_top1_val": 50.0, "avg_top1_test": 50.0, "avg_normalized_val": 70.0, "avg_normalized_test": 70.0}
+    base = {
+        "avg_top1_val": 50.0,
+        "avg_top1_test": 50.0,
+        "avg_normalized_val": 70.0,
+        "avg_normalized_test": 70.0,
+    }
     return {
-        "candidate": name, "why": f"because {name}", "set": {"finetune.lr": 1e-4}, "minutes": 20.0,
+        "candidate": name,
+        "why": f"because {name}",
+        "set": {"finetune.lr": 1e-4},
+        "minutes": 20.0,
         "indicators_val": {"zeroshot": 45.0, "finetuned": 90.0, "task-arithmetic": 70.0, "ties": 72.0},
-        "distance": distance, "gates": {"repro <= 30 min": eligible}, "eligible": eligible,
+        "distance": distance,
+        "gates": {"repro <= 30 min": eligible},
+        "eligible": eligible,
         "baselines": {m: base for m in ("zeroshot", "finetuned", "task-arithmetic", "ties")},
         "outcomes_never_used_to_choose": {m: outcome for m in regime.OUTCOMES},
     }
@@ -54,6 +64,10 @@ def test_table_ranks_eligible_candidates_first_and_keeps_the_rule(tmp_path, monk
     regime.write_table()  # idempotent: the table is replaced, not appended
     text = report.read_text()
     assert text.startswith("# rule\n\nnever edited\n") and text.count(regime.MARKER) == 1
-    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and "candidate" not in line]
+    rows = [
+        line.split("|")[1].strip()
+        for line in text.splitlines()
+        if line.startswith("| ") and "candidate" not in line
+    ]
     assert rows == ["near", "far", "slow"]
     assert "no: repro <= 30 min" in text

@@ -177,7 +177,9 @@ def test_module_containing_itself_is_refused(tmp_path, modeling):
     net.blocks.append(net)
     path = tmp_path / "cycle.pt"
     save_then_forget(net, path, modeling)
-    with pytest.raises(TallmergeError, match=r"cycle\.pt: nested too deeply, or a module that contains itself$"):
+    with pytest.raises(
+        TallmergeError, match=r"cycle\.pt: nested too deeply, or a module that contains itself$"
+    ):
         load_state_dict(path)
 
 
@@ -231,10 +233,16 @@ def truncated(path):
 @pytest.mark.parametrize(
     "write, message",
     [
-        (not_a_checkpoint, "not a readable torch checkpoint (neither weights-only loadable nor a torch zip archive)"),
+        (
+            not_a_checkpoint,
+            "not a readable torch checkpoint (neither weights-only loadable nor a torch zip archive)",
+        ),
         (empty, "not a readable torch checkpoint (neither weights-only loadable nor a torch zip archive)"),
         (zip_of_text, "a zip archive, but not a torch checkpoint (no <name>/data.pkl)"),
-        (truncated, "not a readable torch checkpoint (neither weights-only loadable nor a torch zip archive)"),
+        (
+            truncated,
+            "not a readable torch checkpoint (neither weights-only loadable nor a torch zip archive)",
+        ),
     ],
     ids=["csv", "empty", "zip", "truncated"],
 )
@@ -266,7 +274,10 @@ def test_corrupted_storage_record_is_named(tmp_path):
     path = edited_checkpoint(tmp_path, "/data/0", lambda data: data[:-4])
     with pytest.raises(TallmergeError) as e:
         load_state_dict(path)
-    assert re.fullmatch(rf"{re.escape(str(path))}: corrupted checkpoint \(storage 0 has \d+ bytes, expected \d+\)", str(e.value))
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}: corrupted checkpoint \(storage 0 has \d+ bytes, expected \d+\)",
+        str(e.value),
+    )
 
 
 def test_other_byte_order_is_refused(tmp_path):

@@ -139,7 +139,9 @@ def uncovered(stage: dict) -> list[str]:
 @pytest.mark.parametrize("name", sorted(stages()))
 def test_stage_depends_on_all_the_code_it_imports(name):
     problems = uncovered(stages()[name])
-    assert not problems, f"dvc.yaml stage '{name}' runs code that is not among its deps: " + "; ".join(problems)
+    assert not problems, f"dvc.yaml stage '{name}' runs code that is not among its deps: " + "; ".join(
+        problems
+    )
 
 
 def test_closure_follows_lazy_relative_and_parent_imports(tmp_path):
@@ -149,7 +151,7 @@ def test_closure_follows_lazy_relative_and_parent_imports(tmp_path):
         "pkg/low.py": "X = 1\n",
         "pkg/sub/__init__.py": "",
         "pkg/sub/mid.py": "from typing import TYPE_CHECKING\n\nfrom ..low import X\n\nif TYPE_CHECKING:\n"
-                          "    from pkg import typing_only\n\n\ndef later():\n    from pkg.sub import lazy\n",
+        "    from pkg import typing_only\n\n\ndef later():\n    from pkg.sub import lazy\n",
         "pkg/sub/lazy.py": "import pkg.deep.leaf\n",
         "pkg/deep/__init__.py": "",
         "pkg/deep/leaf.py": "",
@@ -163,8 +165,15 @@ def test_closure_follows_lazy_relative_and_parent_imports(tmp_path):
     script.write_text("import os\n\n\ndef main():\n    from pkg.sub.mid import later\n")
     closure = import_closure(script, src, "pkg")
     found = sorted(str(p.relative_to(src)) for p in closure)
-    assert found == ["pkg/__init__.py", "pkg/deep/__init__.py", "pkg/deep/leaf.py", "pkg/low.py",
-                     "pkg/sub/__init__.py", "pkg/sub/lazy.py", "pkg/sub/mid.py"]
+    assert found == [
+        "pkg/__init__.py",
+        "pkg/deep/__init__.py",
+        "pkg/deep/leaf.py",
+        "pkg/low.py",
+        "pkg/sub/__init__.py",
+        "pkg/sub/lazy.py",
+        "pkg/sub/mid.py",
+    ]
     assert closure[src / "pkg/sub/lazy.py"] == src / "pkg/sub/mid.py"  # the lazy import, inside a function
 
 
@@ -186,8 +195,14 @@ ALLOWED = {
     "tallmerge.clip": {"tallmerge", "tallmerge.errors", "tallmerge.formats", "tallmerge.tasks"},
     "tallmerge.merging": {"tallmerge", "tallmerge.errors", "tallmerge.formats"},
     "tallmerge.store": {"tallmerge", "tallmerge.errors", "tallmerge.formats", "tallmerge.merging"},
-    "tallmerge.results": {"tallmerge", "tallmerge.errors", "tallmerge.layout", "tallmerge.formats",
-                          "tallmerge.tasks", "tallmerge.clip"},
+    "tallmerge.results": {
+        "tallmerge",
+        "tallmerge.errors",
+        "tallmerge.layout",
+        "tallmerge.formats",
+        "tallmerge.tasks",
+        "tallmerge.clip",
+    },
     "tallmerge.params": {"tallmerge", "tallmerge.errors", "tallmerge.tasks", "tallmerge.merging"},
 }
 
@@ -196,13 +211,16 @@ def _part(name: str) -> str:
     return ".".join(name.split(".")[:2])
 
 
-@pytest.mark.parametrize("path", sorted(SRC.joinpath(PACKAGE).rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+@pytest.mark.parametrize(
+    "path", sorted(SRC.joinpath(PACKAGE).rglob("*.py")), ids=lambda p: str(p.relative_to(SRC))
+)
 def test_layers_import_only_downwards(path):
     me = _part(_module_name(path, SRC))
     if me == "tallmerge.cli":
         return  # the top: it may import anything
     wrong = sorted(
-        name for name in imported_modules(path, SRC, PACKAGE)
+        name
+        for name in imported_modules(path, SRC, PACKAGE)
         if _part(name) != me and _part(name) not in ALLOWED[me]
     )
     assert not wrong, f"{path.relative_to(ROOT)} ({me}) imports {', '.join(wrong)}, above its layer"
@@ -211,4 +229,3 @@ def test_layers_import_only_downwards(path):
 def test_every_library_part_has_a_layer():
     parts = {_part(_module_name(p, SRC)) for p in SRC.joinpath(PACKAGE).rglob("*.py")}
     assert parts - {"tallmerge.cli"} <= set(ALLOWED), parts - set(ALLOWED)
-

@@ -230,10 +230,17 @@ def test_incompressible_vector_is_kept_raw():
 
 
 # -- the paper's accounting ----------------------------------------------------------------------
-@pytest.mark.parametrize("arch, tasks, paper_store, paper_finetuned", [
-    ("ViT-B-32", 8, 7.1, 23.3), ("ViT-B-32", 14, 7.7, 40.2), ("ViT-B-32", 20, 8.2, 57.0),
-    ("ViT-L-14", 8, 23.1, 79.1), ("ViT-L-14", 14, 24.9, 137.4), ("ViT-L-14", 20, 26.8, 195.8),
-])
+@pytest.mark.parametrize(
+    "arch, tasks, paper_store, paper_finetuned",
+    [
+        ("ViT-B-32", 8, 7.1, 23.3),
+        ("ViT-B-32", 14, 7.7, 40.2),
+        ("ViT-B-32", 20, 8.2, 57.0),
+        ("ViT-L-14", 8, 23.1, 79.1),
+        ("ViT-L-14", 14, 24.9, 137.4),
+        ("ViT-L-14", 20, 26.8, 195.8),
+    ],
+)
 def test_accounting_reproduces_the_papers_storage_figures(arch, tasks, paper_store, paper_finetuned):
     assert round(projected_gbit(arch, tasks, vector_bits=32, mask_bits=1), 1) == paper_store
     assert round(finetuned_gbit(arch, tasks), 1) == paper_finetuned
@@ -301,22 +308,52 @@ def test_codec_mismatch_is_caught_by_the_mask_checksum(built, tmp_path):
 
 
 def test_unknown_task_lists_the_available_ones(built, tmp_path, capsys):
-    fails(["reconstruct", built, "--task", "cars", "--out", tmp_path / "x.safetensors"], capsys,
-          "no task 'cars'", "available: task0, task1, task2")
+    fails(
+        ["reconstruct", built, "--task", "cars", "--out", tmp_path / "x.safetensors"],
+        capsys,
+        "no task 'cars'",
+        "available: task0, task1, task2",
+    )
 
 
 # -- the command line ----------------------------------------------------------------------------
 def test_compress_reconstruct_info_commands(case, tmp_path, capsys):
     base, finetuned, base_path, paths = case
     out = tmp_path / "store"
-    status, stdout, _ = run(["compress", "--base", base_path, *finetuned_args(paths), "--lambda", "0.4",
-                             "--mtv", "ties", "--vector-dtype", "bf16", "--out", out], capsys)
+    status, stdout, _ = run(
+        [
+            "compress",
+            "--base",
+            base_path,
+            *finetuned_args(paths),
+            "--lambda",
+            "0.4",
+            "--mtv",
+            "ties",
+            "--vector-dtype",
+            "bf16",
+            "--out",
+            out,
+        ],
+        capsys,
+    )
     assert status == 0 and "masks" in stdout and "bf16" in stdout
     status, stdout, _ = run(["info", out], capsys)
     assert status == 0
-    for needle in ("format version 1", "task0, task1, task2", "task1=0.4", "base", "vector", "masks", "total", "bits/weight"):
+    for needle in (
+        "format version 1",
+        "task0, task1, task2",
+        "task1=0.4",
+        "base",
+        "vector",
+        "masks",
+        "total",
+        "bits/weight",
+    ):
         assert needle in stdout, needle
-    status, stdout, _ = run(["reconstruct", out, "--task", "task2", "--out", tmp_path / "t2.safetensors"], capsys)
+    status, stdout, _ = run(
+        ["reconstruct", out, "--task", "task2", "--out", tmp_path / "t2.safetensors"], capsys
+    )
     assert status == 0 and "task2" in stdout
     assert set(load_file(tmp_path / "t2.safetensors")) == set(base)
 
@@ -337,11 +374,36 @@ def test_compress_bad_input(case, tmp_path, capsys):
 
     other = {k: v for k, v in base.items() if k != "embed"}
     save_file(other, tmp_path / "other.safetensors")
-    fails(["compress", "--base", tmp_path / "other.safetensors", *finetuned_args(paths), "--lambda", "0.4", "--out", out],
-          capsys, "unexpected tensor 'embed'")
+    fails(
+        [
+            "compress",
+            "--base",
+            tmp_path / "other.safetensors",
+            *finetuned_args(paths),
+            "--lambda",
+            "0.4",
+            "--out",
+            out,
+        ],
+        capsys,
+        "unexpected tensor 'embed'",
+    )
     # masks made for other checkpoints
-    fails(["compress", "--base", base_path, *finetuned_args({k: paths[k] for k in ("task0", "task1")}),
-           "--masks", masks, "--out", out], capsys, str(masks), "masks are for tasks")
+    fails(
+        [
+            "compress",
+            "--base",
+            base_path,
+            *finetuned_args({k: paths[k] for k in ("task0", "task1")}),
+            "--masks",
+            masks,
+            "--out",
+            out,
+        ],
+        capsys,
+        str(masks),
+        "masks are for tasks",
+    )
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 

@@ -60,9 +60,13 @@ def _check_datasets(root: str, names) -> None:
             broken.append(name)
             print(f"{name:16s} MISSING  {e}")
             continue
-        print(f"{name:16s} ok       {len(train):7d} train {len(test):7d} test {len(train.classnames):4d} classes")
+        print(
+            f"{name:16s} ok       {len(train):7d} train {len(test):7d} test {len(train.classnames):4d} classes"
+        )
     if broken:
-        raise TallmergeError(f"{len(broken)} of {len(names)} datasets missing or unreadable under {root}: {', '.join(broken)}")
+        raise TallmergeError(
+            f"{len(broken)} of {len(names)} datasets missing or unreadable under {root}: {', '.join(broken)}"
+        )
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -97,9 +101,17 @@ def _cmd_merge(args: argparse.Namespace) -> None:
     finetuned = parse_finetuned(args.finetuned)
     with writing(args.out, [args.base, *finetuned.values(), *([args.masks] if args.masks else [])]):
         described = merge_files(
-            args.method, args.base, finetuned, args.out,
-            alpha=args.alpha, topk=args.topk, ties_agg=args.ties_agg, lam=args.lam, masks=args.masks,
-            k=args.k, mtv=args.mtv,
+            args.method,
+            args.base,
+            finetuned,
+            args.out,
+            alpha=args.alpha,
+            topk=args.topk,
+            ties_agg=args.ties_agg,
+            lam=args.lam,
+            masks=args.masks,
+            k=args.k,
+            mtv=args.mtv,
         )
     options = ", ".join(f"{k}={v}" for k, v in described.items() if k not in ("method", "tasks"))
     print(f"{args.out}: {args.method} of {len(described['tasks'])} tasks ({options})")
@@ -113,11 +125,17 @@ def _cmd_masks(args: argparse.Namespace) -> None:
 
     if args.mtv != "ties" and args.topk is not None:
         raise TallmergeError("--topk applies only with --mtv ties")
-    mtv = MultiTaskVector("ties", 20.0 if args.topk is None else args.topk) if args.mtv == "ties" else MultiTaskVector("ta")
+    mtv = (
+        MultiTaskVector("ties", 20.0 if args.topk is None else args.topk)
+        if args.mtv == "ties"
+        else MultiTaskVector("ta")
+    )
     finetuned = parse_finetuned(args.finetuned)
     with writing(args.out, [args.base, *finetuned.values()]), Checkpoints(args.base, finetuned) as ckpts:
         write_masks(args.out, ckpts, args.lam, mtv)
-        print(f"{args.out}: TALL masks of {len(ckpts)} tasks at lambda {', '.join(map(str, args.lam))} (tau_MTL: {args.mtv})")
+        print(
+            f"{args.out}: TALL masks of {len(ckpts)} tasks at lambda {', '.join(map(str, args.lam))} (tau_MTL: {args.mtv})"
+        )
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:
@@ -141,10 +159,14 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         if args.masks is not None:
             with MaskFile(args.masks) as masks:
                 if args.mtv is not None and masks.mtv.kind != args.mtv:
-                    raise TallmergeError(f"{args.masks}: masks were built with tau_MTL = {masks.mtv}, not --mtv {args.mtv}")
+                    raise TallmergeError(
+                        f"{args.masks}: masks were built with tau_MTL = {masks.mtv}, not --mtv {args.mtv}"
+                    )
                 compress(args.out, ckpts, tall_mask_source(masks, ckpts), args.vector_dtype)
         else:
-            with tall_mask_source_at(ckpts, args.lam, MultiTaskVector(args.mtv or "ta"), Path(args.out).absolute()) as source:
+            with tall_mask_source_at(
+                ckpts, args.lam, MultiTaskVector(args.mtv or "ta"), Path(args.out).absolute()
+            ) as source:
                 compress(args.out, ckpts, source, args.vector_dtype)
     print(Store(args.out).describe())
 
@@ -191,7 +213,10 @@ def _cmd_import(args: argparse.Namespace) -> None:
 def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, metavar="BASE", help="pre-trained checkpoint (safetensors)")
     parser.add_argument(
-        "--finetuned", required=True, nargs="+", metavar="[NAME=]PATH",
+        "--finetuned",
+        required=True,
+        nargs="+",
+        metavar="[NAME=]PATH",
         help="fine-tuned checkpoints with the base's keys, shapes and dtypes; NAME defaults to the file stem",
     )
 
@@ -207,20 +232,32 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="tallmerge", description=__doc__,
+        prog="tallmerge",
+        description=__doc__,
         epilog="Errors are one line on stderr: exit status 2 for bad input, 130 when interrupted, 1 for a bug.",
     )
     parser.add_argument("--version", action="version", version=f"tallmerge {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or set TALLMERGE_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (or set TALLMERGE_DEBUG=1)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tasks = commands.add_parser(
-        "tasks", help="list the registered tasks (pocket tasks with their classes, datasets with their layout)"
+        "tasks",
+        help="list the registered tasks (pocket tasks with their classes, datasets with their layout)",
     )
-    tasks.add_argument("--preset", metavar="NAME", help="print the params.yaml `tasks:` block of a preset "
-                       "(paper-8, paper-14, paper-20: the paper's benchmarks, in its order)")
-    tasks.add_argument("--root", metavar="DIR", help="check that the preset's datasets (default: all 20) are "
-                       "readable under DIR (a data.root): counts per task, or what is missing")
+    tasks.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="print the params.yaml `tasks:` block of a preset "
+        "(paper-8, paper-14, paper-20: the paper's benchmarks, in its order)",
+    )
+    tasks.add_argument(
+        "--root",
+        metavar="DIR",
+        help="check that the preset's datasets (default: all 20) are "
+        "readable under DIR (a data.root): counts per task, or what is missing",
+    )
     tasks.set_defaults(run=_cmd_tasks)
 
     models = commands.add_parser("models", help="list the model architectures (pocket configs by default)")
@@ -231,68 +268,153 @@ def build_parser() -> argparse.ArgumentParser:
     from tallmerge.store.manifest import VECTOR_DTYPES
 
     merge = commands.add_parser(
-        "merge", help="merge fine-tuned checkpoints into one model, streaming one tensor at a time",
+        "merge",
+        help="merge fine-tuned checkpoints into one model, streaming one tensor at a time",
         description="Merge fine-tuned checkpoints into one model: theta_0 + alpha * vector, written atomically.",
     )
     merge.add_argument("method", choices=METHODS, metavar="METHOD", help=f"one of: {', '.join(METHODS)}")
     _add_checkpoint_args(merge)
-    merge.add_argument("--out", required=True, metavar="OUT", help="merged model to write (safetensors, the base's keys and dtypes)")
-    merge.add_argument("--alpha", type=float, help="scaling of the merged task vector (default 1.0; average always uses 1/T)")
-    merge.add_argument("--topk", type=float, metavar="PCT", help="TIES: percent of each task vector's largest magnitudes kept (default 20)")
-    merge.add_argument("--ties-agg", choices=("mean", "sum"), help="TIES: disjoint mean or sum of agreeing entries (default mean for ties, sum inside consensus)")
-    merge.add_argument("--lambda", dest="lam", type=float, metavar="L", help="consensus: build TALL masks on the fly at this lambda")
-    merge.add_argument("--masks", metavar="MASKS", help="consensus: use these TALL masks (a file with one lambda per task)")
-    merge.add_argument("--k", type=int, help="consensus: keep weights used by at least K tasks' masks (default 2)")
-    merge.add_argument("--mtv", choices=("ta", "ties"), help="consensus: how tau_MTL is formed (follows the method)")
+    merge.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="merged model to write (safetensors, the base's keys and dtypes)",
+    )
+    merge.add_argument(
+        "--alpha", type=float, help="scaling of the merged task vector (default 1.0; average always uses 1/T)"
+    )
+    merge.add_argument(
+        "--topk",
+        type=float,
+        metavar="PCT",
+        help="TIES: percent of each task vector's largest magnitudes kept (default 20)",
+    )
+    merge.add_argument(
+        "--ties-agg",
+        choices=("mean", "sum"),
+        help="TIES: disjoint mean or sum of agreeing entries (default mean for ties, sum inside consensus)",
+    )
+    merge.add_argument(
+        "--lambda",
+        dest="lam",
+        type=float,
+        metavar="L",
+        help="consensus: build TALL masks on the fly at this lambda",
+    )
+    merge.add_argument(
+        "--masks", metavar="MASKS", help="consensus: use these TALL masks (a file with one lambda per task)"
+    )
+    merge.add_argument(
+        "--k", type=int, help="consensus: keep weights used by at least K tasks' masks (default 2)"
+    )
+    merge.add_argument(
+        "--mtv", choices=("ta", "ties"), help="consensus: how tau_MTL is formed (follows the method)"
+    )
     merge.set_defaults(run=_cmd_merge)
 
     masks = commands.add_parser(
-        "masks", help="compute TALL masks (1 bit per weight) for every task at each lambda",
+        "masks",
+        help="compute TALL masks (1 bit per weight) for every task at each lambda",
         description="TALL masks m_t = |tau_t| > lambda * |tau_MTL - tau_t| for every task and lambda, packed 1 bit per weight.",
     )
     _add_checkpoint_args(masks)
-    masks.add_argument("--lambda", dest="lam", type=float, nargs="+", required=True, metavar="L", help="one or more lambdas (a grid to select from per task)")
-    masks.add_argument("--mtv", choices=("ta", "ties"), default="ta", help="tau_MTL: sum of task vectors (ta, default) or TIES with disjoint sum")
-    masks.add_argument("--topk", type=float, metavar="PCT", help="with --mtv ties: percent of magnitudes TIES keeps (default 20)")
-    masks.add_argument("--out", required=True, metavar="MASKS", help="mask file to write (safetensors of packed bits)")
+    masks.add_argument(
+        "--lambda",
+        dest="lam",
+        type=float,
+        nargs="+",
+        required=True,
+        metavar="L",
+        help="one or more lambdas (a grid to select from per task)",
+    )
+    masks.add_argument(
+        "--mtv",
+        choices=("ta", "ties"),
+        default="ta",
+        help="tau_MTL: sum of task vectors (ta, default) or TIES with disjoint sum",
+    )
+    masks.add_argument(
+        "--topk",
+        type=float,
+        metavar="PCT",
+        help="with --mtv ties: percent of magnitudes TIES keeps (default 20)",
+    )
+    masks.add_argument(
+        "--out", required=True, metavar="MASKS", help="mask file to write (safetensors of packed bits)"
+    )
     masks.set_defaults(run=_cmd_masks)
 
     compress = commands.add_parser(
-        "compress", help="store T fine-tuned models as the base + one merged vector + T coded masks",
+        "compress",
+        help="store T fine-tuned models as the base + one merged vector + T coded masks",
         description="Build a compressed multi-task store: the pre-trained model, one merged vector tau_MTL and "
         "each task's TALL mask (entropy-coded); every task is rebuilt as theta_0 + m_t * tau_MTL.",
     )
     _add_checkpoint_args(compress)
-    compress.add_argument("--lambda", dest="lam", type=float, metavar="L", help="TALL masks at this lambda for every task")
-    compress.add_argument("--masks", metavar="MASKS", help="TALL masks with one lambda per task (e.g. selected on validation)")
-    compress.add_argument("--mtv", choices=("ta", "ties"), help="tau_MTL: sum of task vectors (ta, default with --lambda) "
-                          "or TIES top-20%% with disjoint sum; with --masks, the masks' own")
-    compress.add_argument("--vector-dtype", choices=tuple(VECTOR_DTYPES), default="fp32",
-                          help="precision of the stored merged vector (default fp32: reconstruction is exact)")
-    compress.add_argument("--out", required=True, metavar="STORE_DIR", help="store folder to write (replaces a store already there)")
+    compress.add_argument(
+        "--lambda", dest="lam", type=float, metavar="L", help="TALL masks at this lambda for every task"
+    )
+    compress.add_argument(
+        "--masks", metavar="MASKS", help="TALL masks with one lambda per task (e.g. selected on validation)"
+    )
+    compress.add_argument(
+        "--mtv",
+        choices=("ta", "ties"),
+        help="tau_MTL: sum of task vectors (ta, default with --lambda) "
+        "or TIES top-20%% with disjoint sum; with --masks, the masks' own",
+    )
+    compress.add_argument(
+        "--vector-dtype",
+        choices=tuple(VECTOR_DTYPES),
+        default="fp32",
+        help="precision of the stored merged vector (default fp32: reconstruction is exact)",
+    )
+    compress.add_argument(
+        "--out",
+        required=True,
+        metavar="STORE_DIR",
+        help="store folder to write (replaces a store already there)",
+    )
     compress.set_defaults(run=_cmd_compress)
 
     reconstruct = commands.add_parser(
-        "reconstruct", help="rebuild one task's model from a store",
+        "reconstruct",
+        help="rebuild one task's model from a store",
         description="Rebuild task NAME's model theta_0 + m_t * tau_MTL from a store, after verifying its checksums.",
     )
     reconstruct.add_argument("store", metavar="STORE_DIR")
-    reconstruct.add_argument("--task", required=True, metavar="NAME", help="the task to rebuild (`tallmerge info` lists them)")
-    reconstruct.add_argument("--out", required=True, metavar="OUT", help="model to write (safetensors, the base's keys and dtypes)")
+    reconstruct.add_argument(
+        "--task", required=True, metavar="NAME", help="the task to rebuild (`tallmerge info` lists them)"
+    )
+    reconstruct.add_argument(
+        "--out", required=True, metavar="OUT", help="model to write (safetensors, the base's keys and dtypes)"
+    )
     reconstruct.set_defaults(run=_cmd_reconstruct)
 
     imports = commands.add_parser(
-        "import", help="convert image encoders from other checkpoint formats into tallmerge's (safetensors)",
+        "import",
+        help="convert image encoders from other checkpoint formats into tallmerge's (safetensors)",
         description="Read fine-tuned (or pre-trained) CLIP image encoders from Hugging Face transformers CLIP "
         "checkpoints, open_clip state dicts or pickled task-vectors ImageEncoders (never running code from the "
         "file), check them against --arch, and write each as OUT/NAME.safetensors.",
     )
-    imports.add_argument("checkpoints", nargs="+", metavar="[NAME=]PATH", help="checkpoint files or Hugging Face model folders; NAME defaults to the file stem")
-    imports.add_argument("--arch", required=True, help="the open_clip architecture they must match (e.g. ViT-B-32-quickgelu for OpenAI CLIP)")
+    imports.add_argument(
+        "checkpoints",
+        nargs="+",
+        metavar="[NAME=]PATH",
+        help="checkpoint files or Hugging Face model folders; NAME defaults to the file stem",
+    )
+    imports.add_argument(
+        "--arch",
+        required=True,
+        help="the open_clip architecture they must match (e.g. ViT-B-32-quickgelu for OpenAI CLIP)",
+    )
     imports.add_argument("--out", required=True, metavar="DIR", help="folder to write NAME.safetensors into")
     imports.set_defaults(run=_cmd_import)
 
-    info = commands.add_parser("info", help="describe a store: tasks, lambdas, sizes by component, bits per weight")
+    info = commands.add_parser(
+        "info", help="describe a store: tasks, lambdas, sizes by component, bits per weight"
+    )
     info.add_argument("store", metavar="STORE_DIR")
     info.set_defaults(run=_cmd_info)
     return parser

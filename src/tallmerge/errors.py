@@ -101,8 +101,10 @@ def _report(e: BaseException) -> tuple[int, str]:
         tb = tb.tb_next
     if tb is not None:
         where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
-    return EXIT_BUG, (f"internal error: {type(e).__name__}: {one_line(e)}{where} "
-                      f"(a bug in tallmerge; rerun with {DEBUG_ENV}=1 for the traceback)")
+    return EXIT_BUG, (
+        f"internal error: {type(e).__name__}: {one_line(e)}{where} "
+        f"(a bug in tallmerge; rerun with {DEBUG_ENV}=1 for the traceback)"
+    )
 
 
 def _print(line: str) -> None:

@@ -106,7 +106,9 @@ class Params:
         pretrained tag found in the local caches, or a checkpoint file (:mod:`tallmerge.clip.pretrained`)."""
         value = self._mapping("model").get("pretrained")
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise TallmergeError(f"{self.source}: 'model.pretrained' must be null, a pretrained tag or a checkpoint path, got {value!r}")
+            raise TallmergeError(
+                f"{self.source}: 'model.pretrained' must be null, a pretrained tag or a checkpoint path, got {value!r}"
+            )
         return value
 
     @property
@@ -115,7 +117,9 @@ class Params:
         allowed = ("train", "val", "test", "root", "workers")
         for key in section:
             if key not in allowed:
-                raise TallmergeError(f"{self.source}: unknown key 'data.{key}' (allowed: {', '.join(allowed)})")
+                raise TallmergeError(
+                    f"{self.source}: unknown key 'data.{key}' (allowed: {', '.join(allowed)})"
+                )
         sizes = {}
         for split in ("train", "val", "test"):
             value = self._get(f"data.{split}")
@@ -134,13 +138,17 @@ class Params:
         """The fine-tuning recipe of ``task``: the ``finetune`` defaults, then its overrides."""
         overrides = {k: v for k, v in self._task_entry(task).items() if k != "import"}
         merged = {**self._mapping("finetune"), **overrides}
-        return self._config(TrainConfig, merged, lambda k: f"tasks.{task}.{k}" if k in overrides else f"finetune.{k}")
+        return self._config(
+            TrainConfig, merged, lambda k: f"tasks.{task}.{k}" if k in overrides else f"finetune.{k}"
+        )
 
     def imported(self, task: str) -> str | None:
         """``tasks.<task>.import``: a fine-tuned checkpoint to import instead of fine-tuning."""
         path = self._task_entry(task).get("import")
         if path is not None and (not isinstance(path, str) or not path.strip()):
-            raise TallmergeError(f"{self.source}: 'tasks.{task}.import' must be a checkpoint path, got {path!r}")
+            raise TallmergeError(
+                f"{self.source}: 'tasks.{task}.import' must be a checkpoint path, got {path!r}"
+            )
         return path
 
     def _task_entry(self, task: str) -> dict:
@@ -159,7 +167,9 @@ class Params:
         value = self._get("lambda")
         grid = value if isinstance(value, list) else [value]
         if not grid or any(not self._is_number(v) or v <= 0 for v in grid) or len(set(grid)) != len(grid):
-            raise TallmergeError(f"{self.source}: 'lambda' must be a positive number or a list of distinct ones, got {value!r}")
+            raise TallmergeError(
+                f"{self.source}: 'lambda' must be a positive number or a list of distinct ones, got {value!r}"
+            )
         return [float(v) for v in grid]
 
     def mtv(self, kind: str) -> MultiTaskVector:
@@ -169,8 +179,13 @@ class Params:
 
     def merge_options(self, method: str) -> dict[str, Any]:
         """A merge method's options (section ``merge.<method>``): alpha grid, topk, agg, k."""
-        allowed = {"average": (), "task-arithmetic": ("alpha",), "ties": ("alpha", "topk", "agg"),
-                   "consensus": ("alpha", "k"), "magnitude": ("topk",)}
+        allowed = {
+            "average": (),
+            "task-arithmetic": ("alpha",),
+            "ties": ("alpha", "topk", "agg"),
+            "consensus": ("alpha", "k"),
+            "magnitude": ("topk",),
+        }
         if method not in allowed:
             raise TallmergeError(f"no merge method section {method!r} (known: {', '.join(allowed)})")
         return self._options(f"merge.{method}", allowed[method])
@@ -183,13 +198,19 @@ class Params:
         allowed = ("mtv", "vector_dtype", "tolerance")
         for key in section:
             if key not in allowed:
-                raise TallmergeError(f"{self.source}: unknown key 'compress.{key}' (allowed: {', '.join(allowed)})")
+                raise TallmergeError(
+                    f"{self.source}: unknown key 'compress.{key}' (allowed: {', '.join(allowed)})"
+                )
         mtv = self._get("compress.mtv")
         if mtv not in ("ta", "ties"):
             raise TallmergeError(f"{self.source}: 'compress.mtv' must be 'ta' or 'ties', got {mtv!r}")
         dtypes = self._get("compress.vector_dtype")
         dtypes = dtypes if isinstance(dtypes, list) else [dtypes]
-        if not dtypes or any(d not in STORED_VECTOR_DTYPES for d in dtypes) or len(set(dtypes)) != len(dtypes):
+        if (
+            not dtypes
+            or any(d not in STORED_VECTOR_DTYPES for d in dtypes)
+            or len(set(dtypes)) != len(dtypes)
+        ):
             raise TallmergeError(
                 f"{self.source}: 'compress.vector_dtype' must be one or a list of distinct {', '.join(STORED_VECTOR_DTYPES)}, got {dtypes!r}"
             )
@@ -201,18 +222,28 @@ class Params:
         out = {}
         for key in section:
             if key not in allowed:
-                raise TallmergeError(f"{self.source}: unknown key '{dotted}.{key}' (allowed: {', '.join(allowed) or 'none'})")
+                raise TallmergeError(
+                    f"{self.source}: unknown key '{dotted}.{key}' (allowed: {', '.join(allowed) or 'none'})"
+                )
         for key in allowed:
             if key not in section:
                 raise TallmergeError(f"{self.source}: missing key '{dotted}.{key}'")
             value, name = section[key], f"{dotted}.{key}"
             if key == "alpha":
-                if not isinstance(value, list) or not value or any(not self._is_number(v) or v < 0 for v in value):
-                    raise TallmergeError(f"{self.source}: '{name}' must be a non-empty list of non-negative numbers, got {value!r}")
+                if (
+                    not isinstance(value, list)
+                    or not value
+                    or any(not self._is_number(v) or v < 0 for v in value)
+                ):
+                    raise TallmergeError(
+                        f"{self.source}: '{name}' must be a non-empty list of non-negative numbers, got {value!r}"
+                    )
                 value = [float(v) for v in value]
             elif key == "topk":
                 if not self._is_number(value) or not 0 <= value <= 100:
-                    raise TallmergeError(f"{self.source}: '{name}' must be a percentage in [0, 100], got {value!r}")
+                    raise TallmergeError(
+                        f"{self.source}: '{name}' must be a percentage in [0, 100], got {value!r}"
+                    )
                 value = float(value)
             elif key == "agg":
                 if value not in ("mean", "sum"):
@@ -246,7 +277,9 @@ class Params:
         fields = {f.name: f.type for f in dataclasses.fields(cls)}
         for key in values:
             if key not in fields:
-                raise TallmergeError(f"{self.source}: unknown key '{key_of(key)}' (allowed: {', '.join(fields)})")
+                raise TallmergeError(
+                    f"{self.source}: unknown key '{key_of(key)}' (allowed: {', '.join(fields)})"
+                )
         out = {}
         for key, typ in fields.items():
             if key not in values:

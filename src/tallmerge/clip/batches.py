@@ -43,8 +43,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batches(self, index_batches: Iterable[torch.Tensor], seed: int | None = None,
-                share: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, index_batches: Iterable[torch.Tensor], seed: int | None = None, share: tuple[int, int] = (0, 1)
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(images, labels)`` for each batch of positions; ``images`` float ``[B, 3, H, W]``,
         normalized. ``seed`` (training) makes random augmentation, if any, a function of it and
         of each image's place in the batch stream. ``share = (rank, world)`` keeps only this
@@ -60,7 +61,9 @@ class Split:
 class ImageSplit(Split):
     """Generated uint8 images, already at the model's resolution: only normalized."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+    ):
         self.images, self.labels = images, labels
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
@@ -83,11 +86,18 @@ class DatasetSplit(Split):
 
     def batches(self, index_batches, seed=None, share=(0, 1)):
         rank, world = share
-        items = _seeded(index_batches, seed) if seed is not None else ([int(p) for p in idx] for idx in index_batches)
+        items = (
+            _seeded(index_batches, seed)
+            if seed is not None
+            else ([int(p) for p in idx] for idx in index_batches)
+        )
         # one seed per image drawn: augmentation independent of the workers and of the processes
         loader = torch.utils.data.DataLoader(
-            self.images, batch_sampler=(batch[rank::world] for batch in items), num_workers=self.workers,
-            pin_memory=torch.cuda.is_available(), collate_fn=_collate,
+            self.images,
+            batch_sampler=(batch[rank::world] for batch in items),
+            num_workers=self.workers,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=_collate,
             generator=torch.Generator().manual_seed(0),  # workers' seeds: never from the global RNG
         )
         for x, idx in loader:

@@ -109,7 +109,9 @@ def hf_weights_in(folder: Path) -> Path:
     for name in HF_WEIGHTS:
         if (folder / name).is_file():
             return folder / name
-    raise TallmergeError(f"{folder}: holds neither {' nor '.join(HF_WEIGHTS)} (expected a Hugging Face model folder)")
+    raise TallmergeError(
+        f"{folder}: holds neither {' nor '.join(HF_WEIGHTS)} (expected a Hugging Face model folder)"
+    )
 
 
 def import_checkpoint(path: str | os.PathLike, arch: str) -> dict[str, torch.Tensor]:
@@ -123,24 +125,32 @@ def import_checkpoint(path: str | os.PathLike, arch: str) -> dict[str, torch.Ten
     elif path.suffix in TORCH_SUFFIXES:
         state = safeload.load_state_dict(path)
     else:
-        raise TallmergeError(f"{path}: unknown checkpoint type (expected .safetensors or one of {', '.join(TORCH_SUFFIXES)})")
+        raise TallmergeError(
+            f"{path}: unknown checkpoint type (expected .safetensors or one of {', '.join(TORCH_SUFFIXES)})"
+        )
     return to_visual(state, arch, str(path))
 
 
-def to_visual(state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict") -> dict[str, torch.Tensor]:
+def to_visual(
+    state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict"
+) -> dict[str, torch.Tensor]:
     """Recognise ``state``'s layout (see the module doc) and return its image encoder for ``arch``."""
     if any(k.startswith(VISION_PREFIX) or LAYER.fullmatch(k) or k in GLOBAL_KEYS for k in state):
         return convert_hf_clip(state, arch, source)
     for prefix in OPEN_CLIP_PREFIXES:
         if f"{prefix}conv1.weight" in state:
-            visual = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            visual = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             check_visual_state(visual, arch, source)
             return visual
     sample = ", ".join(f"'{k}'" for k in list(state)[:3])
-    raise TallmergeError(f"{source}: neither an open_clip image encoder nor a Hugging Face CLIP vision checkpoint (keys {sample}, ...)")
+    raise TallmergeError(
+        f"{source}: neither an open_clip image encoder nor a Hugging Face CLIP vision checkpoint (keys {sample}, ...)"
+    )
 
 
-def convert_hf_clip(state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict") -> dict[str, torch.Tensor]:
+def convert_hf_clip(
+    state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict"
+) -> dict[str, torch.Tensor]:
     """A HF CLIP vision state dict as an open_clip image encoder of architecture ``arch``."""
     visual = hf_to_open_clip(state, source)
     check_visual_state(visual, arch, source)
@@ -162,7 +172,9 @@ def hf_to_open_clip(state: Mapping[str, torch.Tensor], source: str = "state dict
     return visual
 
 
-def convert_blocks(tower: Mapping[str, torch.Tensor], layers: int, prefix: str, source: str) -> dict[str, torch.Tensor]:
+def convert_blocks(
+    tower: Mapping[str, torch.Tensor], layers: int, prefix: str, source: str
+) -> dict[str, torch.Tensor]:
     """A HF CLIP tower's ``encoder.layers.{i}.*`` (keys below the tower's ``prefix``) as open_clip's
     ``transformer.resblocks.{i}.*``: q, k, v stacked into ``attn.in_proj_*``, the rest renamed."""
     blocks = {}
@@ -182,7 +194,9 @@ def is_hf_clip(keys: Iterable[str]) -> bool:
     return any(k.startswith((VISION_PREFIX, TEXT_PREFIX)) for k in keys)
 
 
-def convert_hf_clip_model(state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict") -> dict[str, torch.Tensor]:
+def convert_hf_clip_model(
+    state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict"
+) -> dict[str, torch.Tensor]:
     """A whole HF ``CLIPModel`` state dict as the state dict of ``open_clip.create_model(arch)``,
     checked key by key and shape by shape (the first mismatch is a one-line error)."""
     whole = hf_clip_to_open_clip(state, source)
@@ -190,24 +204,32 @@ def convert_hf_clip_model(state: Mapping[str, torch.Tensor], arch: str, source: 
     return whole
 
 
-def hf_clip_to_open_clip(state: Mapping[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
+def hf_clip_to_open_clip(
+    state: Mapping[str, torch.Tensor], source: str = "state dict"
+) -> dict[str, torch.Tensor]:
     """Rename and restack a whole HF ``CLIPModel`` state dict into open_clip CLIP's layout."""
     visual = {VISUAL_PREFIX + k: v for k, v in hf_to_open_clip(state, source).items()}
     return {**visual, **hf_text_to_open_clip(state, source)}
 
 
-def hf_text_to_open_clip(state: Mapping[str, torch.Tensor], source: str = "state dict") -> dict[str, torch.Tensor]:
+def hf_text_to_open_clip(
+    state: Mapping[str, torch.Tensor], source: str = "state dict"
+) -> dict[str, torch.Tensor]:
     """A whole HF ``CLIPModel``'s text tower, text projection and logit scale under open_clip
     CLIP's (top-level) keys; the image tower is left to :func:`hf_to_open_clip`."""
-    text = {k[len(TEXT_PREFIX):]: v for k, v in state.items() if k.startswith(TEXT_PREFIX)}
+    text = {k[len(TEXT_PREFIX) :]: v for k, v in state.items() if k.startswith(TEXT_PREFIX)}
     if not text:
-        raise TallmergeError(f"{source}: no text tower ('{TEXT_PREFIX}*' keys): a whole Hugging Face CLIPModel is needed")
+        raise TallmergeError(
+            f"{source}: no text tower ('{TEXT_PREFIX}*' keys): a whole Hugging Face CLIPModel is needed"
+        )
     text = {k: v for k, v in text.items() if k not in DROPPED}
     layers = layer_count(text)
     check_hf_keys(text, layers, TEXT_PREFIX, source, TEXT_GLOBAL_KEYS, "text")
     for key in (TEXT_PROJECTION, LOGIT_SCALE):
         if key not in state:
-            raise TallmergeError(f"{source}: missing key '{key}' (incomplete Hugging Face CLIPModel state dict)")
+            raise TallmergeError(
+                f"{source}: missing key '{key}' (incomplete Hugging Face CLIPModel state dict)"
+            )
     converted = {oc: text[hf] for hf, oc in TEXT_GLOBAL_KEYS.items()}
     converted.update(convert_blocks(text, layers, TEXT_PREFIX, source))
     converted["text_projection"] = state[TEXT_PROJECTION].t().contiguous()
@@ -228,10 +250,12 @@ def split_vision(
         if key == PROJECTION:
             projection = value
         elif key.startswith(prefix):
-            if key[len(prefix):] not in DROPPED:
-                vision[key[len(prefix):]] = value
+            if key[len(prefix) :] not in DROPPED:
+                vision[key[len(prefix) :]] = value
         elif not key.startswith(OTHER_TOWER):
-            raise TallmergeError(f"{source}: unexpected key '{key}' (not a Hugging Face CLIP vision state dict)")
+            raise TallmergeError(
+                f"{source}: unexpected key '{key}' (not a Hugging Face CLIP vision state dict)"
+            )
     return vision, projection, prefix
 
 
@@ -264,10 +288,14 @@ def check_hf_keys(
     naming the first culprit."""
     for key in tower:
         if not is_hf_key(key, global_keys):
-            raise TallmergeError(f"{source}: unexpected key '{prefix}{key}' (not a Hugging Face CLIP {name} state dict)")
+            raise TallmergeError(
+                f"{source}: unexpected key '{prefix}{key}' (not a Hugging Face CLIP {name} state dict)"
+            )
     for key in hf_keys(layers, global_keys):
         if key not in tower:
-            raise TallmergeError(f"{source}: missing key '{prefix}{key}' (incomplete Hugging Face CLIP {name} state dict)")
+            raise TallmergeError(
+                f"{source}: missing key '{prefix}{key}' (incomplete Hugging Face CLIP {name} state dict)"
+            )
 
 
 def check_visual_state(state: Mapping[str, torch.Tensor], arch: str, source: str = "state dict") -> None:
@@ -284,4 +312,4 @@ def clip_shapes(arch: str) -> dict[str, tuple[int, ...]]:
 
 def visual_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of ``arch``'s image encoder (keys without ``visual.``), in ``state_dict()`` order."""
-    return {k[len(VISUAL_PREFIX):]: s for k, s in clip_shapes(arch).items() if k.startswith(VISUAL_PREFIX)}
+    return {k[len(VISUAL_PREFIX) :]: s for k, s in clip_shapes(arch).items() if k.startswith(VISUAL_PREFIX)}

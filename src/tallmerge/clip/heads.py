@@ -19,7 +19,9 @@ from tallmerge.formats.files import load_tensors, save_tensors
 
 
 @torch.no_grad()
-def zeroshot_head(model: nn.Module, tokenize, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+def zeroshot_head(
+    model: nn.Module, tokenize, classnames: Sequence[str], templates: Sequence[str]
+) -> torch.Tensor:
     """The ``[classes, embed_dim]`` zero-shot head, with the logit scale folded in."""
     model.eval()
     rows = []

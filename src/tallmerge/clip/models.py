@@ -65,10 +65,12 @@ def image_transform(model: nn.Module, train: bool = False):
     return image_transform_v2(PreprocessCfg(**model.visual.preprocess_cfg), is_train=train)
 
 
-def save_clip(model: nn.Module, arch: str, visual_path: str | os.PathLike, rest_path: str | os.PathLike) -> None:
+def save_clip(
+    model: nn.Module, arch: str, visual_path: str | os.PathLike, rest_path: str | os.PathLike
+) -> None:
     """Write the image encoder and the rest of the model as two safetensors files."""
     state = model.state_dict()
-    visual = {k[len(VISUAL_PREFIX):]: v for k, v in state.items() if k.startswith(VISUAL_PREFIX)}
+    visual = {k[len(VISUAL_PREFIX) :]: v for k, v in state.items() if k.startswith(VISUAL_PREFIX)}
     rest = {k: v for k, v in state.items() if not k.startswith(VISUAL_PREFIX)}
     save_visual(visual, arch, visual_path)
     save_tensors(rest, rest_path, metadata={"arch": arch, "part": "text"})
@@ -96,17 +98,23 @@ def load_visual(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     return model
 
 
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], path, ignore_prefix: str | None = None) -> None:
+def load_strict(
+    module: nn.Module, state: dict[str, torch.Tensor], path, ignore_prefix: str | None = None
+) -> None:
     """Load ``state`` into ``module``; a missing, unexpected or misshapen tensor is a one-line
     error naming ``path`` and the tensor."""
     expected = {
-        k: tuple(v.shape) for k, v in module.state_dict().items() if ignore_prefix is None or not k.startswith(ignore_prefix)
+        k: tuple(v.shape)
+        for k, v in module.state_dict().items()
+        if ignore_prefix is None or not k.startswith(ignore_prefix)
     }
     check_state(state, expected, path, "the model")
     module.load_state_dict(state, strict=ignore_prefix is None)
 
 
-def check_state(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], source, owner: str) -> None:
+def check_state(
+    state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], source, owner: str
+) -> None:
     """``state`` must have exactly the ``expected`` keys and shapes; the first missing, misshapen
     or unexpected tensor (in ``expected``'s order) is a one-line error naming ``source``."""
     for key, shape in expected.items():

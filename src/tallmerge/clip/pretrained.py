@@ -92,8 +92,9 @@ def _cached_url_file(config: dict, cache_dir: str | os.PathLike | None) -> tuple
     return (target, "") if target.is_file() else (None, f"{target.name} (from {url}) in {target.parent}")
 
 
-def resolve(arch: str, pretrained: str, cache_dir: str | os.PathLike | None = None,
-            allow_download: bool = False) -> Path:
+def resolve(
+    arch: str, pretrained: str, cache_dir: str | os.PathLike | None = None, allow_download: bool = False
+) -> Path:
     """The local checkpoint file for ``pretrained`` (a file, a Hugging Face model folder or a
     tag); see the module doc."""
     if is_path(pretrained):
@@ -116,7 +117,9 @@ def resolve(arch: str, pretrained: str, cache_dir: str | os.PathLike | None = No
             if where:
                 wanted.append(where)
     if allow_download:
-        return Path(registry.download_pretrained(config, cache_dir=None if cache_dir is None else str(cache_dir)))
+        return Path(
+            registry.download_pretrained(config, cache_dir=None if cache_dir is None else str(cache_dir))
+        )
     raise TallmergeError(
         f"pretrained weights {pretrained!r} of {arch} are not on this machine: place "
         + " or ".join(wanted)
@@ -124,8 +127,9 @@ def resolve(arch: str, pretrained: str, cache_dir: str | os.PathLike | None = No
     )
 
 
-def load(arch: str, pretrained: str, cache_dir: str | os.PathLike | None = None,
-         allow_download: bool = False) -> nn.Module:
+def load(
+    arch: str, pretrained: str, cache_dir: str | os.PathLike | None = None, allow_download: bool = False
+) -> nn.Module:
     """The whole pre-trained CLIP (eval mode) from local weights: an open_clip checkpoint or tag,
     or a Hugging Face CLIPModel checkpoint converted to open_clip (see the module doc)."""
     path = resolve(arch, pretrained, cache_dir, allow_download)
@@ -186,10 +190,18 @@ def _check_activation(arch: str, path: Path) -> None:
         return
     if act == "quick_gelu":
         other = f"{arch}-quickgelu"
-        hint = f"set model.arch to {other}" if other in open_clip.list_models() else "use an arch with quick_gelu: true"
+        hint = (
+            f"set model.arch to {other}"
+            if other in open_clip.list_models()
+            else "use an arch with quick_gelu: true"
+        )
     elif act == "gelu":
         other = arch.removesuffix("-quickgelu")
-        hint = f"set model.arch to {other}" if other != arch and other in open_clip.list_models() else "use an arch without quick_gelu"
+        hint = (
+            f"set model.arch to {other}"
+            if other != arch and other in open_clip.list_models()
+            else "use an arch without quick_gelu"
+        )
     else:
         hint = "open_clip CLIPs use quick_gelu or gelu only"
     raise TallmergeError(
@@ -205,10 +217,14 @@ def _hf_activation(config_path: Path) -> tuple[str, str]:
         return HF_DEFAULT_ACT, f"transformers' default, no {HF_CONFIG} beside it"
     try:
         config = json.loads(config_path.read_text())
-        towers = [t for t in (config.get("text_config"), config.get("vision_config")) if isinstance(t, dict)] or [config]
+        towers = [
+            t for t in (config.get("text_config"), config.get("vision_config")) if isinstance(t, dict)
+        ] or [config]
         acts = sorted({t.get("hidden_act", HF_DEFAULT_ACT) for t in towers})
     except (OSError, ValueError, AttributeError, TypeError) as e:
         raise TallmergeError(f"{config_path}: not a readable Hugging Face config ({one_line(e)})") from None
     if len(acts) > 1:
-        raise TallmergeError(f"{config_path}: its towers use different activations ({', '.join(acts)}), which no open_clip arch does")
+        raise TallmergeError(
+            f"{config_path}: its towers use different activations ({', '.join(acts)}), which no open_clip arch does"
+        )
     return acts[0], f"hidden_act in {config_path}"

@@ -38,7 +38,9 @@ class Runtime:
 
 def current() -> Runtime:
     """This process's device, rank and world size."""
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    rank, world = (
+        (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    )
     if torch.cuda.is_available():
         return Runtime(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))), rank, world)
     return Runtime(torch.device("cpu"), rank, world)

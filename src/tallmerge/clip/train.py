@@ -44,7 +44,9 @@ def batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> 
         buffer = buffer[batch_size:]
 
 
-def _optimise(params, cfg: TrainConfig, seed: int, stream_of, loss_fn, desc: str, world: int = 1) -> list[float]:
+def _optimise(
+    params, cfg: TrainConfig, seed: int, stream_of, loss_fn, desc: str, world: int = 1
+) -> list[float]:
     """Run ``cfg.steps`` AdamW steps of ``loss_fn(batch, generator)``, one per batch of
     ``stream_of(generator)``; return the loss history (averaged over the ``world`` processes).
     ``generator`` is the run's one seeded random stream."""
@@ -115,7 +117,9 @@ def pretrain_clip(
     return losses
 
 
-def finetune(classifier: Classifier, split: Split, cfg: TrainConfig, seed: int, desc: str = "finetune") -> list[float]:
+def finetune(
+    classifier: Classifier, split: Split, cfg: TrainConfig, seed: int, desc: str = "finetune"
+) -> list[float]:
     """Fine-tune ``classifier.encoder`` on ``split`` with cross-entropy; the head stays frozen.
 
     Runs on this process's :func:`runtime.current` device; under DDP every process draws the
@@ -127,17 +131,23 @@ def finetune(classifier: Classifier, split: Split, cfg: TrainConfig, seed: int, 
     classifier.to(rt.device).train()
     model = classifier
     if rt.world > 1:
-        model = nn.parallel.DistributedDataParallel(classifier, device_ids=[rt.device] if rt.device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(
+            classifier, device_ids=[rt.device] if rt.device.type == "cuda" else None
+        )
 
     def stream_of(generator: torch.Generator):
-        return split.batches(batches(len(split), cfg.batch_size, cfg.steps, generator), seed=seed, share=(rt.rank, rt.world))
+        return split.batches(
+            batches(len(split), cfg.batch_size, cfg.steps, generator), seed=seed, share=(rt.rank, rt.world)
+        )
 
     def loss_fn(batch, generator: torch.Generator) -> torch.Tensor:
         x, y = (t.to(rt.device, non_blocking=True) for t in batch)
         with rt.autocast():
             return F.cross_entropy(model(x).float(), y)
 
-    losses = _optimise(classifier.encoder.parameters(), cfg, seed, stream_of, loss_fn, desc=desc, world=rt.world)
+    losses = _optimise(
+        classifier.encoder.parameters(), cfg, seed, stream_of, loss_fn, desc=desc, world=rt.world
+    )
     classifier.to("cpu").eval()
     return losses
 

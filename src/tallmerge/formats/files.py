@@ -49,7 +49,9 @@ class Closable:
 
 
 _HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
-_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.tallmerge-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|old)$")
+_TEMPORARY = re.compile(
+    r"^\.(?P<target>.+)\.tallmerge-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|old)$"
+)
 
 
 def temporary_name(path: Path, kind: str = "tmp") -> Path:
@@ -210,8 +212,9 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise TallmergeError(f"{out}: another tallmerge process (pid {holder}) is writing it; "
-                                     "wait for it to finish") from None
+                raise TallmergeError(
+                    f"{out}: another tallmerge process (pid {holder}) is writing it; wait for it to finish"
+                ) from None
             raise
         try:  # the file we locked may have been unlinked by the previous holder: then retry
             current = os.stat(lock)
@@ -236,7 +239,9 @@ METADATA_KEY = "tallmerge"
 a per-process random order, so several keys would make identical checkpoints differ in bytes."""
 
 
-def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping | None = None) -> None:
+def save_tensors(
+    tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping | None = None
+) -> None:
     """Write ``tensors`` as safetensors, atomically, with JSON-serialisable ``metadata``."""
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     header = {METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True)}
@@ -282,7 +287,9 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 def parse_metadata(path: str | os.PathLike, raw: Mapping) -> dict:
     """A safetensors metadata map -> what :func:`save_tensors` stored (or the raw map of a
     foreign file). The format allows only a map of strings to strings."""
-    if not isinstance(raw, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+    ):
         raise TallmergeError(f"{path}: not a valid safetensors file (__metadata__ is not a map of strings)")
     if set(raw) != {METADATA_KEY}:
         return dict(raw)
@@ -312,5 +319,3 @@ def write_csv(frame, path: str | os.PathLike) -> None:
     """Write a pandas DataFrame as CSV (no index), atomically."""
     with atomic_write(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.2f")
-
-

@@ -173,7 +173,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         """Storage ``key`` as torch.load builds it (always on the CPU)."""
         data = self.archive.read(f"{self.prefix}data/{key}")
         if len(data) != numel * dtype.itemsize:
-            raise pickle.UnpicklingError(f"storage {key} has {len(data)} bytes, expected {numel * dtype.itemsize}")
+            raise pickle.UnpicklingError(
+                f"storage {key} has {len(data)} bytes, expected {numel * dtype.itemsize}"
+            )
         untyped = torch.UntypedStorage.from_buffer(data, dtype=torch.uint8)
         return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
 
@@ -205,7 +207,9 @@ def load_checkpoint(path: Path) -> Any:
     except Exception:  # a global outside torch's allowlist, or no checkpoint at all: see below
         pass
     if not zipfile.is_zipfile(path):
-        raise TallmergeError(f"{path}: not a readable torch checkpoint (neither weights-only loadable nor a torch zip archive)")
+        raise TallmergeError(
+            f"{path}: not a readable torch checkpoint (neither weights-only loadable nor a torch zip archive)"
+        )
     return load_archive(path)
 
 
@@ -216,10 +220,14 @@ def load_archive(path: Path) -> Any:
             names = archive.namelist()
             pickles = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
             if len(pickles) != 1:
-                raise TallmergeError(f"{path}: a zip archive, but not a torch checkpoint (no <name>/data.pkl)")
+                raise TallmergeError(
+                    f"{path}: a zip archive, but not a torch checkpoint (no <name>/data.pkl)"
+                )
             prefix = pickles[0].removesuffix("data.pkl")
             if f"{prefix}constants.pkl" in names:
-                raise TallmergeError(f"{path}: a TorchScript archive, not supported (save the model's state_dict())")
+                raise TallmergeError(
+                    f"{path}: a TorchScript archive, not supported (save the model's state_dict())"
+                )
             if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").decode() != sys.byteorder:
                 raise TallmergeError(f"{path}: written on a machine of another byte order, not supported")
             return RestrictedUnpickler(archive, prefix, path).load()

@@ -148,8 +148,14 @@ class TensorFile(Closable):
     def verify_checksum(self) -> None:
         """Check the ``CHECKSUM`` entry that :func:`write_tensors` (``checksum=True``) appends:
         it covers the metadata, every other tensor's name, dtype and shape, and their bytes."""
-        if CHECKSUM not in self._specs or self.keys[-1] != CHECKSUM or self._specs[CHECKSUM][:2] != (torch.uint8, (32,)):
-            raise TallmergeError(f"{self.path}: has no checksum (not written by this version of tallmerge, or altered)")
+        if (
+            CHECKSUM not in self._specs
+            or self.keys[-1] != CHECKSUM
+            or self._specs[CHECKSUM][:2] != (torch.uint8, (32,))
+        ):
+            raise TallmergeError(
+                f"{self.path}: has no checksum (not written by this version of tallmerge, or altered)"
+            )
         digest = hashlib.sha256(_canonical(self._raw_metadata, self._tensor_specs(self.keys[:-1])))
         self._hash_data(digest, 0, self._specs[CHECKSUM][2])
         if digest.digest() != bytes(self.get(CHECKSUM).tolist()):
@@ -188,7 +194,11 @@ def _header(specs: Sequence[TensorSpec], metadata: Mapping | None) -> bytes:
     offset = 0
     for key, dtype, shape in specs:
         nbytes = math.prod(shape) * dtype.itemsize
-        header[key] = {"dtype": DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        header[key] = {
+            "dtype": DTYPE_NAMES[dtype],
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
@@ -197,7 +207,10 @@ def _header(specs: Sequence[TensorSpec], metadata: Mapping | None) -> bytes:
 
 @contextlib.contextmanager
 def write_tensors(
-    path: str | os.PathLike, specs: Sequence[TensorSpec], metadata: Mapping | None = None, checksum: bool = False
+    path: str | os.PathLike,
+    specs: Sequence[TensorSpec],
+    metadata: Mapping | None = None,
+    checksum: bool = False,
 ) -> Iterator[Callable[[str, torch.Tensor], None]]:
     """Declare the tensors up front, then ``put(key, tensor)`` each one in that order.
 
@@ -219,7 +232,9 @@ def write_tensors(
             if want is None or want[0] != key:
                 raise RuntimeError(f"write_tensors: got '{key}', expected {want[0] if want else 'nothing'}")
             if tensor.dtype != want[1] or tuple(tensor.shape) != tuple(want[2]):
-                raise RuntimeError(f"write_tensors: '{key}' is {tensor.dtype} {tuple(tensor.shape)}, declared {want[1]} {tuple(want[2])}")
+                raise RuntimeError(
+                    f"write_tensors: '{key}' is {tensor.dtype} {tuple(tensor.shape)}, declared {want[1]} {tuple(want[2])}"
+                )
             if tensor.numel():
                 data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data
                 f.write(data)
@@ -236,7 +251,9 @@ def write_tensors(
 
 
 @contextlib.contextmanager
-def spool_tensors(path: str | os.PathLike, metadata: Mapping | None = None) -> Iterator[Callable[[str, torch.Tensor], None]]:
+def spool_tensors(
+    path: str | os.PathLike, metadata: Mapping | None = None
+) -> Iterator[Callable[[str, torch.Tensor], None]]:
     """``put(key, tensor)`` tensors whose sizes are known only once produced (coded streams).
 
     Data is spooled to a temporary file beside ``path``, so memory holds one tensor at a time,

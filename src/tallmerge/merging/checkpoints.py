@@ -65,7 +65,9 @@ class Checkpoints(Closable):
                     f"{other.path}: tensor '{key}' has shape {list(other.shape(key))}, base has {list(base.shape(key))}"
                 )
             if other.dtype(key) != base.dtype(key):
-                raise TallmergeError(f"{other.path}: tensor '{key}' is {other.dtype(key)}, base has {base.dtype(key)}")
+                raise TallmergeError(
+                    f"{other.path}: tensor '{key}' is {other.dtype(key)}, base has {base.dtype(key)}"
+                )
         extra = [k for k in other.keys if k not in base]
         if extra:
             raise TallmergeError(f"{other.path}: unexpected tensor '{extra[0]}' (not in base {base.path})")
@@ -102,7 +104,10 @@ class Checkpoints(Closable):
         taus = torch.empty((len(self.files), *base.shape), dtype=torch.float32)
         for i, f in enumerate(self.files):
             torch.sub(self._get(i, f, key).float(), base32, out=taus[i])
-            if (i, "tau/" + key) not in self._checked:  # finite inputs can still differ by more than float32 holds
+            if (
+                i,
+                "tau/" + key,
+            ) not in self._checked:  # finite inputs can still differ by more than float32 holds
                 if not torch.isfinite(taus[i]).all():
                     raise TallmergeError(f"{f.path}: tensor '{key}' minus the base's overflows float32")
                 self._checked.add((i, "tau/" + key))

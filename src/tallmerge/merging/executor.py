@@ -51,6 +51,8 @@ def to_state(
     return {k: base[k] if k in base else ckpts.base.get(k) for k in ckpts.keys}, vector
 
 
-def apply(base: dict[str, torch.Tensor], vector: Mapping[str, torch.Tensor], alpha: float = 1.0) -> dict[str, torch.Tensor]:
+def apply(
+    base: dict[str, torch.Tensor], vector: Mapping[str, torch.Tensor], alpha: float = 1.0
+) -> dict[str, torch.Tensor]:
     """theta_0 + alpha * vector in the base's dtypes (entries without a vector stay as they are)."""
     return {k: (v.float() + alpha * vector[k]).to(v.dtype) if k in vector else v for k, v in base.items()}

@@ -58,7 +58,9 @@ def check_lambdas(lambdas: Sequence[float]) -> list[float]:
     return out
 
 
-def write_masks(path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[float], mtv: MultiTaskVector) -> None:
+def write_masks(
+    path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[float], mtv: MultiTaskVector
+) -> None:
     """Compute every task's TALL masks at every lambda in one pass (after tau_MTL's own passes)."""
     lambdas = check_lambdas(lambdas)
     if len(ckpts) < 2:
@@ -86,7 +88,12 @@ def _name(task: str, index: int, key: str) -> str:
     return f"{task}/{index}/{key}"
 
 
-def _metadata(mtv: MultiTaskVector, lambdas: Mapping[str, Sequence[float]], shapes: Mapping[str, Sequence[int]], sources: dict) -> dict:
+def _metadata(
+    mtv: MultiTaskVector,
+    lambdas: Mapping[str, Sequence[float]],
+    shapes: Mapping[str, Sequence[int]],
+    sources: dict,
+) -> dict:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -115,13 +122,19 @@ class MaskFile(Closable):
             raise TallmergeError(f"{self.path}: not a tallmerge mask file")
         if meta.get("version") != VERSION:
             hint = "; rebuild it with `tallmerge masks` (or `dvc repro`)" if meta.get("version") == 1 else ""
-            raise TallmergeError(f"{self.path}: mask format version {meta.get('version')!r}, this tallmerge reads {VERSION}{hint}")
+            raise TallmergeError(
+                f"{self.path}: mask format version {meta.get('version')!r}, this tallmerge reads {VERSION}{hint}"
+            )
         self._file.verify_checksum()
         try:
             self.tasks: list[str] = [_text(t) for t in meta["tasks"]]
-            self.lambdas: dict[str, list[float]] = {t: [float(v) for v in meta["lambdas"][t]] for t in self.tasks}
+            self.lambdas: dict[str, list[float]] = {
+                t: [float(v) for v in meta["lambdas"][t]] for t in self.tasks
+            }
             self.mtv = MultiTaskVector(**meta["mtv"])
-            self.shapes: dict[str, tuple[int, ...]] = {_text(k): tuple(int(d) for d in v) for k, v in meta["shapes"].items()}
+            self.shapes: dict[str, tuple[int, ...]] = {
+                _text(k): tuple(int(d) for d in v) for k, v in meta["shapes"].items()
+            }
             self.sources: dict = dict(meta["sources"])
         except (KeyError, TypeError, ValueError, AttributeError, TallmergeError):
             raise TallmergeError(f"{self.path}: corrupted mask metadata") from None
@@ -155,7 +168,9 @@ class MaskFile(Closable):
             )
         expected = {k: tuple(ckpts.base.shape(k)) for k in ckpts.float_keys}
         if self.shapes != expected:
-            wrong = next(k for k in sorted(set(self.shapes) | set(expected)) if self.shapes.get(k) != expected.get(k))
+            wrong = next(
+                k for k in sorted(set(self.shapes) | set(expected)) if self.shapes.get(k) != expected.get(k)
+            )
             raise TallmergeError(f"{self.path}: masks do not fit the base model (tensor '{wrong}')")
         ckpts.check_sources(self.sources, f"{self.path}: masks")
         if mtv is not None and self.mtv != mtv:
@@ -185,7 +200,11 @@ def write_selection(source: MaskFile, chosen: Mapping[str, float], path: str | o
             raise TallmergeError(f"{source.path}: no mask for task '{task}' at lambda {chosen.get(task)!r}")
         indices[task] = source.lambdas[task].index(chosen[task])
     keys = list(source.shapes)
-    specs = [(_name(t, 0, k), torch.uint8, (math.ceil(math.prod(source.shapes[k]) / 8),)) for k in keys for t in source.tasks]
+    specs = [
+        (_name(t, 0, k), torch.uint8, (math.ceil(math.prod(source.shapes[k]) / 8),))
+        for k in keys
+        for t in source.tasks
+    ]
     metadata = _metadata(source.mtv, {t: [chosen[t]] for t in source.tasks}, source.shapes, source.sources)
     with write_tensors(path, specs, metadata, checksum=True) as put:
         for key in keys:

@@ -178,4 +178,3 @@ def emr_unified(taus: torch.Tensor) -> torch.Tensor:
 def emr_masks(taus: torch.Tensor, unified: torch.Tensor) -> torch.Tensor:
     """Each task's EMR mask: where tau_t has the unified vector's (non-zero) sign; bool [T, *shape]."""
     return taus * unified > 0
-

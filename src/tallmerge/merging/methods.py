@@ -104,14 +104,22 @@ def plan(
         refuse("--mtv", mtv)
         mtv = "ties" if method == "ties" else "ta"
     if mtv == "ties":
-        vector = MultiTaskVector("ties", 20.0 if topk is None else topk, ties_agg or ("mean" if method == "ties" else "sum"))
+        vector = MultiTaskVector(
+            "ties", 20.0 if topk is None else topk, ties_agg or ("mean" if method == "ties" else "sum")
+        )
     else:
         refuse("--topk", topk)
         refuse("--ties-agg", ties_agg)
         vector = MultiTaskVector("ta")
     default_alpha = None if method == "average" else 1.0
-    return MergePlan(method, default_alpha if alpha is None else float(alpha), vector, lam,
-                     None if masks is None else str(masks), k)
+    return MergePlan(
+        method,
+        default_alpha if alpha is None else float(alpha),
+        vector,
+        lam,
+        None if masks is None else str(masks),
+        k,
+    )
 
 
 def method_vectors(merge_plan: MergePlan, ckpts: Checkpoints) -> VectorStream:
@@ -141,7 +149,11 @@ def method_vectors(merge_plan: MergePlan, ckpts: Checkpoints) -> VectorStream:
 
 
 def merge_files(
-    method: str, base: str | os.PathLike, finetuned: Mapping[str, str | os.PathLike], out: str | os.PathLike, **options
+    method: str,
+    base: str | os.PathLike,
+    finetuned: Mapping[str, str | os.PathLike],
+    out: str | os.PathLike,
+    **options,
 ) -> dict:
     """Merge checkpoint files into ``out`` (a full model, the base's keys and dtypes), streaming.
 
@@ -149,7 +161,9 @@ def merge_files(
     merge_plan = plan(method, **options)
     with Checkpoints(base, finetuned) as ckpts:
         described = {**merge_plan.describe(len(ckpts)), "tasks": ckpts.names}
-        write_model(out, ckpts, method_vectors(merge_plan, ckpts), merge_plan.alpha_for(len(ckpts)), described)
+        write_model(
+            out, ckpts, method_vectors(merge_plan, ckpts), merge_plan.alpha_for(len(ckpts)), described
+        )
     return described
 
 
@@ -175,4 +189,3 @@ def magnitude_vectors(ckpts: Checkpoints, topk: float = 10.0) -> VectorStream:
     thresholds = magnitude_thresholds(ckpts, topk)
     for key, base, taus in ckpts.sweep("magnitude"):
         yield key, base, maths.task_sum(taus) * maths.magnitude_masks(taus, thresholds)
-

@@ -31,7 +31,11 @@ class MultiTaskVector:
                 raise TallmergeError(f"unknown TIES aggregation {self.agg!r} (choose from mean, sum)")
 
     def __str__(self) -> str:
-        return "ta (sum of task vectors)" if self.kind == "ta" else f"ties (top-{self.topk:g}%, disjoint {self.agg})"
+        return (
+            "ta (sum of task vectors)"
+            if self.kind == "ta"
+            else f"ties (top-{self.topk:g}%, disjoint {self.agg})"
+        )
 
 
 def check_topk(topk: float) -> None:

@@ -37,8 +37,16 @@ class Benchmark:
     device (a GPU when there is one; float32 throughout), into which candidate weights are
     loaded."""
 
-    def __init__(self, arch: str, tasks: Sequence[str], heads: Callable[[str], os.PathLike],
-                 data: Callable[[str], os.PathLike], batch_size: int, root: str | None = None, workers: int = 0):
+    def __init__(
+        self,
+        arch: str,
+        tasks: Sequence[str],
+        heads: Callable[[str], os.PathLike],
+        data: Callable[[str], os.PathLike],
+        batch_size: int,
+        root: str | None = None,
+        workers: int = 0,
+    ):
         self.tasks = list(tasks)
         self.batch_size = batch_size
         model = create_clip(arch)
@@ -54,7 +62,15 @@ class Benchmark:
     def from_params(cls, params) -> "Benchmark":
         """The pipeline's benchmark: params.yaml's tasks, heads and data."""
         data = params.data
-        return cls(params.arch, params.tasks, layout.head, layout.task_data, params.eval_batch_size, data.root, data.workers)
+        return cls(
+            params.arch,
+            params.tasks,
+            layout.head,
+            layout.task_data,
+            params.eval_batch_size,
+            data.root,
+            data.workers,
+        )
 
     def load(self, path: str | os.PathLike) -> dict[str, torch.Tensor]:
         """Read image-encoder weights, checked against this architecture."""
@@ -67,7 +83,9 @@ class Benchmark:
         classifier = Classifier(self.encoder, self.heads[task])
         return accuracy(classifier, self.splits[task][split], self.batch_size)
 
-    def rows(self, state_of: Callable[[str], State], known: Mapping[tuple[str, str], float] | None = None) -> list[dict]:
+    def rows(
+        self, state_of: Callable[[str], State], known: Mapping[tuple[str, str], float] | None = None
+    ) -> list[dict]:
         """Accuracy rows (val and test) for every task, each evaluated with ``state_of(task)``'s
         weights; ``known`` top-1 values, keyed ``(task, split)``, are reused, not recomputed."""
         known = known or {}
@@ -105,8 +123,12 @@ def avg_normalized(top1: Mapping[str, float], reference: Mapping[str, float]) ->
     return sum(100.0 * top1[t] / reference[t] for t in top1) / len(top1)
 
 
-def search_alpha(bench: Benchmark, state_at: Callable[[float], State], grid: Sequence[float],
-                 reference: Mapping[str, float]) -> tuple[float, list[dict], dict[tuple[str, str], float]]:
+def search_alpha(
+    bench: Benchmark,
+    state_at: Callable[[float], State],
+    grid: Sequence[float],
+    reference: Mapping[str, float],
+) -> tuple[float, list[dict], dict[tuple[str, str], float]]:
     """The grid's alpha with the best average normalized validation accuracy, the curve, and
     the validation top-1 at that alpha (keyed ``(task, "val")``, for :meth:`Benchmark.rows`)."""
     curve, scores = [], []
@@ -114,14 +136,20 @@ def search_alpha(bench: Benchmark, state_at: Callable[[float], State], grid: Seq
         state = state_at(alpha)
         scores.append({(t, "val"): bench.top1(state, t, "val") for t in bench.tasks})
         top1 = {t: v for (t, _), v in scores[-1].items()}
-        curve.append({"alpha": alpha, "avg_normalized_val": round(avg_normalized(top1, reference), 2),
-                      "avg_top1_val": round(sum(top1.values()) / len(top1), 2)})
+        curve.append(
+            {
+                "alpha": alpha,
+                "avg_normalized_val": round(avg_normalized(top1, reference), 2),
+                "avg_top1_val": round(sum(top1.values()) / len(top1), 2),
+            }
+        )
     best = max(range(len(curve)), key=lambda i: (curve[i]["avg_normalized_val"], -i))
     return grid[best], curve, scores[best]
 
 
-def search_lambda(bench: Benchmark, state_at: Callable[[str, int], State], lambdas: Mapping[str, Sequence[float]]
-                  ) -> tuple[dict[str, float], list[dict], dict[tuple[str, str], float]]:
+def search_lambda(
+    bench: Benchmark, state_at: Callable[[str, int], State], lambdas: Mapping[str, Sequence[float]]
+) -> tuple[dict[str, float], list[dict], dict[tuple[str, str], float]]:
     """Per task, the lambda whose model has the best validation top-1 on that task; the
     curve; and those best validation top-1 values (keyed ``(task, "val")``)."""
     chosen, curve, known = {}, [], {}
@@ -129,7 +157,9 @@ def search_lambda(bench: Benchmark, state_at: Callable[[str, int], State], lambd
         scores = [bench.top1(state_at(task, i), task, "val") for i in range(len(lambdas[task]))]
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
         chosen[task], known[(task, "val")] = lambdas[task][best], scores[best]
-        curve += [{"task": task, "lambda": lam, "top1_val": round(s, 2)} for lam, s in zip(lambdas[task], scores)]
+        curve += [
+            {"task": task, "lambda": lam, "top1_val": round(s, 2)} for lam, s in zip(lambdas[task], scores)
+        ]
     return chosen, curve, known
 
 

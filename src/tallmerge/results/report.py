@@ -57,7 +57,9 @@ def lambda_curves(results: Sequence[dict]) -> dict[str, pd.DataFrame]:
         if r["method"].startswith("tall-"):
             for p in r["search"]:
                 by_task.setdefault(p["task"], {}).setdefault(r["method"], {})[p["lambda"]] = p["top1_val"]
-    return {task: pd.DataFrame(curves).rename_axis("lambda").reset_index() for task, curves in by_task.items()}
+    return {
+        task: pd.DataFrame(curves).rename_axis("lambda").reset_index() for task, curves in by_task.items()
+    }
 
 
 def overlap_shares(results: Sequence[dict]) -> pd.DataFrame:
@@ -71,9 +73,20 @@ def overlap_shares(results: Sequence[dict]) -> pd.DataFrame:
     return frame.rename_axis("tasks").reset_index()
 
 
-COMPRESSION_KEYS = ("mtv", "vector_dtype", "bytes", "bits_per_weight", "avg_top1_test", "avg_normalized_test",
-                    "projected_gbit_vit_b32_20tasks", "projected_gbit_vit_l14_20tasks")
-PAPER_GBIT = {"ViT-B-32": 8.2, "ViT-L-14": 26.8}  # the paper's TALL store, 20 tasks, fp32 vector + 1-bit masks
+COMPRESSION_KEYS = (
+    "mtv",
+    "vector_dtype",
+    "bytes",
+    "bits_per_weight",
+    "avg_top1_test",
+    "avg_normalized_test",
+    "projected_gbit_vit_b32_20tasks",
+    "projected_gbit_vit_l14_20tasks",
+)
+PAPER_GBIT = {
+    "ViT-B-32": 8.2,
+    "ViT-L-14": 26.8,
+}  # the paper's TALL store, 20 tasks, fp32 vector + 1-bit masks
 
 
 def compression_summary(compression: dict) -> dict:
@@ -85,20 +98,41 @@ def storage(summary_: dict, compression: dict) -> pd.DataFrame:
     """Storage of every task's model (MB on disk) against average normalized test accuracy:
     the fine-tuned checkpoints, each store built, and single models (zero-shot, merged)."""
     one_model = compression["bytes"]["base"]  # a merged model is a checkpoint like the base
-    rows = [{"storage": "fine-tuned checkpoints", "megabytes": compression["bytes"]["finetuned"],
-             "avg_normalized_test": summary_["finetuned"]["avg_normalized_test"]}]
-    rows += [{"storage": f"store: {name}", "megabytes": s["bytes"]["total"], "avg_normalized_test": s["avg_normalized_test"]}
-             for name, s in compression["stores"].items()]
-    rows += [{"storage": f"one model: {METHODS[m][0]}", "megabytes": one_model, "avg_normalized_test": summary_[m]["avg_normalized_test"]}
-             for m in ("zeroshot", "average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties") if m in summary_]
+    rows = [
+        {
+            "storage": "fine-tuned checkpoints",
+            "megabytes": compression["bytes"]["finetuned"],
+            "avg_normalized_test": summary_["finetuned"]["avg_normalized_test"],
+        }
+    ]
+    rows += [
+        {
+            "storage": f"store: {name}",
+            "megabytes": s["bytes"]["total"],
+            "avg_normalized_test": s["avg_normalized_test"],
+        }
+        for name, s in compression["stores"].items()
+    ]
+    rows += [
+        {
+            "storage": f"one model: {METHODS[m][0]}",
+            "megabytes": one_model,
+            "avg_normalized_test": summary_[m]["avg_normalized_test"],
+        }
+        for m in ("zeroshot", "average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties")
+        if m in summary_
+    ]
     frame = pd.DataFrame(rows)
     frame["megabytes"] = (frame["megabytes"] / 1e6).round(4)
     return frame
 
 
 def comparison(summary_: dict) -> pd.DataFrame:
-    rows = [{"method": m, "avg_normalized_test": s["avg_normalized_test"], "avg_top1_test": s["avg_top1_test"]}
-            for m, s in summary_.items() if m != "finetuned"]
+    rows = [
+        {"method": m, "avg_normalized_test": s["avg_normalized_test"], "avg_top1_test": s["avg_top1_test"]}
+        for m, s in summary_.items()
+        if m != "finetuned"
+    ]
     return pd.DataFrame(rows)
 
 
@@ -126,19 +160,34 @@ def markdown(results: Sequence[dict], summary_: dict, arch: str, compression: di
         label, (paper_abs, paper_norm) = METHODS[method]
         ours = summary_[method]
         normalized = None if method == "finetuned" else ours["avg_normalized_test"]
-        lines.append(f"| {label} | {cell(ours['avg_top1_test'], normalized)} | {cell(paper_abs, paper_norm)} | {_selection(ours)} |")
+        lines.append(
+            f"| {label} | {cell(ours['avg_top1_test'], normalized)} | {cell(paper_abs, paper_norm)} | {_selection(ours)} |"
+        )
 
-    lines += ["", "## Per task (test top-1)", "", "| method | " + " | ".join(tasks) + " |",
-              "|---|" + "---|" * len(tasks)]
+    lines += [
+        "",
+        "## Per task (test top-1)",
+        "",
+        "| method | " + " | ".join(tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+    ]
     test = frame[frame.split == "test"].set_index(["method", "task"]).top1
     for method in present:
-        lines.append(f"| {METHODS[method][0]} | " + " | ".join(f"{test[(method, t)]:.1f}" for t in tasks) + " |")
+        lines.append(
+            f"| {METHODS[method][0]} | " + " | ".join(f"{test[(method, t)]:.1f}" for t in tasks) + " |"
+        )
 
     shares = overlap_shares(results)
     if len(shares.columns) > 1:
-        lines += ["", "## Where the selected TALL masks agree", "",
-                  "Share of weights (%) used by no task (catastrophic), one task (selfish), or more (shared):", "",
-                  "| tau_MTL | catastrophic (0) | selfish (1) | shared (>= 2) |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Where the selected TALL masks agree",
+            "",
+            "Share of weights (%) used by no task (catastrophic), one task (selfish), or more (shared):",
+            "",
+            "| tau_MTL | catastrophic (0) | selfish (1) | shared (>= 2) |",
+            "|---|---|---|---|",
+        ]
         for mtv in MTVS:
             if mtv in shares:
                 col = shares[mtv]
@@ -151,22 +200,30 @@ def markdown(results: Sequence[dict], summary_: dict, arch: str, compression: di
 def _compression_lines(summary_: dict, compression: dict) -> list[str]:
     n = compression["bytes"]["finetuned"]
     lines = [
-        "", "## Compressed store", "",
+        "",
+        "## Compressed store",
+        "",
         f"Kept: `{compression['store']}`, TALL masks of tau_MTL = {compression['mtv']}, merged vector stored as "
         f"{compression['vector_dtype']} (the smallest store within the tolerance on validation).",
-        "Sizes are bytes on disk; normalized accuracy is of the models rebuilt from each store, on test.", "",
+        "Sizes are bytes on disk; normalized accuracy is of the models rebuilt from each store, on test.",
+        "",
         "| storage | bytes | % of fine-tuned | vector bits/weight | mask bits/weight | avg top-1 (normalized) |",
         "|---|---|---|---|---|---|",
         f"| fine-tuned checkpoints | {n:,} | 100.0 | | | {summary_['finetuned']['avg_top1_test']:.1f} (100.0) |",
     ]
     for name, s in compression["stores"].items():
         b = s["bits_per_weight"]
-        lines.append(f"| store: {name} | {s['bytes']['total']:,} | {100 * s['bytes']['total'] / n:.1f} | {b['vector']:.2f} | "
-                     f"{b['mask']:.3f} | {s['avg_top1_test']:.1f} ({s['avg_normalized_test']:.1f}) |")
+        lines.append(
+            f"| store: {name} | {s['bytes']['total']:,} | {100 * s['bytes']['total'] / n:.1f} | {b['vector']:.2f} | "
+            f"{b['mask']:.3f} | {s['avg_top1_test']:.1f} ({s['avg_normalized_test']:.1f}) |"
+        )
     lines += [
-        "", "Projected with the paper's accounting (the full fp32 zero-shot model, visual and text side, + the merged "
-        "vector and 20 masks over the visual encoder at the kept store's measured bits per weight):", "",
-        "| model, 20 tasks | ours (Gbit) | paper's TALL store (Gbit) |", "|---|---|---|",
+        "",
+        "Projected with the paper's accounting (the full fp32 zero-shot model, visual and text side, + the merged "
+        "vector and 20 masks over the visual encoder at the kept store's measured bits per weight):",
+        "",
+        "| model, 20 tasks | ours (Gbit) | paper's TALL store (Gbit) |",
+        "|---|---|---|",
         f"| ViT-B/32 | {compression['projected_gbit_vit_b32_20tasks']:.2f} | {PAPER_GBIT['ViT-B-32']} |",
         f"| ViT-L/14 | {compression['projected_gbit_vit_l14_20tasks']:.2f} | {PAPER_GBIT['ViT-L-14']} |",
     ]

@@ -21,4 +21,3 @@ def finetuned_gbit(arch: str, tasks: int) -> float:
     """The fine-tuned checkpoints in the same accounting: text side once + T fp32 visual encoders."""
     visual, text = PAPER_MODELS[arch]
     return (text + tasks * visual) * 32 / 1e9
-

@@ -57,20 +57,28 @@ def tall_mask_source(masks: MaskFile, ckpts: Checkpoints) -> MaskSource:
     masks.check_matches(ckpts)
     selection = masks.selection()
     lambdas = {task: masks.lambdas[task][0] for task in ckpts.names}
-    return MaskSource(masks.mtv, {"kind": "tall", "lambdas": lambdas},
-                      lambda key: masks.stacked(key, ckpts.names, selection))
+    return MaskSource(
+        masks.mtv,
+        {"kind": "tall", "lambdas": lambdas},
+        lambda key: masks.stacked(key, ckpts.names, selection),
+    )
 
 
 def magnitude_mask_source(ckpts: Checkpoints, topk: float) -> MaskSource:
     """The magnitude-masking baseline: each task's top-k% |tau_t| as its mask on sum_t tau_t."""
     check_topk(topk)
     thresholds = magnitude_thresholds(ckpts, topk)
-    return MaskSource(MultiTaskVector("ta"), {"kind": "magnitude", "topk": topk},
-                      lambda key: maths.magnitude_masks(ckpts.read(key)[1], thresholds))
+    return MaskSource(
+        MultiTaskVector("ta"),
+        {"kind": "magnitude", "topk": topk},
+        lambda key: maths.magnitude_masks(ckpts.read(key)[1], thresholds),
+    )
 
 
 @contextlib.contextmanager
-def tall_mask_source_at(ckpts: Checkpoints, lam: float, mtv: MultiTaskVector, beside: str | os.PathLike) -> Iterator[MaskSource]:
+def tall_mask_source_at(
+    ckpts: Checkpoints, lam: float, mtv: MultiTaskVector, beside: str | os.PathLike
+) -> Iterator[MaskSource]:
     """TALL masks of every task at one lambda, computed into a temporary folder beside the
     path ``beside`` (the store being written)."""
     check_lambdas([lam])
@@ -80,11 +88,15 @@ def tall_mask_source_at(ckpts: Checkpoints, lam: float, mtv: MultiTaskVector, be
             yield tall_mask_source(masks, ckpts)
 
 
-def compress(out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vector_dtype: str = "fp32") -> dict:
+def compress(
+    out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vector_dtype: str = "fp32"
+) -> dict:
     """Write the store for ``ckpts`` with ``source``'s masks to the folder ``out``; return its
     manifest. Two passes: the vector (and the mask statistics), then the coded masks."""
     if vector_dtype not in VECTOR_DTYPES:
-        raise TallmergeError(f"unknown vector dtype {vector_dtype!r} (choose from {', '.join(VECTOR_DTYPES)})")
+        raise TallmergeError(
+            f"unknown vector dtype {vector_dtype!r} (choose from {', '.join(VECTOR_DTYPES)})"
+        )
     dtype, tasks = VECTOR_DTYPES[vector_dtype], ckpts.names
     out = Path(out)
     replaced = replaceable_store(out)  # refuse a folder that is not a store before any work
@@ -96,13 +108,18 @@ def compress(out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vec
             for key, _, taus in ckpts.sweep("store: vector"):
                 vector = merged(taus).to(dtype)
                 if not torch.isfinite(vector).all():
-                    raise TallmergeError(f"tau_MTL tensor '{key}' does not fit --vector-dtype {vector_dtype}; use fp32")
+                    raise TallmergeError(
+                        f"tau_MTL tensor '{key}' does not fit --vector-dtype {vector_dtype}; use fp32"
+                    )
                 codecs[key], stored = codec.encode_vector(vector)
                 put(key, stored)
                 model.observe(source.stacked(key), vector)
         table = model.table()
         digests, lengths = {t: hashlib.sha256() for t in tasks}, []
-        with TensorFile(tmp / FILES["vector"]) as vectors, spool_tensors(tmp / FILES["masks"], {"format": FORMAT}) as put:
+        with (
+            TensorFile(tmp / FILES["vector"]) as vectors,
+            spool_tensors(tmp / FILES["masks"], {"format": FORMAT}) as put,
+        ):
             put(PROBABILITIES, table)
             for key in ckpts.float_keys:  # the vector as the decoder will see it
                 vector = codec.decode_vector(codecs[key], vectors.get(key), dtype, ckpts.base.shape(key))
@@ -120,18 +137,28 @@ def compress(out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vec
             "masks": source.made,
             "mtv": dataclasses.asdict(source.mtv),
             "vector_dtype": vector_dtype,
-            "codecs": {"vector": f"byte planes, zstd level {codec.ZSTD_LEVEL}, or raw",
-                       "masks": f"range coding, context = ({codec.BUCKETS} magnitude buckets, earlier tasks on)"},
+            "codecs": {
+                "vector": f"byte planes, zstd level {codec.ZSTD_LEVEL}, or raw",
+                "masks": f"range coding, context = ({codec.BUCKETS} magnitude buckets, earlier tasks on)",
+            },
             "tensors": [
-                {"key": k, "dtype": DTYPE_NAMES[ckpts.base.dtype(k)], "shape": list(ckpts.base.shape(k)),
-                 "vector": codecs.get(k)}
+                {
+                    "key": k,
+                    "dtype": DTYPE_NAMES[ckpts.base.dtype(k)],
+                    "shape": list(ckpts.base.shape(k)),
+                    "vector": codecs.get(k),
+                }
                 for k in ckpts.keys
             ],
             "weights": ckpts.numel,
-            "files": {part: {"name": name, "bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
-                      for part, name in FILES.items()},
+            "files": {
+                part: {"name": name, "bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
+                for part, name in FILES.items()
+            },
             "mask_sha256": {t: d.hexdigest() for t, d in digests.items()},
-            "mask_bytes": dict(zip(tasks, (4 * sum(n) for n in zip(*lengths)) if lengths else [0] * len(tasks))),
+            "mask_bytes": dict(
+                zip(tasks, (4 * sum(n) for n in zip(*lengths)) if lengths else [0] * len(tasks))
+            ),
             "finetuned_bytes": sum(f.path.stat().st_size for f in ckpts.files),
             "sources": ckpts.sources(),
         }
@@ -160,4 +187,6 @@ def _move_into_place(tmp: Path, out: Path, replaced: set[str] | None) -> None:
     except OSError:  # something was added meanwhile: keep it, visibly
         kept = out.parent / f"{out.name}.replaced-{os.getpid()}"
         os.rename(old, kept)
-        raise TallmergeError(f"{out}: replaced, but files added to the old store meanwhile were kept in {kept}") from None
+        raise TallmergeError(
+            f"{out}: replaced, but files added to the old store meanwhile were kept in {kept}"
+        ) from None

@@ -67,7 +67,9 @@ class MaskModel:
         where, bucket = coded_positions(vector)
         contexts = self.ones.shape[1]
         for t, bits, ctx in _contexts(masks, where, bucket, self.tasks):
-            pairs = np.bincount((ctx.astype(np.int32) << 1) | bits, minlength=2 * contexts).reshape(contexts, 2)
+            pairs = np.bincount((ctx.astype(np.int32) << 1) | bits, minlength=2 * contexts).reshape(
+                contexts, 2
+            )
             self.ones[t] += pairs[:, 1]
             self.total[t] += pairs.sum(axis=1)
 
@@ -115,7 +117,9 @@ def _runs(ctx: np.ndarray, contexts: int):
     """A stable order grouping equal contexts, and each context's (start, end) in it."""
     order = np.argsort(ctx, kind="stable")
     ends = np.cumsum(np.bincount(ctx, minlength=contexts))
-    return order, [(c, int(e - n), int(e)) for c, (n, e) in enumerate(zip(np.diff(ends, prepend=0), ends)) if n]
+    return order, [
+        (c, int(e - n), int(e)) for c, (n, e) in enumerate(zip(np.diff(ends, prepend=0), ends)) if n
+    ]
 
 
 def _model(q: int):
@@ -155,13 +159,17 @@ def decode_vector(codec: str, stored: torch.Tensor, dtype: torch.dtype, shape) -
     """Inverse of :func:`encode_vector`."""
     if codec == "raw":
         if stored.dtype != dtype or tuple(stored.shape) != tuple(shape):
-            raise TallmergeError(f"stored vector is {stored.dtype} {list(stored.shape)}, expected {dtype} {list(shape)}")
+            raise TallmergeError(
+                f"stored vector is {stored.dtype} {list(stored.shape)}, expected {dtype} {list(shape)}"
+            )
         return stored
     if codec != "zstd":
         raise TallmergeError(f"unknown vector codec {codec!r}")
     size, count = torch.empty(0, dtype=dtype).element_size(), math.prod(shape)
     try:
-        planes = zstandard.ZstdDecompressor().decompress(stored.numpy().tobytes(), max_output_size=size * count)
+        planes = zstandard.ZstdDecompressor().decompress(
+            stored.numpy().tobytes(), max_output_size=size * count
+        )
     except zstandard.ZstdError as e:
         raise TallmergeError(f"corrupted vector stream ({e})") from None
     if len(planes) != size * count:

@@ -75,8 +75,10 @@ def replaceable_store(out: Path) -> set[str] | None:
         raise TallmergeError(f"{out}: exists and is not a tallmerge store; refusing to replace it")
     foreign = sorted(present - listed)
     if foreign:
-        raise TallmergeError(f"{out}: holds '{foreign[0]}', which is not part of the store; refusing to replace it "
-                             "(move it elsewhere or choose another --out)")
+        raise TallmergeError(
+            f"{out}: holds '{foreign[0]}', which is not part of the store; refusing to replace it "
+            "(move it elsewhere or choose another --out)"
+        )
     return present
 
 
@@ -84,10 +86,18 @@ def _listed_files(manifest_path: Path) -> set[str] | None:
     """The files a store manifest (of any version) lists, with itself; None if ``manifest_path``
     is not a tallmerge store manifest."""
     try:
-        if manifest_path.is_symlink() or not manifest_path.is_file() or manifest_path.stat().st_size > (64 << 20):
+        if (
+            manifest_path.is_symlink()
+            or not manifest_path.is_file()
+            or manifest_path.stat().st_size > (64 << 20)
+        ):
             return None
         manifest = json.loads(manifest_path.read_text())
-        if not (isinstance(manifest, dict) and manifest.get("format") == FORMAT and type(manifest.get("version")) is int):
+        if not (
+            isinstance(manifest, dict)
+            and manifest.get("format") == FORMAT
+            and type(manifest.get("version")) is int
+        ):
             return None
         names = {entry["name"] for entry in manifest["files"].values()}
     except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):

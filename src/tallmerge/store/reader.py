@@ -54,14 +54,19 @@ class Store:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise TallmergeError(f"{manifest_path}: not a tallmerge store manifest")
         if manifest.get("version") != VERSION:
-            raise TallmergeError(f"{manifest_path}: store format version {manifest.get('version')!r}, this tallmerge reads {VERSION}")
+            raise TallmergeError(
+                f"{manifest_path}: store format version {manifest.get('version')!r}, this tallmerge reads {VERSION}"
+            )
         try:
             self._read_manifest(manifest)
         except Corrupted as e:
             raise TallmergeError(f"{manifest_path}: corrupted manifest ({e})") from None
         if manifest.get(MANIFEST_DIGEST) != manifest_digest(manifest):
-            what = "has no checksum: written by an older tallmerge, rebuild it with `tallmerge compress`" \
-                if MANIFEST_DIGEST not in manifest else "altered since it was written: its checksum does not match"
+            what = (
+                "has no checksum: written by an older tallmerge, rebuild it with `tallmerge compress`"
+                if MANIFEST_DIGEST not in manifest
+                else "altered since it was written: its checksum does not match"
+            )
             raise TallmergeError(f"{manifest_path}: {what}")
         self.manifest = manifest
         self._verified = False
@@ -80,12 +85,19 @@ class Store:
         for entry in field(manifest, "tensors", list):
             if not isinstance(entry, dict):
                 raise Corrupted("a 'tensors' entry is not an object")
-            key, name, shape = field(entry, "key", str), field(entry, "dtype", str), field(entry, "shape", list)
+            key, name, shape = (
+                field(entry, "key", str),
+                field(entry, "dtype", str),
+                field(entry, "shape", list),
+            )
             vector_codec = entry.get("vector", MISSING)
             if name not in DTYPES or not all(type(d) is int and d >= 0 for d in shape):
                 raise Corrupted(f"tensor '{key}' has a bad dtype or shape")
-            if vector_codec is MISSING or (vector_codec is not None) != DTYPES[name].is_floating_point \
-                    or not (vector_codec is None or isinstance(vector_codec, str)):
+            if (
+                vector_codec is MISSING
+                or (vector_codec is not None) != DTYPES[name].is_floating_point
+                or not (vector_codec is None or isinstance(vector_codec, str))
+            ):
                 raise Corrupted(f"tensor '{key}' has a bad vector codec")
             self.tensors.append((key, DTYPES[name], tuple(shape), vector_codec))
         if len({key for key, *_ in self.tensors}) != len(self.tensors):
@@ -111,8 +123,11 @@ class Store:
         self.made = field(manifest, "masks", dict)
         if self.made.get("kind") == "tall":
             lambdas = self.made.get("lambdas")
-            if not isinstance(lambdas, dict) or set(lambdas) != set(self.tasks) \
-                    or not all(type(v) in (int, float) for v in lambdas.values()):
+            if (
+                not isinstance(lambdas, dict)
+                or set(lambdas) != set(self.tasks)
+                or not all(type(v) in (int, float) for v in lambdas.values())
+            ):
                 raise Corrupted("'masks' must give a lambda per task")
         elif self.made.get("kind") != "magnitude" or type(self.made.get("topk")) not in (int, float):
             raise Corrupted("'masks' must be TALL masks with lambdas or magnitude masks with a top-k")
@@ -121,7 +136,9 @@ class Store:
         if self.weights != counted:
             raise Corrupted(f"'weights' is {self.weights}, the tensors hold {counted}")
         mask_bytes = field(manifest, "mask_bytes", dict)
-        if set(mask_bytes) != set(self.tasks) or not all(type(v) is int and v >= 0 for v in mask_bytes.values()):
+        if set(mask_bytes) != set(self.tasks) or not all(
+            type(v) is int and v >= 0 for v in mask_bytes.values()
+        ):
             raise Corrupted("'mask_bytes' must have one size per task")
         if field(manifest, "finetuned_bytes", int) < 0:
             raise Corrupted("negative 'finetuned_bytes'")
@@ -135,7 +152,9 @@ class Store:
                 if not path.is_file():
                     problems.append(f"{path}: missing from the store")
                 elif path.stat().st_size != size:
-                    problems.append(f"{path}: corrupted store file ({path.stat().st_size} bytes, the manifest records {size})")
+                    problems.append(
+                        f"{path}: corrupted store file ({path.stat().st_size} bytes, the manifest records {size})"
+                    )
                 elif file_sha256(path) != digest:
                     problems.append(f"{path}: corrupted store file (checksum does not match the manifest)")
             except OSError as e:
@@ -145,12 +164,16 @@ class Store:
         with TensorFile(self.files["base"][0]) as base:
             listed = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
             if listed != [(key, base.dtype(key), base.shape(key)) for key in base.keys]:
-                raise TallmergeError(f"{self.path / MANIFEST}: corrupted manifest (its tensors are not the base's)")
+                raise TallmergeError(
+                    f"{self.path / MANIFEST}: corrupted manifest (its tensors are not the base's)"
+                )
         self._verified = True
 
     def _check_task(self, task: str) -> None:
         if task not in self.tasks:
-            raise TallmergeError(f"{self.path}: no task '{task}' in this store (available: {', '.join(self.tasks)})")
+            raise TallmergeError(
+                f"{self.path}: no task '{task}' in this store (available: {', '.join(self.tasks)})"
+            )
 
     def model(self, task: str) -> Iterator[tuple[str, torch.Tensor]]:
         """Task ``task``'s rebuilt weights, ``(key, tensor)`` one entry at a time in file order:
@@ -163,7 +186,11 @@ class Store:
             self.verify()
         index = self.tasks.index(task)
         base_path, vector_path, masks_path = (self.files[p][0] for p in FILES)
-        with TensorFile(base_path) as base, TensorFile(vector_path) as vectors, TensorFile(masks_path) as masks:
+        with (
+            TensorFile(base_path) as base,
+            TensorFile(vector_path) as vectors,
+            TensorFile(masks_path) as masks,
+        ):
             table, lengths = masks.get(PROBABILITIES), masks.get(LENGTHS)
             digest, entry = hashlib.sha256(), 0
             for key, dtype, shape, vector_codec in self.tensors:
@@ -178,10 +205,14 @@ class Store:
                 digest.update(np.packbits(mask.reshape(-1).numpy()).tobytes())
                 rebuilt = (theta.float() + vector.float() * mask).to(dtype)
                 if not torch.isfinite(rebuilt).all():
-                    raise TallmergeError(f"{self.path}: task '{task}' rebuilds tensor '{key}' beyond what {dtype} holds")
+                    raise TallmergeError(
+                        f"{self.path}: task '{task}' rebuilds tensor '{key}' beyond what {dtype} holds"
+                    )
                 yield key, rebuilt
             if digest.hexdigest() != self.mask_sha256[task]:
-                raise TallmergeError(f"{masks_path}: task '{task}' decodes to masks that do not match their checksum")
+                raise TallmergeError(
+                    f"{masks_path}: task '{task}' decodes to masks that do not match their checksum"
+                )
 
     def state(self, task: str) -> dict[str, torch.Tensor]:
         """Task ``task``'s rebuilt weights in memory (for small models and evaluation)."""
@@ -192,7 +223,12 @@ class Store:
         dtypes), atomically: a failed check leaves nothing behind."""
         self._check_task(task)
         specs = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
-        metadata = {"store": str(self.path), "task": task, "masks": self.made, "vector_dtype": self.manifest["vector_dtype"]}
+        metadata = {
+            "store": str(self.path),
+            "task": task,
+            "masks": self.made,
+            "vector_dtype": self.manifest["vector_dtype"],
+        }
         with write_tensors(out, specs, metadata) as put:
             for key, tensor in self.model(task):
                 put(key, tensor)
@@ -207,9 +243,13 @@ class Store:
         return {
             "bytes": nbytes,
             "finetuned_bytes": int(self.manifest["finetuned_bytes"]),
-            "bits_per_weight": {"vector": 8 * nbytes["vector"] / weights,
-                                "mask": 8 * nbytes["masks"] / (weights * tasks)},
-            "mask_bits_per_weight_by_task": {t: 8 * int(b) / weights for t, b in self.manifest["mask_bytes"].items()},
+            "bits_per_weight": {
+                "vector": 8 * nbytes["vector"] / weights,
+                "mask": 8 * nbytes["masks"] / (weights * tasks),
+            },
+            "mask_bits_per_weight_by_task": {
+                t: 8 * int(b) / weights for t, b in self.manifest["mask_bytes"].items()
+            },
         }
 
     def describe(self) -> str:

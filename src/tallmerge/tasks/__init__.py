@@ -5,4 +5,13 @@ from tallmerge.tasks.registry import SPLITS, WEB_SPLIT, Task, available_tasks, g
 from tallmerge.tasks import pocket  # noqa: F401  (registers the pocket tasks)
 from tallmerge.tasks.paper import PRESETS, DatasetTask  # (registers the paper's tasks)
 
-__all__ = ["SPLITS", "WEB_SPLIT", "DatasetTask", "PRESETS", "Task", "available_tasks", "get_task", "register_task"]
+__all__ = [
+    "SPLITS",
+    "WEB_SPLIT",
+    "DatasetTask",
+    "PRESETS",
+    "Task",
+    "available_tasks",
+    "get_task",
+    "register_task",
+]

@@ -63,7 +63,15 @@ FASHION_MNIST_CLASSES = (
 KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PCAM_CLASSES = ("lymph node", "lymph node containing metastatic tumor tissue")
-FER2013_CLASSES = ("angry", "disgusted", "fearful", "happy", "sad", "surprised", "neutral")  # emotion codes 0..6
+FER2013_CLASSES = (
+    "angry",
+    "disgusted",
+    "fearful",
+    "happy",
+    "sad",
+    "surprised",
+    "neutral",
+)  # emotion codes 0..6
 
 _IDX = "{train,%s}-{images-idx3,labels-idx1}-ubyte[.gz]"
 LAYOUTS = {
@@ -90,9 +98,21 @@ def _reading(dataset: str, path: Path, *errors: type[Exception]) -> Iterator[Non
     one line naming the file and the expected layout."""
     try:
         yield
-    except (TallmergeError, OSError, ValueError, TypeError, KeyError, IndexError, EOFError, pickle.UnpicklingError, *errors) as e:
+    except (
+        TallmergeError,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        EOFError,
+        pickle.UnpicklingError,
+        *errors,
+    ) as e:
         reason = " ".join(f"{type(e).__name__}: {e}".split())
-        raise TallmergeError(f"{dataset}: cannot read {path} ({reason}); expected {LAYOUTS[dataset]}") from None
+        raise TallmergeError(
+            f"{dataset}: cannot read {path} ({reason}); expected {LAYOUTS[dataset]}"
+        ) from None
 
 
 def _require(dataset: str, path: Path) -> Path:
@@ -158,7 +178,9 @@ def _load_pickle(path: Path) -> dict:
     return content
 
 
-def _read_cifar(dataset: str, folder: Path, files: Sequence[str], label_key: str, classnames: Sequence[str]) -> Samples:
+def _read_cifar(
+    dataset: str, folder: Path, files: Sequence[str], label_key: str, classnames: Sequence[str]
+) -> Samples:
     images, labels = [], []
     for path in [_require(dataset, folder / name) for name in files]:
         with _reading(dataset, path):
@@ -190,7 +212,9 @@ def _open_h5(path: Path, key: str) -> Callable[[int], np.ndarray]:
 
 def _read_mnist_like(dataset: str, root: Path, split: str, classnames: Sequence[str]) -> Samples:
     check_split(dataset, split)
-    return _read_idx_pair(dataset, root / dataset / "raw" / ("train" if split == "train" else "t10k"), classnames)
+    return _read_idx_pair(
+        dataset, root / dataset / "raw" / ("train" if split == "train" else "t10k"), classnames
+    )
 
 
 def read_mnist(root: Path, split: str) -> Samples:
@@ -243,14 +267,20 @@ def read_svhn(root: Path, split: str) -> Samples:
 def read_stl10(root: Path, split: str) -> Samples:
     check_split("STL10", split)
     folder = root / "stl10_binary"
-    images, labels, names = (_require("STL10", folder / f) for f in (f"{split}_X.bin", f"{split}_y.bin", "class_names.txt"))
+    images, labels, names = (
+        _require("STL10", folder / f) for f in (f"{split}_X.bin", f"{split}_y.bin", "class_names.txt")
+    )
     with _reading("STL10", names):
         classnames = [line.strip() for line in names.read_text().splitlines() if line.strip()]
     with _reading("STL10", labels):  # stored 1-based
-        samples = LazySamples(partial(_open_memmap_chw, images, 96), np.fromfile(labels, np.uint8) - 1, classnames)
+        samples = LazySamples(
+            partial(_open_memmap_chw, images, 96), np.fromfile(labels, np.uint8) - 1, classnames
+        )
     with _reading("STL10", images):
         if images.stat().st_size != len(samples) * 3 * 96 * 96:
-            raise ValueError(f"{images.stat().st_size} bytes, not {len(samples)} images of 3x96x96 (one per label)")
+            raise ValueError(
+                f"{images.stat().st_size} bytes, not {len(samples)} images of 3x96x96 (one per label)"
+            )
     return samples
 
 
@@ -258,12 +288,16 @@ def read_pcam(root: Path, split: str) -> Samples:
     import h5py
 
     check_split("PCAM", split)
-    images, labels = (_require("PCAM", root / "pcam" / f"camelyonpatch_level_2_split_{split}_{k}.h5") for k in "xy")
+    images, labels = (
+        _require("PCAM", root / "pcam" / f"camelyonpatch_level_2_split_{split}_{k}.h5") for k in "xy"
+    )
     with _reading("PCAM", labels), h5py.File(labels, "r") as f:  # y is stored [N, 1, 1, 1]
         samples = LazySamples(partial(_open_h5, images, "x"), np.asarray(f["y"]).reshape(-1), PCAM_CLASSES)
     with _reading("PCAM", images), h5py.File(images, "r") as f:
         if f["x"].dtype != np.uint8 or f["x"].shape != (len(samples), 96, 96, 3):
-            raise ValueError(f"x is {f['x'].dtype} {list(f['x'].shape)}, not uint8 [{len(samples)}, 96, 96, 3]")
+            raise ValueError(
+                f"x is {f['x'].dtype} {list(f['x'].shape)}, not uint8 [{len(samples)}, 96, 96, 3]"
+            )
     return samples
 
 
@@ -288,7 +322,9 @@ def read_fer2013(root: Path, split: str) -> Samples:
                     raise ValueError(f"line {reader.line_num}: {image.size} pixels, not 48x48")
                 images.append(image.reshape(48, 48))
                 labels.append(int(row[emotion]))
-        return ArraySamples(np.stack(images) if images else np.zeros((0, 48, 48), np.uint8), labels, FER2013_CLASSES)
+        return ArraySamples(
+            np.stack(images) if images else np.zeros((0, 48, 48), np.uint8), labels, FER2013_CLASSES
+        )
 
 
 READERS: dict[str, Callable[[Path, str], Samples]] = {

@@ -37,8 +37,13 @@ VAL_FRACTION, VAL_MAX = 0.1, 5000
 SOURCE = {"train": "train", "val": "train", "test": "test"}  # the official split each comes from
 
 
-def prepare(task: Task, sizes: dict[str, int | None], seed: int, root: str | os.PathLike | None,
-            path: str | os.PathLike) -> None:
+def prepare(
+    task: Task,
+    sizes: dict[str, int | None],
+    seed: int,
+    root: str | os.PathLike | None,
+    path: str | os.PathLike,
+) -> None:
     """Write ``task``'s data file: generated splits, or an index into its dataset under ``root``.
 
     ``sizes`` gives images per split; ``None`` (datasets only) means all of them."""
@@ -50,7 +55,9 @@ def prepare(task: Task, sizes: dict[str, int | None], seed: int, root: str | os.
         tensors = {}
         for split in SPLITS:
             if sizes[split] is None:
-                raise TallmergeError(f"data.{split}: '{task.name}' is a generated task, give a number of images")
+                raise TallmergeError(
+                    f"data.{split}: '{task.name}' is a generated task, give a number of images"
+                )
             images, labels = task.generate(split, sizes[split], seed)
             tensors[f"{split}.images"] = torch.from_numpy(images)
             tensors[f"{split}.labels"] = torch.from_numpy(labels)
@@ -60,7 +67,9 @@ def prepare(task: Task, sizes: dict[str, int | None], seed: int, root: str | os.
 
 def _index(task: DatasetTask, sizes, seed: int, root) -> tuple[dict[str, torch.Tensor], Sequence[str], dict]:
     if root is None:
-        raise TallmergeError(f"data.root: task '{task.name}' reads a dataset; set data.root to the folder holding it")
+        raise TallmergeError(
+            f"data.root: task '{task.name}' reads a dataset; set data.root to the folder holding it"
+        )
     official = {s: task.read(Path(root), s) for s in ("train", "test")}
     if official["train"].classnames != official["test"].classnames:
         raise TallmergeError(f"{task.name}: the train and test splits name different classes")
@@ -78,7 +87,9 @@ def _index(task: DatasetTask, sizes, seed: int, root) -> tuple[dict[str, torch.T
                     f"data.{split}: {wanted} images asked, {task.name} has {len(index)} for this split"
                 )
             if split != "val":  # val is already a random draw of exactly this size
-                index = np.random.default_rng([seed, SPLITS.index(split)]).choice(index, wanted, replace=False)
+                index = np.random.default_rng([seed, SPLITS.index(split)]).choice(
+                    index, wanted, replace=False
+                )
         index = np.sort(index)
         tensors[f"{split}.index"] = torch.from_numpy(index.astype(np.int64))
         tensors[f"{split}.labels"] = torch.from_numpy(official[SOURCE[split]].labels[index])
@@ -110,9 +121,15 @@ class TaskData:
         self.path = Path(path)
         self.tensors, meta = load_tensors(path)
         try:
-            self.task, self.classnames, self.templates = meta["task"], tuple(meta["classnames"]), tuple(meta["templates"])
+            self.task, self.classnames, self.templates = (
+                meta["task"],
+                tuple(meta["classnames"]),
+                tuple(meta["templates"]),
+            )
         except (KeyError, TypeError):
-            raise TallmergeError(f"{path}: not a task data file (no task, classnames and templates in its metadata)") from None
+            raise TallmergeError(
+                f"{path}: not a task data file (no task, classnames and templates in its metadata)"
+            ) from None
         self.sizes = meta.get("sizes")
         self.root = root
         self._official: dict[str, Samples] = {}
@@ -124,12 +141,16 @@ class TaskData:
         if f"{name}.images" in self.tensors:
             images = self._tensor(f"{name}.images", torch.uint8, 4)
             if images.shape[:1] != labels.shape:
-                raise TallmergeError(f"{self.path}: split '{name}' has {len(images)} images and {len(labels)} labels")
+                raise TallmergeError(
+                    f"{self.path}: split '{name}' has {len(images)} images and {len(labels)} labels"
+                )
             return GeneratedSplit(images, labels)
         index = self._tensor(f"{name}.index", torch.int64, 1)
         samples = self._samples(SOURCE.get(name, name))
-        if index.shape != labels.shape or (len(index) and int(index.max()) >= len(samples)) or not torch.equal(
-            torch.from_numpy(samples.labels[index.numpy()]), labels
+        if (
+            index.shape != labels.shape
+            or (len(index) and int(index.max()) >= len(samples))
+            or not torch.equal(torch.from_numpy(samples.labels[index.numpy()]), labels)
         ):
             raise TallmergeError(
                 f"{self.path}: the {self.task} images under data.root {self.root} no longer match this index; "
@@ -142,7 +163,9 @@ class TaskData:
             from tallmerge.tasks import get_task
 
             if self.root is None:
-                raise TallmergeError(f"{self.path}: task '{self.task}' reads a dataset; set data.root to the folder holding it")
+                raise TallmergeError(
+                    f"{self.path}: task '{self.task}' reads a dataset; set data.root to the folder holding it"
+                )
             samples = get_task(self.task).read(Path(self.root), official)
             if self.sizes and len(samples) != self.sizes.get(official):
                 raise TallmergeError(
@@ -158,5 +181,7 @@ class TaskData:
         except KeyError:
             raise TallmergeError(f"{self.path}: no tensor '{key}' in this task data file") from None
         if tensor.dtype != dtype or tensor.ndim != ndim:
-            raise TallmergeError(f"{self.path}: tensor '{key}' is malformed ({tensor.dtype}, shape {tuple(tensor.shape)})")
+            raise TallmergeError(
+                f"{self.path}: tensor '{key}' is malformed ({tensor.dtype}, shape {tuple(tensor.shape)})"
+            )
         return tensor

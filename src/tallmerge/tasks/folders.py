@@ -246,7 +246,11 @@ def _loadmat(path: Path, dataset: str, *keys: str) -> dict[str, np.ndarray]:
 
 
 def _samples(
-    dataset: str, paths: Sequence[Path], labels: Sequence[int] | np.ndarray, classnames: Sequence[str], source: Path
+    dataset: str,
+    paths: Sequence[Path],
+    labels: Sequence[int] | np.ndarray,
+    classnames: Sequence[str],
+    source: Path,
 ) -> Samples:
     """The split's samples; an error names ``source`` if it has no images or labels out of range."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -257,7 +261,9 @@ def _samples(
     return FileSamples(paths, labels, classnames)
 
 
-def _folder_tree(dataset: str, folder: Path, class_dirs: Sequence[str], suffix: str) -> tuple[list[Path], list[int]]:
+def _folder_tree(
+    dataset: str, folder: Path, class_dirs: Sequence[str], suffix: str
+) -> tuple[list[Path], list[int]]:
     """Every ``suffix`` image of ``folder/<class_dirs[label]>/``, by label then file name."""
     paths: list[Path] = []
     labels: list[int] = []
@@ -291,7 +297,11 @@ def read_cars(root: Path, split: str) -> Samples:
     base = root / "stanford_cars"
     meta = _loadmat(base / "devkit" / "cars_meta.mat", "Cars", "class_names")
     classnames = [str(name).strip() for name in meta["class_names"]]
-    source = base / "devkit" / "cars_train_annos.mat" if split == "train" else base / "cars_test_annos_withlabels.mat"
+    source = (
+        base / "devkit" / "cars_train_annos.mat"
+        if split == "train"
+        else base / "cars_test_annos_withlabels.mat"
+    )
     annotations = _loadmat(source, "Cars", "annotations")["annotations"]
     images = _need(base / f"cars_{split}", "Cars")
     try:
@@ -339,7 +349,9 @@ def read_eurosat(root: Path, split: str) -> Samples:
         n_test = math.ceil(len(members) * EUROSAT_TEST_FRACTION)
         in_test[members[np.random.default_rng(EUROSAT_SEED).permutation(len(members))[:n_test]]] = True
     keep = np.flatnonzero(in_test == (split == "test"))
-    return _samples("EuroSAT", [paths[i] for i in keep], labels[keep], list(EUROSAT_CLASSNAMES.values()), folder)
+    return _samples(
+        "EuroSAT", [paths[i] for i in keep], labels[keep], list(EUROSAT_CLASSNAMES.values()), folder
+    )
 
 
 def _eurosat_classname(folder: str) -> str:

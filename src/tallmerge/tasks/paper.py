@@ -23,18 +23,45 @@ NUMBER = ('a photo of the number: "{}".',)
 CIFAR = tuple(
     f"a {look}photo of {the} {size}{{}}."
     for the in ("a", "the")
-    for look, size in [("", ""), ("blurry ", ""), ("black and white ", ""), ("low contrast ", ""),
-                       ("high contrast ", ""), ("bad ", ""), ("good ", ""), ("", "small "), ("", "big ")]
+    for look, size in [
+        ("", ""),
+        ("blurry ", ""),
+        ("black and white ", ""),
+        ("low contrast ", ""),
+        ("high contrast ", ""),
+        ("bad ", ""),
+        ("good ", ""),
+        ("", "small "),
+        ("", "big "),
+    ]
 )
 TEMPLATES = {
-    "Cars": ("a photo of a {}.", "a photo of the {}.", "a photo of my {}.", "i love my {}!",
-             "a photo of my dirty {}.", "a photo of my clean {}.", "a photo of my new {}.", "a photo of my old {}."),
-    "DTD": tuple(f"a photo of {the} {{}} {what}." for the in ("a", "the") for what in ("texture", "pattern", "thing", "object")),
+    "Cars": (
+        "a photo of a {}.",
+        "a photo of the {}.",
+        "a photo of my {}.",
+        "i love my {}!",
+        "a photo of my dirty {}.",
+        "a photo of my clean {}.",
+        "a photo of my new {}.",
+        "a photo of my old {}.",
+    ),
+    "DTD": tuple(
+        f"a photo of {the} {{}} {what}."
+        for the in ("a", "the")
+        for what in ("texture", "pattern", "thing", "object")
+    ),
     "EuroSAT": tuple(f"a centered satellite photo of {the}{{}}." for the in ("", "a ", "the ")),
-    "GTSRB": tuple(f'a {how} photo of a "{{}}" traffic sign.' for how in ("zoomed in", "centered", "close up")),
+    "GTSRB": tuple(
+        f'a {how} photo of a "{{}}" traffic sign.' for how in ("zoomed in", "centered", "close up")
+    ),
     "MNIST": NUMBER,
-    "RESISC45": tuple(f"{kind} {what} of {the}{{}}." for the in ("", "a ", "the ")
-                      for what in ("imagery", "photo", "view") for kind in ("satellite", "aerial")),
+    "RESISC45": tuple(
+        f"{kind} {what} of {the}{{}}."
+        for the in ("", "a ", "the ")
+        for what in ("imagery", "photo", "view")
+        for kind in ("satellite", "aerial")
+    ),
     "SVHN": NUMBER,
     "SUN397": PHOTO,
     "STL10": PHOTO,
@@ -42,8 +69,14 @@ TEMPLATES = {
     "Flowers102": ("a photo of a {}, a type of flower.",),
     "CIFAR100": CIFAR,
     "PCAM": ("this is a photo of {}",),
-    "FER2013": ("a photo of a {} looking face.", "a photo of a face showing the emotion: {}.",
-                "a photo of a face looking {}.", "a face that looks {}.", "they look {}.", "look at how {} they are."),
+    "FER2013": (
+        "a photo of a {} looking face.",
+        "a photo of a face showing the emotion: {}.",
+        "a photo of a face looking {}.",
+        "a face that looks {}.",
+        "they look {}.",
+        "look at how {} they are.",
+    ),
     "CIFAR10": CIFAR,
     "Food101": ("a photo of {}, a type of food.",),
     "FashionMNIST": PHOTO,
@@ -53,10 +86,38 @@ TEMPLATES = {
 }
 """Prompt templates per task, in the paper's task order."""
 
-READER_MODULE = {name: "arrays" for name in
-                 ("MNIST", "SVHN", "STL10", "CIFAR100", "PCAM", "FER2013", "CIFAR10", "FashionMNIST", "EMNIST", "KMNIST")}
-READER_MODULE.update({name: "folders" for name in
-                      ("Cars", "DTD", "EuroSAT", "GTSRB", "RESISC45", "SUN397", "OxfordIIITPet", "Flowers102", "Food101", "RenderedSST2")})
+READER_MODULE = {
+    name: "arrays"
+    for name in (
+        "MNIST",
+        "SVHN",
+        "STL10",
+        "CIFAR100",
+        "PCAM",
+        "FER2013",
+        "CIFAR10",
+        "FashionMNIST",
+        "EMNIST",
+        "KMNIST",
+    )
+}
+READER_MODULE.update(
+    {
+        name: "folders"
+        for name in (
+            "Cars",
+            "DTD",
+            "EuroSAT",
+            "GTSRB",
+            "RESISC45",
+            "SUN397",
+            "OxfordIIITPet",
+            "Flowers102",
+            "Food101",
+            "RenderedSST2",
+        )
+    }
+)
 
 ORDER = tuple(TEMPLATES)
 PRESETS = {"paper-8": ORDER[:8], "paper-14": ORDER[:14], "paper-20": ORDER}

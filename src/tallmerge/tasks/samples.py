@@ -77,7 +77,9 @@ class LazySamples(Samples):
     """Images from a source opened on first use in each process (e.g. an HDF5 file, whose
     handles must not cross a fork): ``open_source()`` returns ``fetch(i) -> uint8 array``."""
 
-    def __init__(self, open_source: Callable[[], Callable[[int], np.ndarray]], labels, classnames: Sequence[str]):
+    def __init__(
+        self, open_source: Callable[[], Callable[[int], np.ndarray]], labels, classnames: Sequence[str]
+    ):
         self.open_source = open_source
         self.labels = _labels(labels, len(labels), classnames)
         self.classnames = tuple(classnames)
@@ -110,4 +112,6 @@ def require(path: Path, dataset: str, layout: str) -> Path:
 
 def check_split(dataset: str, split: str) -> None:
     if split not in OFFICIAL_SPLITS:
-        raise TallmergeError(f"{dataset}: unknown split {split!r} (readers serve {', '.join(OFFICIAL_SPLITS)})")
+        raise TallmergeError(
+            f"{dataset}: unknown split {split!r} (readers serve {', '.join(OFFICIAL_SPLITS)})"
+        )

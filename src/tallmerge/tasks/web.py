@@ -15,7 +15,9 @@ import torch
 from tallmerge.tasks.registry import WEB_SPLIT, get_task
 
 
-def web_mix(task_names: Sequence[str], n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+def web_mix(
+    task_names: Sequence[str], n: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
     """``n`` web images from the given tasks (as balanced as n allows), shuffled.
 
     Returns ``(images, concepts, concept_list)``: image ``i`` shows ``concept_list[concepts[i]]``,
