@@ -47,10 +47,10 @@ def probe() -> dict:
     from tallmerge.clip.batches import ImageSplit
     from tallmerge.clip.heads import Classifier, zeroshot_head
     from tallmerge.clip.models import create_clip, image_stats, tokenizer
+    from tallmerge.clip.train import finetune, pretrain_clip
     from tallmerge.params import PretrainConfig, TrainConfig
     from tallmerge.tasks import get_task
     from tallmerge.tasks.web import caption_tokens, web_mix
-    from tallmerge.clip.train import finetune, pretrain_clip
 
     started = time.perf_counter()
     g = torch.Generator().manual_seed(0)

@@ -25,8 +25,8 @@ from tallmerge.clip import runtime
 from tallmerge.clip.batches import ImageSplit
 from tallmerge.clip.heads import Classifier
 from tallmerge.clip.models import create_clip, image_stats
-from tallmerge.params import TrainConfig
 from tallmerge.clip.train import accuracy, finetune
+from tallmerge.params import TrainConfig
 
 
 def vit_forward_flops(visual) -> float:

@@ -29,11 +29,11 @@ import torch
 import zstandard
 
 from tallmerge import layout
-from tallmerge.store import codec
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile
 from tallmerge.merging.methods import mtv_vectors
 from tallmerge.params import Params
+from tallmerge.store import codec
 from tallmerge.store.manifest import VECTOR_DTYPES
 
 

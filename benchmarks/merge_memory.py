@@ -183,7 +183,7 @@ def naive_merge(method: str, base_path: str, task_paths: list[str], out_path: st
     base = load_file(base_path)
     keys = [k for k, v in base.items() if v.is_floating_point()]
 
-    def flatten(state: dict) -> "torch.Tensor":
+    def flatten(state: dict) -> torch.Tensor:
         return torch.cat([state[k].float().reshape(-1) for k in keys])
 
     finetuned = [load_file(p) for p in task_paths]  # every checkpoint in memory, as the reference does
@@ -234,7 +234,7 @@ def run_child(kind: str, job: dict) -> dict:
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         why = (
-            "killed by signal %d (out of memory?)" % -proc.returncode
+            f"killed by signal {-proc.returncode:d} (out of memory?)"
             if proc.returncode < 0
             else f"exit {proc.returncode}"
         )
@@ -284,7 +284,7 @@ def generate(specs: list, tasks: int, folder: Path, seed: int) -> list[Path]:
     try:
         for f in files.values():
             f.write(header)
-        for key, dtype, shape in specs:
+        for _key, dtype, shape in specs:
             dt = getattr(torch, DTYPE_NAMES[dtype])
             n = math.prod(shape)
             if dt.is_floating_point:

@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 
 from tallmerge import layout
-from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.errors import exit_on_error
-from tallmerge.results.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
 from tallmerge.formats.files import temporary_dir, write_json
+from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile
 from tallmerge.params import Params
+from tallmerge.results.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
 from tallmerge.store.accounting import projected_gbit
 from tallmerge.store.build import compress, magnitude_mask_source, tall_mask_source
 from tallmerge.store.reader import Store

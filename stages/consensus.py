@@ -5,15 +5,15 @@ alpha chosen on validation; also the share of weights used by 0, 1, ..., T tasks
 import argparse
 
 from tallmerge import layout
+from tallmerge.clip.models import save_visual
+from tallmerge.errors import exit_on_error
+from tallmerge.formats.files import write_json
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
-from tallmerge.errors import exit_on_error
-from tallmerge.results.evaluation import Benchmark, reference_top1, method_result, search_alpha
-from tallmerge.formats.files import write_json
 from tallmerge.merging.masks import MaskFile, usage_counts
 from tallmerge.merging.methods import method_vectors, plan
-from tallmerge.clip.models import save_visual
 from tallmerge.params import Params
+from tallmerge.results.evaluation import Benchmark, method_result, reference_top1, search_alpha
 
 
 def main(mtv: str) -> None:

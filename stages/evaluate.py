@@ -3,9 +3,9 @@ model (theta_t), on every task's val and test splits."""
 
 from tallmerge import layout
 from tallmerge.errors import exit_on_error
-from tallmerge.results.evaluation import Benchmark, method_result
 from tallmerge.formats.files import write_json
 from tallmerge.params import Params
+from tallmerge.results.evaluation import Benchmark, method_result
 
 
 def main() -> None:

@@ -7,15 +7,15 @@ checkpoint instead (Hugging Face, open_clip or task-vectors format; see `tallmer
 import argparse
 
 from tallmerge import layout
-from tallmerge.clip.convert import import_checkpoint
-from tallmerge.errors import exit_on_error
-from tallmerge.clip.heads import Classifier, save_head, zeroshot_head
 from tallmerge.clip.batches import split_for
+from tallmerge.clip.convert import import_checkpoint
+from tallmerge.clip.heads import Classifier, save_head, zeroshot_head
 from tallmerge.clip.models import load_clip, save_visual, tokenizer
-from tallmerge.params import Params
-from tallmerge.tasks.datafile import TaskData
 from tallmerge.clip.runtime import launched
 from tallmerge.clip.train import finetune
+from tallmerge.errors import exit_on_error
+from tallmerge.params import Params
+from tallmerge.tasks.datafile import TaskData
 
 
 def main(task_name: str) -> None:

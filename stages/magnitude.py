@@ -2,13 +2,13 @@
 vector form its mask, applied to sum_t tau_t: theta_0 + m_t * sum_t tau_t (no selection)."""
 
 from tallmerge import layout
+from tallmerge.errors import exit_on_error
+from tallmerge.formats.files import write_json
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
-from tallmerge.errors import exit_on_error
-from tallmerge.results.evaluation import Benchmark, method_result
-from tallmerge.formats.files import write_json
 from tallmerge.merging.methods import magnitude_vectors
 from tallmerge.params import Params
+from tallmerge.results.evaluation import Benchmark, method_result
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ lambda of the grid, in one pass, packed 1 bit per weight; tau_MTL is TA (sum) or
 import argparse
 
 from tallmerge import layout
-from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.errors import exit_on_error
+from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import write_masks
 from tallmerge.params import Params
 

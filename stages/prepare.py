@@ -5,10 +5,10 @@ with the seed)."""
 import argparse
 
 from tallmerge import layout
-from tallmerge.tasks.datafile import prepare
 from tallmerge.errors import exit_on_error
 from tallmerge.params import Params
 from tallmerge.tasks import get_task
+from tallmerge.tasks.datafile import prepare
 
 
 def main(task_name: str) -> None:

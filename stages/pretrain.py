@@ -12,12 +12,12 @@ import os
 
 from tallmerge import layout
 from tallmerge.clip import pretrained
-from tallmerge.errors import exit_on_error
 from tallmerge.clip.models import create_clip, image_stats, save_clip, tokenizer
+from tallmerge.clip.train import pretrain_clip
+from tallmerge.errors import exit_on_error
 from tallmerge.params import Params
 from tallmerge.tasks.pocket import POCKET_TASKS
 from tallmerge.tasks.web import caption_tokens, web_mix
-from tallmerge.clip.train import pretrain_clip
 
 
 def main() -> None:

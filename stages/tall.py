@@ -5,14 +5,14 @@ selected masks are kept for consensus merging and the compressed store."""
 import argparse
 
 from tallmerge import layout
+from tallmerge.errors import exit_on_error
+from tallmerge.formats.files import write_json
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
-from tallmerge.errors import exit_on_error
-from tallmerge.results.evaluation import Benchmark, method_result, search_lambda
-from tallmerge.formats.files import write_json
 from tallmerge.merging.masks import MaskFile, write_selection
 from tallmerge.merging.methods import mtv_vectors
 from tallmerge.params import Params
+from tallmerge.results.evaluation import Benchmark, method_result, search_lambda
 
 
 def main(mtv: str) -> None:

@@ -91,14 +91,14 @@ def main() -> None:
 
     from tallmerge import layout
     from tallmerge.clip.batches import split_for
-    from tallmerge.tasks.datafile import TaskData
-    from tallmerge.merging.executor import apply
-    from tallmerge.results.evaluation import Benchmark, avg_normalized, reference_top1, search_alpha
     from tallmerge.clip.heads import Classifier, load_head
-    from tallmerge.formats.files import load_tensors, write_json
     from tallmerge.clip.models import load_clip, save_visual
-    from tallmerge.params import Params
     from tallmerge.clip.train import finetune
+    from tallmerge.formats.files import load_tensors, write_json
+    from tallmerge.merging.executor import apply
+    from tallmerge.params import Params
+    from tallmerge.results.evaluation import Benchmark, avg_normalized, reference_top1, search_alpha
+    from tallmerge.tasks.datafile import TaskData
 
     params = Params.load()
     tasks, arch, seed = params.tasks, params.arch, params.seed

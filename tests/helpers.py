@@ -12,7 +12,6 @@ from safetensors.torch import save_file
 
 from tallmerge.cli import main
 
-
 # -- checkpoint cases ---------------------------------------------------------------------------
 SHAPES = {
     "blocks.0.attn.weight": ((6, 5), torch.float32),

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import small_task
 from tallmerge.clip.heads import Classifier, zeroshot_head
 from tallmerge.clip.models import create_clip, tokenizer
-from tallmerge.params import TrainConfig
 from tallmerge.clip.train import finetune
-from helpers import small_task
+from tallmerge.params import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "study"))
 import control  # noqa: E402

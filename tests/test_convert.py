@@ -20,8 +20,8 @@ from tallmerge.clip.convert import (  # noqa: E402
     hf_to_open_clip,
     import_checkpoint,
 )
-from tallmerge.errors import TallmergeError  # noqa: E402
 from tallmerge.clip.models import create_clip  # noqa: E402
+from tallmerge.errors import TallmergeError  # noqa: E402
 from tallmerge.formats.safeload import load_state_dict  # noqa: E402
 
 TINY = "tallmerge-test-hf-tiny"  # the HF model below, as an open_clip config

@@ -9,10 +9,10 @@ import torch
 from fakes_arrays import FAKES as ARRAY_FAKES
 from fakes_folders import FAKES as FOLDER_FAKES
 from tallmerge.clip.batches import DatasetSplit, ImageSplit, split_for
-from tallmerge.tasks.datafile import VAL_MAX, TaskData, prepare
-from tallmerge.errors import TallmergeError
 from tallmerge.clip.models import create_clip, image_stats, image_transform
+from tallmerge.errors import TallmergeError
 from tallmerge.tasks import PRESETS, get_task
+from tallmerge.tasks.datafile import VAL_MAX, TaskData, prepare
 
 SIZES = {"train": None, "val": None, "test": None}
 COUNTS: dict[str, dict[str, int]] = {}  # images per official split of each fake, filled by `root`

@@ -9,12 +9,12 @@ import torch
 import torch.multiprocessing as mp
 
 from tallmerge.clip import runtime
-from tallmerge.errors import TallmergeError
 from tallmerge.clip.batches import ImageSplit
 from tallmerge.clip.heads import Classifier
 from tallmerge.clip.models import create_clip, image_stats
-from tallmerge.params import TrainConfig
 from tallmerge.clip.train import finetune
+from tallmerge.errors import TallmergeError
+from tallmerge.params import TrainConfig
 
 CFG = TrainConfig(steps=6, batch_size=16, lr=1e-3, weight_decay=0.1, warmup=1)
 

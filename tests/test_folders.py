@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes_folders import CLASSNAMES, EUROSAT_FOLDERS, FAKES, REFERENCE_FOLDERS, color, write_reference_split
 
+from fakes_folders import CLASSNAMES, EUROSAT_FOLDERS, FAKES, REFERENCE_FOLDERS, color, write_reference_split
 from tallmerge.errors import TallmergeError
 from tallmerge.tasks.folders import (
     EUROSAT_CLASSNAMES,

@@ -33,9 +33,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from safetensors.torch import load_file, save_file
 
+from helpers import make_case, save_case
 from reference import ref_merge
 from tallmerge.cli import main
-from helpers import make_case, save_case
 
 SCALE = float(os.environ.get("TALLMERGE_FUZZ_SCALE", "1"))
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tallmerge.clip.convert import import_checkpoint
-from tallmerge.errors import TallmergeError
-from tallmerge.clip.models import create_clip
 from helpers import fails, run
+from tallmerge.clip.convert import import_checkpoint
+from tallmerge.clip.models import create_clip
+from tallmerge.errors import TallmergeError
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +96,8 @@ def test_finetune_stage_imports_instead_of_training(clip, tmp_path):
     from pathlib import Path
 
     import yaml
-    from stage_runner import run_stage
 
+    from stage_runner import run_stage
     from tallmerge.clip.models import save_clip
     from tallmerge.formats.tensorfile import TensorFile
 

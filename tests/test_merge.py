@@ -12,10 +12,10 @@ from helpers import assert_same, make_case, save_case
 from reference import ref_magnitude_model, ref_merge, ref_tall_masks, ref_tall_model, ref_topk_threshold
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
-from tallmerge.merging.recipes import MultiTaskVector
-from tallmerge.merging.statistics import magnitude_thresholds
 from tallmerge.merging.masks import MaskFile, usage_counts, write_masks, write_selection
 from tallmerge.merging.methods import magnitude_vectors, merge_files, tall_vectors
+from tallmerge.merging.recipes import MultiTaskVector
+from tallmerge.merging.statistics import magnitude_thresholds
 
 CASES = [
     ("average", {}),

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from tallmerge.errors import TallmergeError
 from tallmerge.clip.heads import Classifier, load_head, save_head, zeroshot_head
-from tallmerge.formats.files import load_tensors, save_tensors
 from tallmerge.clip.models import available_models, create_clip, load_clip, load_visual, save_clip, tokenizer
+from tallmerge.errors import TallmergeError
+from tallmerge.formats.files import load_tensors, save_tensors
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tallmerge.store.manifest import MANIFEST_DIGEST, VERSION, manifest_digest
-from tallmerge.merging import maths
+from helpers import finetuned_args, make_case, run, save_case
 from tallmerge.cli import main
 from tallmerge.formats.files import clean_stale_temporaries, output_lock
-from helpers import finetuned_args, make_case, run, save_case
+from tallmerge.merging import maths
+from tallmerge.store.manifest import MANIFEST_DIGEST, VERSION, manifest_digest
 
 
 @pytest.fixture

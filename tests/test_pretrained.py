@@ -7,8 +7,8 @@ from safetensors.torch import save_file
 
 from stage_runner import run_stage
 from tallmerge.clip import pretrained
-from tallmerge.errors import TallmergeError
 from tallmerge.clip.models import create_clip
+from tallmerge.errors import TallmergeError
 
 
 def fake_hub_file(cache, repo, filename, content=b"weights"):
@@ -119,7 +119,6 @@ def test_pretrain_stage_takes_a_hugging_face_clip_folder(tmp_path):
 
     pytest.importorskip("transformers")
     from helpers import random_hf_clip, save_hf_clip
-
     from tallmerge.clip.models import CONFIG_DIR
 
     root = Path(__file__).resolve().parents[1]

@@ -10,17 +10,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import assert_same, fails, finetuned_args, make_case, run, save_case
 from reference import ref_magnitude_model, ref_tall_model
-from tallmerge.store import codec
-from tallmerge.store.manifest import FILES, MANIFEST, MANIFEST_DIGEST, manifest_digest
-from tallmerge.merging.checkpoints import Checkpoints
-from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.errors import TallmergeError
+from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile, write_masks, write_selection
+from tallmerge.merging.recipes import MultiTaskVector
+from tallmerge.store import codec
 from tallmerge.store.accounting import finetuned_gbit, projected_gbit
 from tallmerge.store.build import compress, magnitude_mask_source, tall_mask_source, tall_mask_source_at
+from tallmerge.store.manifest import FILES, MANIFEST, MANIFEST_DIGEST, manifest_digest
 from tallmerge.store.reader import Store
-from helpers import assert_same, fails, finetuned_args, make_case, run, save_case
 
 
 @pytest.fixture

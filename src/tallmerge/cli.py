@@ -118,10 +118,10 @@ def _cmd_merge(args: argparse.Namespace) -> None:
 
 
 def _cmd_masks(args: argparse.Namespace) -> None:
-    from tallmerge.merging.checkpoints import Checkpoints
-    from tallmerge.merging.recipes import MultiTaskVector
     from tallmerge.errors import TallmergeError
+    from tallmerge.merging.checkpoints import Checkpoints
     from tallmerge.merging.masks import write_masks
+    from tallmerge.merging.recipes import MultiTaskVector
 
     if args.mtv != "ties" and args.topk is not None:
         raise TallmergeError("--topk applies only with --mtv ties")
@@ -141,11 +141,10 @@ def _cmd_masks(args: argparse.Namespace) -> None:
 def _cmd_compress(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from tallmerge.merging.checkpoints import Checkpoints
-
-    from tallmerge.merging.recipes import MultiTaskVector
     from tallmerge.errors import TallmergeError
+    from tallmerge.merging.checkpoints import Checkpoints
     from tallmerge.merging.masks import MaskFile
+    from tallmerge.merging.recipes import MultiTaskVector
     from tallmerge.store.build import compress, tall_mask_source, tall_mask_source_at
     from tallmerge.store.manifest import replaceable_store
     from tallmerge.store.reader import Store
@@ -189,9 +188,9 @@ def _cmd_import(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from tallmerge.clip.convert import import_checkpoint
+    from tallmerge.clip.models import save_visual
     from tallmerge.errors import TallmergeError
     from tallmerge.formats.files import atomic_write, check_output
-    from tallmerge.clip.models import save_visual
 
     checkpoints = parse_finetuned(args.checkpoints)
     if not str(args.out).strip():

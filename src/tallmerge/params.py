@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from tallmerge.merging.recipes import MultiTaskVector, STORED_VECTOR_DTYPES
 from tallmerge.errors import TallmergeError
+from tallmerge.merging.recipes import STORED_VECTOR_DTYPES, MultiTaskVector
 from tallmerge.tasks import get_task
 
 PARAMS_FILE = "params.yaml"
@@ -68,7 +68,7 @@ class Params:
         self.source = source
 
     @classmethod
-    def load(cls, path: str | Path = PARAMS_FILE) -> "Params":
+    def load(cls, path: str | Path = PARAMS_FILE) -> Params:
         path = Path(path)
         try:
             raw = yaml.safe_load(path.read_text())

@@ -44,15 +44,15 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 import torch
 
-from tallmerge.formats import safeload
-from tallmerge.errors import TallmergeError
-from tallmerge.formats.files import load_tensors
 from tallmerge.clip.models import VISUAL_PREFIX, check_state, create_clip
+from tallmerge.errors import TallmergeError
+from tallmerge.formats import safeload
+from tallmerge.formats.files import load_tensors
 
 VISION_PREFIX = "vision_model."
 PROJECTION = "visual_projection.weight"

@@ -8,7 +8,7 @@ scale. An image's logits are its normalised image embedding times the head.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

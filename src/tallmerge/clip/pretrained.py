@@ -41,11 +41,11 @@ import torch
 from open_clip import pretrained as registry
 from torch import nn
 
-from tallmerge.formats import safeload
 from tallmerge.clip.convert import convert_hf_clip_model, hf_weights_in, is_hf_clip
-from tallmerge.errors import TallmergeError, one_line
-from tallmerge.formats.files import load_tensors, open_tensors
 from tallmerge.clip.models import create_clip
+from tallmerge.errors import TallmergeError, one_line
+from tallmerge.formats import safeload
+from tallmerge.formats.files import load_tensors, open_tensors
 
 URL_CACHE = Path("~/.cache/clip")
 _SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")

@@ -10,7 +10,8 @@ the :mod:`tallmerge.clip.runtime` device (a GPU with bf16 autocast when there is
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +20,8 @@ from tqdm import tqdm
 
 from tallmerge.clip import runtime
 from tallmerge.clip.batches import Split
-from tallmerge.errors import TallmergeError
 from tallmerge.clip.heads import Classifier
+from tallmerge.errors import TallmergeError
 
 if TYPE_CHECKING:  # params.yaml's settings, only named here: the model layer does not import the config
     from tallmerge.params import TrainConfig

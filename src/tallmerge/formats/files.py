@@ -25,8 +25,9 @@ import secrets
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Self
+from typing import Self
 
 import torch
 from safetensors import SafetensorError, safe_open

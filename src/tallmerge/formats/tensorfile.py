@@ -20,8 +20,8 @@ import os
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Mapping, TypeVar
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm

@@ -17,18 +17,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from tallmerge.errors import TallmergeError
+from tallmerge.formats.files import Closable
+from tallmerge.formats.tensorfile import TensorFile, write_tensors
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.merging.statistics import prepare_recipe
-from tallmerge.errors import TallmergeError
-from tallmerge.formats.files import Closable
-from tallmerge.formats.tensorfile import TensorFile, write_tensors
 
 FORMAT = "tallmerge.masks"
 VERSION = 2

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 import torch
 
+from tallmerge.errors import TallmergeError
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import write_model
+from tallmerge.merging.masks import MaskFile, check_lambdas
 from tallmerge.merging.recipes import MultiTaskVector, check_topk
 from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
-from tallmerge.errors import TallmergeError
-from tallmerge.merging.masks import MaskFile, check_lambdas
 
 METHODS = ("average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties")
 CONSENSUS = {"consensus-ta": "ta", "consensus-ties": "ties"}

@@ -12,7 +12,7 @@ per-entry function.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

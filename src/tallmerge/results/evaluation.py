@@ -14,18 +14,18 @@ A method's result is a small JSON document (``metrics/methods/<method>.json``)::
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 from tallmerge import layout
 from tallmerge.clip import runtime
 from tallmerge.clip.batches import split_for
-from tallmerge.errors import TallmergeError
 from tallmerge.clip.heads import Classifier, load_head
-from tallmerge.formats.files import load_tensors, read_json
 from tallmerge.clip.models import create_clip, load_strict
 from tallmerge.clip.train import accuracy
+from tallmerge.errors import TallmergeError
+from tallmerge.formats.files import load_tensors, read_json
 from tallmerge.tasks.datafile import TaskData
 
 SPLITS = ("val", "test")
@@ -59,7 +59,7 @@ class Benchmark:
             self.splits[t] = {s: split_for(task_data, s, model, workers=workers) for s in SPLITS}
 
     @classmethod
-    def from_params(cls, params) -> "Benchmark":
+    def from_params(cls, params) -> Benchmark:
         """The pipeline's benchmark: params.yaml's tasks, heads and data."""
         data = params.data
         return cls(

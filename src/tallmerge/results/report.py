@@ -3,7 +3,7 @@ summary.json), plot data for ``dvc plots show``, and reports/results.md in the p
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 

@@ -46,10 +46,10 @@ import csv
 import gzip
 import pickle
 import struct
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 

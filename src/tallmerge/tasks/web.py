@@ -7,7 +7,7 @@ caption is one of the task's templates filled with the class name, drawn anew at
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
