@@ -95,18 +95,16 @@ def run(name: str, keep: bool) -> dict:
     return record
 
 
-def _repro(work: Path, env: dict, log: Path) -> tuple[dict, float]:
-    """Run ``dvc repro`` in ``work``; minutes per stage (from DVC's 'Running stage' lines)."""
+def _repro(work: Path, env: dict, log: Path, run_cache: bool = False) -> tuple[dict, float]:
+    """Run ``dvc repro`` in ``work``; minutes per stage (from DVC's 'Running stage' lines).
+    Without ``run_cache`` every stage runs; with it, stages DVC has run before with the same
+    code, inputs and params are restored from the run-cache instead."""
     stages, current, started = {}, None, time.monotonic()
     t0 = started
+    command = [sys.executable, "-m", "dvc", "repro", *([] if run_cache else ["--no-run-cache"])]
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dvc", "repro", "--no-run-cache"],
-            cwd=work,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         for line in proc.stdout:
             out.write(line)
@@ -166,6 +164,10 @@ def _record(name: str, candidate: dict, work: Path, commit: str, stages: dict, t
         }
         for m in ("zeroshot", "finetuned", "task-arithmetic", "ties")
     }
+    per_task_val = {
+        m: {r["task"]: float(r["top1"]) for r in rows if r["method"] == m and r["split"] == "val"}
+        for m in ("zeroshot", "finetuned", "task-arithmetic", "ties")
+    }
     return {
         "candidate": name,
         "why": " ".join(str(candidate.get("why", "")).split()),
@@ -179,6 +181,7 @@ def _record(name: str, candidate: dict, work: Path, commit: str, stages: dict, t
         "gates": gates,
         "eligible": all(gates.values()),
         "baselines": baselines,
+        "per_task_top1_val": per_task_val,
         "outcomes_never_used_to_choose": outcomes,
         "store": summary.get("compression"),
     }

@@ -50,4 +50,4 @@ def test_table_puts_the_committed_run_beside_recorded_ones(tmp_path, monkeypatch
     assert text.startswith("# why\n\nkept\n") and text.count(scaling.MARKER) == 1
     assert "| pocket T = 2 | pocket T = 3 |" in text
     assert "| **Consensus TA - TA** | **+2.5** | **+5.0** | +4.2 / +5.0 / +4.8 |" in text
-    assert "T = 3 (12.5 min from scratch on 2 cores): a, b, c" in text
+    assert "T = 3 (12.5 min on 2 cores, shared stages restored): a, b, c" in text
