@@ -83,6 +83,9 @@ def run(name: str, keep: bool) -> dict:
             **os.environ,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             "PYTHONUNBUFFERED": "1",
+            # the scratch checkout's own library, not the one the venv has installed (editable,
+            # it would be this working copy's, whatever its state)
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")])),
         }  # DVC's lines arrive as they are printed: they time the stages
         stages, total = _repro(work, env, scratch / "repro.log")
         record = _record(name, candidate, work, commit, stages, total)

@@ -96,6 +96,9 @@ def run(count: int) -> dict:
             **os.environ,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             "PYTHONUNBUFFERED": "1",
+            # the scratch checkout's own library, not the one the venv has installed (editable,
+            # it would be this working copy's, whatever its state)
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")])),
         }
         # The committed run's cache: pre-training and the default tasks' data and fine-tunes are
         # restored from its run-cache (same code, params and inputs), the rest is built here.
