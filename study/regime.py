@@ -199,15 +199,15 @@ def table() -> str:
         "Validation indicators (z, f: absolute top-1; a, s: normalized), distance D, cost, then the outcomes",
         "the rule never reads (test, normalized). Rerun a row: `python study/regime.py run NAME`.",
         "",
-        "| candidate | set | z | f | a | s | D | eligible | minutes | TALL+TA | TALL+TIES | Cons. TA - TA | Cons. TIES - TIES | magnitude |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| candidate | code | set | z | f | a | s | D | eligible | minutes | TALL+TA | TALL+TIES | Cons. TA - TA | Cons. TIES - TIES | magnitude |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         i, o, b = r["indicators_val"], r["outcomes_never_used_to_choose"], r["baselines"]
         settings = ", ".join(_setting(k, v) for k, v in r["set"].items()) or "(defaults)"
         failed = [g for g, ok in r["gates"].items() if not ok]
         lines.append(
-            f"| {r['candidate']} | {settings} | {i['zeroshot']:.1f} | {i['finetuned']:.1f} | {i['task-arithmetic']:.1f} "
+            f"| {r['candidate']} | {r.get('commit', '')[:7]} | {settings} | {i['zeroshot']:.1f} | {i['finetuned']:.1f} | {i['task-arithmetic']:.1f} "
             f"| {i['ties']:.1f} | {r['distance']:.1f} | {'yes' if not failed else 'no: ' + '; '.join(failed)} "
             f"| {r['minutes']:.1f} | {o['tall-ta']['avg_normalized_test']:.1f} | {o['tall-ties']['avg_normalized_test']:.1f} "
             f"| {o['consensus-ta']['avg_normalized_test'] - b['task-arithmetic']['avg_normalized_test']:+.1f} "
