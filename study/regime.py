@@ -17,6 +17,7 @@ its marker; the selection rule above the marker is never touched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -63,36 +65,44 @@ def apply(params: dict, settings: dict) -> dict:
     return params
 
 
+@contextlib.contextmanager
+def scratch_checkout(prefix: str, keep: bool = False) -> Iterator[tuple[Path, str, dict]]:
+    """A git worktree of the committed code (HEAD) in a scratch folder: ``(path, commit, env)``,
+    ``env`` being the environment to run its pipeline in. Removed afterwards unless ``keep``."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    scratch = Path(tempfile.mkdtemp(prefix=f"tallmerge-{prefix}-"))
+    work = scratch / "repo"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(work), commit], cwd=ROOT, check=True, capture_output=True
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",  # DVC's lines arrive as they are printed: they time the stages
+        # the scratch checkout's own library, not the one the venv has installed (editable,
+        # it would be this working copy's, whatever its state)
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")])),
+    }
+    try:
+        yield work, commit, env
+    finally:
+        if not keep:
+            subprocess.run(["git", "worktree", "remove", "--force", str(work)], cwd=ROOT, capture_output=True)
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run(name: str, keep: bool) -> dict:
     candidates = load_candidates()
     if name not in candidates:
         raise SystemExit(f"error: {CANDIDATES}: no candidate '{name}' (have: {', '.join(candidates)})")
     candidate = candidates[name]
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    scratch = Path(tempfile.mkdtemp(prefix=f"tallmerge-regime-{name}-"))
-    work = scratch / "repo"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(work), commit], cwd=ROOT, check=True, capture_output=True
-    )
-    try:
+    with scratch_checkout(f"regime-{name}", keep) as (work, commit, env):
         params = apply(yaml.safe_load((work / "params.yaml").read_text()), candidate.get("set") or {})
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONUNBUFFERED": "1",
-            # the scratch checkout's own library, not the one the venv has installed (editable,
-            # it would be this working copy's, whatever its state)
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")])),
-        }  # DVC's lines arrive as they are printed: they time the stages
-        stages, total = _repro(work, env, scratch / "repro.log")
+        stages, total = _repro(work, env, work.parent / "repro.log")
         record = _record(name, candidate, work, commit, stages, total)
-    finally:
-        if not keep:
-            subprocess.run(["git", "worktree", "remove", "--force", str(work)], cwd=ROOT, capture_output=True)
-            shutil.rmtree(scratch, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record

@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "study"))
-from regime import _groups, _repro  # noqa: E402  (one way to build a world and time it)
+from regime import _groups, _repro, scratch_checkout  # noqa: E402  (one way to build a world and time it)
 
 RESULTS = ROOT / "reports" / "scaling"
 REPORT = ROOT / "reports" / "scaling.md"
@@ -81,25 +78,9 @@ def record(summary: dict, tasks: list, minutes: float | None, stages: dict | Non
 
 def run(count: int) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    scratch = Path(tempfile.mkdtemp(prefix=f"tallmerge-scaling-{count}-"))
-    work = scratch / "repo"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(work), commit], cwd=ROOT, check=True, capture_output=True
-    )
-    try:
+    with scratch_checkout(f"scaling-{count}") as (work, commit, env):
         params["tasks"] = benchmark(params["tasks"], count)
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONUNBUFFERED": "1",
-            # the scratch checkout's own library, not the one the venv has installed (editable,
-            # it would be this working copy's, whatever its state)
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")])),
-        }
         # The committed run's cache: pre-training and the default tasks' data and fine-tunes are
         # restored from its run-cache (same code, params and inputs), the rest is built here.
         subprocess.run(
@@ -109,12 +90,9 @@ def run(count: int) -> dict:
             check=True,
             capture_output=True,
         )
-        stages, total = _repro(work, env, scratch / "repro.log", run_cache=True)
+        stages, total = _repro(work, env, work.parent / "repro.log", run_cache=True)
         summary = json.loads((work / "metrics" / "summary.json").read_text())
         result = record(summary, list(params["tasks"]), round(total, 2), _groups(stages), commit)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(work)], cwd=ROOT, capture_output=True)
-        shutil.rmtree(scratch, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{count}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
