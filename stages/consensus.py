@@ -1,4 +1,4 @@
-"""Stage consensus@MTV: Consensus TA / TIES. Keep tau_MTL only where at least k tasks' selected
+"""Stage consensus@MTV: Consensus TA / TIES / ... (any recipe of tau_MTL). Keep tau_MTL only where at least k tasks' selected
 TALL masks are on (dropping catastrophic and selfish weights), then theta_0 + alpha * that, with
 alpha chosen on validation; also the share of weights used by 0, 1, ..., T tasks."""
 
@@ -12,18 +12,19 @@ from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
 from tallmerge.merging.masks import MaskFile, usage_counts
 from tallmerge.merging.methods import method_vectors, plan
+from tallmerge.merging.recipes import MTV_RECIPES
 from tallmerge.params import Params
 from tallmerge.results.evaluation import Benchmark, method_result, reference_top1, search_alpha
 
 
 def main(mtv: str) -> None:
     params = Params.load()
-    options = params.merge_options("consensus")
+    options = params.consensus
     method, masks_path = f"consensus-{mtv}", layout.selected_masks(mtv)
     with MaskFile(masks_path) as masks:
         used_by = usage_counts(masks)
-        ties = {"topk": masks.mtv.topk, "ties_agg": masks.mtv.agg} if mtv == "ties" else {}
-    merge_plan = plan(method, masks=masks_path, k=options["k"], **ties)
+        recipe_options = masks.mtv.options
+    merge_plan = plan(method, masks=masks_path, k=options["k"], **recipe_options)
     with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts:
         base, vector = to_state(ckpts, method_vectors(merge_plan, ckpts))
 
@@ -41,5 +42,5 @@ def main(mtv: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mtv", choices=["ta", "ties"])
+    parser.add_argument("mtv", choices=list(MTV_RECIPES))
     exit_on_error(main, parser.parse_args().mtv)

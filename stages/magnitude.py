@@ -13,7 +13,7 @@ from tallmerge.results.evaluation import Benchmark, method_result
 
 def main() -> None:
     params = Params.load()
-    topk = params.merge_options("magnitude")["topk"]
+    topk = params.magnitude_topk
     with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts:
         base, vectors = to_state(ckpts, magnitude_vectors(ckpts, topk))
     row = {task: i for i, task in enumerate(params.tasks)}

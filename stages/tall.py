@@ -11,6 +11,7 @@ from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
 from tallmerge.merging.masks import MaskFile, write_selection
 from tallmerge.merging.methods import mtv_vectors
+from tallmerge.merging.recipes import MTV_RECIPES
 from tallmerge.params import Params
 from tallmerge.results.evaluation import Benchmark, method_result, search_lambda
 
@@ -39,5 +40,5 @@ def main(mtv: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mtv", choices=["ta", "ties"])
+    parser.add_argument("mtv", choices=list(MTV_RECIPES))
     exit_on_error(main, parser.parse_args().mtv)

@@ -73,11 +73,68 @@ def test_tsv_merge_of_orthogonal_low_rank_tasks_is_their_sum():
     torch.testing.assert_close(maths.tsv_merge(taus), taus.sum(0))
 
 
-def test_non_matrix_entries_take_the_mean():
-    taus = _taus(4, 3, (7,))
+@pytest.mark.parametrize("shape", [(7,), (), (2, 3, 2, 2)], ids=["1-D", "0-D", "4-D"])
+def test_non_matrix_entries_take_the_mean(shape):
+    taus = _taus(4, 3, shape)
     for fn in (maths.tsv_merge, maths.iso_c, lambda x: maths.iso_cts(x, 0.8)):
         torch.testing.assert_close(fn(taus), taus.mean(0))
     torch.testing.assert_close(maths.low_rank(taus), taus)
+
+
+# -- edge cases: one task, a zero task vector, fewer directions than tasks ----------------------------
+SPECTRAL = {
+    "tsv-m": maths.tsv_merge,
+    "iso-c": maths.iso_c,
+    "iso-cts": lambda taus: maths.iso_cts(taus, 0.8),
+}
+
+
+def test_one_task():
+    """T = 1: TSV-M keeps the whole task vector; Iso-C and Iso-CTS flatten its spectrum."""
+    tau = _taus(21, 1, (12, 9))
+    torch.testing.assert_close(maths.tsv_merge(tau), tau[0])
+    u, s, vh = torch.linalg.svd(tau[0], full_matrices=False)
+    flat = (u * s.mean()) @ vh
+    torch.testing.assert_close(maths.iso_c(tau), flat)
+    torch.testing.assert_close(maths.iso_cts(tau, 0.8), flat)
+    torch.testing.assert_close(maths.low_rank(tau), tau)
+
+
+@pytest.mark.parametrize("name", SPECTRAL)
+def test_zero_task_vectors_bring_no_directions(name):
+    """A task that did not move (tau_t = 0) adds no arbitrary singular vectors: TSV-M equals the
+    formula over the other tasks' triplets (k still r // T); all-zero task vectors merge to zero."""
+    taus = _taus(22, 3, (12, 9))
+    taus[1] = 0
+    merged = SPECTRAL[name](taus)
+    assert torch.isfinite(merged).all()
+    if name == "tsv-m":
+        k = 9 // 3  # r // T with T = 3, the zero task included
+        blocks = [torch.linalg.svd(t, full_matrices=False) for t in taus[[0, 2]]]
+        u = torch.cat([b[0][:, :k] for b in blocks], 1)
+        v = torch.cat([b[2][:k].T for b in blocks], 1)
+        s = torch.cat([b[1][:k] for b in blocks])
+        torch.testing.assert_close(merged, (_orthonormal_np(u) * s) @ _orthonormal_np(v).T)
+    if name == "iso-c":  # the sum has full rank: nothing dropped
+        torch.testing.assert_close(merged, maths.iso_c(taus[[0, 2]]))
+    assert torch.equal(
+        SPECTRAL[name](torch.zeros(3, 12, 9, dtype=torch.float64)), torch.zeros(12, 9, dtype=torch.float64)
+    )
+
+
+def _orthonormal_np(x: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(_polar(x.numpy()))
+
+
+@pytest.mark.parametrize("shape", [(3, 2), (2, 5)])
+def test_fewer_directions_than_tasks(shape):
+    """rank r < T: each task keeps one triplet (k = 1), TSV-M by the formula; Iso-CTS gives every
+    direction to the common subspace and is Iso-C."""
+    taus = _taus(23, 4, shape)
+    np.testing.assert_allclose(maths.tsv_merge(taus).numpy(), np_tsv_m(taus.numpy()), atol=1e-10)
+    torch.testing.assert_close(maths.iso_cts(taus, 0.8), maths.iso_c(taus))
+    for fn in SPECTRAL.values():
+        assert fn(taus).shape == shape
 
 
 def test_task_rank_is_at_least_one():
@@ -147,3 +204,45 @@ def test_emr_matches_a_numpy_reference():
     ref = sign * np.where(x * sign > 0, np.abs(x), 0).max(0)
     np.testing.assert_allclose(maths.emr_unified(taus).numpy(), ref)
     np.testing.assert_array_equal(maths.emr_masks(taus, maths.emr_unified(taus)).numpy(), x * ref > 0)
+
+
+# -- through the engine: the registry's merges of checkpoint files ----------------------------------
+def np_iso_c(taus):
+    u, s, vh = np.linalg.svd(taus.sum(0), full_matrices=False)
+    return u @ np.diag(np.full_like(s, s.mean())) @ vh
+
+
+@pytest.mark.parametrize(
+    "method,options,formula",
+    [
+        ("tsv-m", {"alpha": 0.7}, np_tsv_m),
+        ("iso-c", {}, np_iso_c),
+        ("iso-cts", {"alpha": 1.3, "common_fraction": 0.5}, lambda taus: np_iso_cts(taus, 0.5)),
+    ],
+)
+def test_spectral_merges_of_checkpoint_files(tmp_path, method, options, formula):
+    """``merge_files`` streams each entry through the method's maths: matrices by the formula,
+    other float entries the mean of the task vectors, integer entries the base's; stored in the
+    base's dtypes."""
+    from safetensors.torch import load_file
+
+    from helpers import make_case, save_case
+    from tallmerge.merging.methods import merge_files
+
+    base, finetuned = make_case(seed=5, tasks=3, dyadic=False)
+    base_path, paths = save_case(tmp_path, base, finetuned)
+    described = merge_files(method, base_path, paths, tmp_path / "out.safetensors", **options)
+    assert described["method"] == method and described["alpha"] == options.get("alpha", 1.0)
+    merged = load_file(tmp_path / "out.safetensors")
+    alpha = options.get("alpha", 1.0)
+    for key, theta0 in base.items():
+        if not theta0.is_floating_point():
+            assert torch.equal(merged[key], theta0), key
+            continue
+        taus = np.stack([(ft[key].double() - theta0.double()).numpy() for ft in finetuned])
+        vector = np.asarray(formula(taus) if taus.ndim == 3 else taus.mean(0))
+        want = (theta0.double() + alpha * torch.from_numpy(vector)).to(theta0.dtype)
+        assert merged[key].dtype == theta0.dtype
+        torch.testing.assert_close(
+            merged[key], want, atol=2e-3 if theta0.dtype == torch.float16 else 1e-5, rtol=0
+        )

@@ -22,7 +22,7 @@ CASES = [
     ("task-arithmetic", {"alpha": 0.3}),
     ("task-arithmetic", {}),
     ("ties", {}),
-    ("ties", {"alpha": 0.7, "topk": 50.0, "ties_agg": "sum"}),
+    ("ties", {"alpha": 0.7, "topk": 50.0, "agg": "sum"}),
     ("ties", {"topk": 100.0}),
     ("ties", {"topk": 0.0}),
     ("consensus-ta", {"lam": 0.4}),
@@ -36,7 +36,7 @@ CASES = [
 
 def _reference_options(options: dict) -> dict:
     out = dict(options)
-    out.setdefault("ties_agg", "mean")
+    out["ties_agg"] = out.pop("agg", "mean")
     return out
 
 
@@ -92,7 +92,12 @@ def test_thresholds_are_exact(tmp_path, topk, dyadic):
 
 
 @pytest.mark.parametrize(
-    "mtv", [MultiTaskVector("ta"), MultiTaskVector("ties", 20.0, "sum"), MultiTaskVector("ties", 60.0, "sum")]
+    "mtv",
+    [
+        MultiTaskVector("ta"),
+        MultiTaskVector("ties", topk=20.0, agg="sum"),
+        MultiTaskVector("ties", topk=60.0, agg="sum"),
+    ],
 )
 def test_mask_file_equals_brute_force(tmp_path, mtv):
     base, finetuned = make_case(seed=13, tasks=3, zero_tasks=(0,))
@@ -103,7 +108,7 @@ def test_mask_file_equals_brute_force(tmp_path, mtv):
     with MaskFile(tmp_path / "masks.safetensors") as masks:
         assert masks.tasks == list(paths) and masks.mtv == mtv
         for i, lam in enumerate(lambdas):
-            expected = ref_tall_masks(base, finetuned, lam, mtv=mtv.kind, topk=mtv.topk)
+            expected = ref_tall_masks(base, finetuned, lam, mtv=mtv.kind, topk=mtv.options.get("topk", 20.0))
             for t, task in enumerate(masks.tasks):
                 for key, want in expected[t].items():
                     assert torch.equal(masks.mask(task, i, key), want), (task, lam, key)

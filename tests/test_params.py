@@ -109,36 +109,57 @@ def test_bad_lambda_names_the_key(value):
 
 def test_merge_sections():
     params = make()
+    assert params.merges == ["average", "task-arithmetic", "ties", "tsv-m", "iso-c", "iso-cts"]
+    assert params.mtvs == ["ta", "ties", "tsv-m", "iso-cts"]
     assert params.merge_options("ties") == {
         "alpha": [round(0.1 * i, 1) for i in range(11)],
         "topk": 20.0,
         "agg": "mean",
     }
     assert params.merge_options("average") == {}
-    assert params.merge_options("consensus")["k"] == 2
+    assert params.merge_options("iso-cts")["common_fraction"] == 0.8
+    assert params.consensus["k"] == 2 and params.magnitude_topk == 10.0
     assert params.mtv("ties").agg == "sum" and params.mtv("ta").kind == "ta"
+    assert params.mtv("iso-cts").options == {"common_fraction": 0.8}
 
 
 @pytest.mark.parametrize(
     "change,message",
     [
         ({"merge__ties__topk": 120}, "'merge.ties.topk' must be a percentage in [0, 100], got 120"),
-        ({"merge__ties__agg": "median"}, "'merge.ties.agg' must be 'mean' or 'sum', got 'median'"),
-        ({"merge__consensus__k": -1}, "'merge.consensus.k' must be a non-negative integer, got -1"),
+        ({"merge__ties__agg": "median"}, "'merge.ties.agg' must be one of mean, sum, got 'median'"),
+        ({"consensus__k": -1}, "'consensus.k' must be a non-negative integer, got -1"),
         (
             {"merge__task-arithmetic__alpha": [0.1, -0.3]},
-            "'merge.task-arithmetic.alpha' must be a non-empty list of non-negative numbers",
+            "'merge.task-arithmetic.alpha' must be a non-negative number, got -0.3",
         ),
+        ({"merge__task-arithmetic__alpha": []}, "'merge.task-arithmetic.alpha' must be a non-empty list"),
         ({"merge__average": {"alpha": [1.0]}}, "unknown key 'merge.average.alpha'"),
+        (
+            {"merge__iso-cts__common_fraction": 0},
+            "'merge.iso-cts.common_fraction' must be a number in (0, 1]",
+        ),
+        ({"merge__tsv-m": {"alpha": [1.0], "topk": 20}}, "unknown key 'merge.tsv-m.topk'"),
         ({"mtv__ties": {"topk": 20}}, "missing key 'mtv.ties.agg'"),
+        ({"merge__consensus-ta": {}}, "unknown 'merge.consensus-ta' (choose from average,"),
+        ({"merge__fancy": {}}, "unknown 'merge.fancy'"),
+        ({"mtv__average": {}}, "unknown 'mtv.average' (choose from ta, ties, tsv-m, iso-c, iso-cts)"),
     ],
 )
 def test_bad_merge_options_name_the_key(change, message):
     params = make(**change)
     with pytest.raises(TallmergeError, match=re.escape(message)):
-        for section in ("average", "task-arithmetic", "ties", "consensus"):
+        for section in params.merges:
             params.merge_options(section)
-        params.mtv("ties")
+        for mtv in params.mtvs:
+            params.mtv(mtv)
+        params.consensus
+
+
+def test_compress_mtv_must_be_one_of_the_mtv_recipes():
+    params = make(compress__mtv="iso-c")
+    with pytest.raises(TallmergeError, match=re.escape("'compress.mtv' must be one of the 'mtv' recipes")):
+        params.compress
 
 
 def test_pretrained_weights_setting():

@@ -202,6 +202,7 @@ ALLOWED = {
         "tallmerge.formats",
         "tallmerge.tasks",
         "tallmerge.clip",
+        "tallmerge.merging",  # the report reads the method registry (labels, published rows)
     },
     "tallmerge.params": {"tallmerge", "tallmerge.errors", "tallmerge.tasks", "tallmerge.merging"},
 }

@@ -97,6 +97,7 @@ def parse_finetuned(specs: list[str]) -> dict[str, str]:
 
 def _cmd_merge(args: argparse.Namespace) -> None:
     from tallmerge.merging.methods import merge_files
+    from tallmerge.merging.recipes import OPTIONS
 
     finetuned = parse_finetuned(args.finetuned)
     with writing(args.out, [args.base, *finetuned.values(), *([args.masks] if args.masks else [])]):
@@ -105,36 +106,40 @@ def _cmd_merge(args: argparse.Namespace) -> None:
             args.base,
             finetuned,
             args.out,
-            alpha=args.alpha,
-            topk=args.topk,
-            ties_agg=args.ties_agg,
             lam=args.lam,
             masks=args.masks,
-            k=args.k,
             mtv=args.mtv,
+            **{name: getattr(args, name) for name in OPTIONS},
         )
     options = ", ".join(f"{k}={v}" for k, v in described.items() if k not in ("method", "tasks"))
     print(f"{args.out}: {args.method} of {len(described['tasks'])} tasks ({options})")
 
 
+def mtv_from_args(args: argparse.Namespace):
+    """``--mtv KIND`` with the recipe options given on the command line (``--topk``, ...)."""
+    from tallmerge.merging.recipes import MTV_RECIPES, OPTIONS, MultiTaskVector, check_options, recipe_named
+
+    kind = args.mtv or "ta"
+    given = {n: getattr(args, n) for n in RECIPE_OPTIONS if getattr(args, n) is not None}
+    checked = check_options(
+        tuple(recipe_named(kind, "--mtv", MTV_RECIPES).options),
+        given,
+        f"--mtv {kind}",
+        lambda n: OPTIONS[n].cli,
+    )
+    return MultiTaskVector(kind, **checked)
+
+
 def _cmd_masks(args: argparse.Namespace) -> None:
-    from tallmerge.errors import TallmergeError
     from tallmerge.merging.checkpoints import Checkpoints
     from tallmerge.merging.masks import write_masks
-    from tallmerge.merging.recipes import MultiTaskVector
 
-    if args.mtv != "ties" and args.topk is not None:
-        raise TallmergeError("--topk applies only with --mtv ties")
-    mtv = (
-        MultiTaskVector("ties", 20.0 if args.topk is None else args.topk)
-        if args.mtv == "ties"
-        else MultiTaskVector("ta")
-    )
+    mtv = mtv_from_args(args)
     finetuned = parse_finetuned(args.finetuned)
     with writing(args.out, [args.base, *finetuned.values()]), Checkpoints(args.base, finetuned) as ckpts:
         write_masks(args.out, ckpts, args.lam, mtv)
         print(
-            f"{args.out}: TALL masks of {len(ckpts)} tasks at lambda {', '.join(map(str, args.lam))} (tau_MTL: {args.mtv})"
+            f"{args.out}: TALL masks of {len(ckpts)} tasks at lambda {', '.join(map(str, args.lam))} (tau_MTL: {mtv.kind})"
         )
 
 
@@ -144,18 +149,37 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     from tallmerge.errors import TallmergeError
     from tallmerge.merging.checkpoints import Checkpoints
     from tallmerge.merging.masks import MaskFile
-    from tallmerge.merging.recipes import MultiTaskVector
-    from tallmerge.store.build import compress, tall_mask_source, tall_mask_source_at
+    from tallmerge.merging.recipes import OPTIONS
+    from tallmerge.store.build import compress, emr_mask_source, tall_mask_source, tall_mask_source_at
+    from tallmerge.store.lowrank import compress_low_rank, open_store
     from tallmerge.store.manifest import replaceable_store
-    from tallmerge.store.reader import Store
 
-    if (args.lam is None) == (args.masks is None):
-        raise TallmergeError("compress needs exactly one of --lambda L or --masks MASKS")
+    recipe_given = [OPTIONS[n].cli for n in RECIPE_OPTIONS if getattr(args, n) is not None]
+    if args.scheme == "tall":
+        if (args.lam is None) == (args.masks is None):
+            raise TallmergeError("compress --scheme tall needs exactly one of --lambda L or --masks MASKS")
+        if args.masks is not None and recipe_given:
+            raise TallmergeError(
+                f"{recipe_given[0]}: with --masks, tau_MTL is formed as the masks were; recipe options do not apply"
+            )
+    else:
+        given = [
+            f
+            for f, v in (("--lambda", args.lam), ("--masks", args.masks), ("--mtv", args.mtv))
+            if v is not None
+        ]
+        if given + recipe_given:
+            raise TallmergeError(f"{(given + recipe_given)[0]} does not apply to --scheme {args.scheme}")
+    mtv = mtv_from_args(args) if args.lam is not None else None
     finetuned = parse_finetuned(args.finetuned)
     inputs = [args.base, *finetuned.values(), *([args.masks] if args.masks else [])]
     with writing(args.out, inputs), Checkpoints(args.base, finetuned) as ckpts:
         replaceable_store(Path(args.out))  # refuse a folder that is not a store before any work
-        if args.masks is not None:
+        if args.scheme == "tsv-c":
+            compress_low_rank(args.out, ckpts, args.vector_dtype)
+        elif args.scheme == "emr":
+            compress(args.out, ckpts, emr_mask_source(ckpts), args.vector_dtype)
+        elif args.masks is not None:
             with MaskFile(args.masks) as masks:
                 if args.mtv is not None and masks.mtv.kind != args.mtv:
                     raise TallmergeError(
@@ -163,25 +187,23 @@ def _cmd_compress(args: argparse.Namespace) -> None:
                     )
                 compress(args.out, ckpts, tall_mask_source(masks, ckpts), args.vector_dtype)
         else:
-            with tall_mask_source_at(
-                ckpts, args.lam, MultiTaskVector(args.mtv or "ta"), Path(args.out).absolute()
-            ) as source:
+            with tall_mask_source_at(ckpts, args.lam, mtv, Path(args.out).absolute()) as source:
                 compress(args.out, ckpts, source, args.vector_dtype)
-    print(Store(args.out).describe())
+    print(open_store(args.out).describe())
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
-    from tallmerge.store.reader import Store
+    from tallmerge.store.lowrank import open_store
 
     with writing(args.out, [args.store]):
-        Store(args.store).reconstruct(args.task, args.out)
+        open_store(args.store).reconstruct(args.task, args.out)
     print(f"{args.out}: task '{args.task}' rebuilt from {args.store}")
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from tallmerge.store.reader import Store
+    from tallmerge.store.lowrank import open_store
 
-    print(Store(args.store).describe())
+    print(open_store(args.store).describe())
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
@@ -218,6 +240,41 @@ def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
         metavar="[NAME=]PATH",
         help="fine-tuned checkpoints with the base's keys, shapes and dtypes; NAME defaults to the file stem",
     )
+
+
+def _registry_options():
+    from tallmerge.merging.recipes import METHODS, MTV_RECIPES
+
+    recipe = tuple(dict.fromkeys(n for r in MTV_RECIPES.values() for n in r.options))
+    method = tuple(dict.fromkeys(n for m in METHODS.values() for n in m.options))
+    return recipe, method
+
+
+RECIPE_OPTIONS, METHOD_OPTIONS = _registry_options()
+
+
+def _add_option_args(parser: argparse.ArgumentParser, names) -> None:
+    """One flag per registry option; not given, it takes the method's (or recipe's) default."""
+    from tallmerge.merging.recipes import METHODS, OPTIONS
+
+    for name in names:
+        option = OPTIONS[name]
+        by_value: dict = {}
+        for m in METHODS.values():
+            if name in m.options:
+                by_value.setdefault(m.defaults()[name], []).append(m.name)
+        defaults = (
+            [f"{value:g}" if isinstance(value, float) else str(value) for value in by_value]
+            if len(by_value) == 1
+            else [f"{', '.join(names)}: {value}" for value, names in by_value.items()]
+        )
+        parser.add_argument(
+            option.cli,
+            dest=name,
+            type=option.kind,
+            choices=option.choices,
+            help=f"{option.help} (default {'; '.join(defaults)})",
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -263,13 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--all", action="store_true", help="also list every open_clip architecture")
     models.set_defaults(run=_cmd_models)
 
-    from tallmerge.merging.methods import METHODS
+    from tallmerge.merging.recipes import METHODS, MTV_RECIPES
     from tallmerge.store.manifest import VECTOR_DTYPES
 
     merge = commands.add_parser(
         "merge",
         help="merge fine-tuned checkpoints into one model, streaming one tensor at a time",
-        description="Merge fine-tuned checkpoints into one model: theta_0 + alpha * vector, written atomically.",
+        description="Merge fine-tuned checkpoints into one model: theta_0 + alpha * vector, written atomically. "
+        "Options a method does not take are an error.",
     )
     merge.add_argument("method", choices=METHODS, metavar="METHOD", help=f"one of: {', '.join(METHODS)}")
     _add_checkpoint_args(merge)
@@ -279,20 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="merged model to write (safetensors, the base's keys and dtypes)",
     )
-    merge.add_argument(
-        "--alpha", type=float, help="scaling of the merged task vector (default 1.0; average always uses 1/T)"
-    )
-    merge.add_argument(
-        "--topk",
-        type=float,
-        metavar="PCT",
-        help="TIES: percent of each task vector's largest magnitudes kept (default 20)",
-    )
-    merge.add_argument(
-        "--ties-agg",
-        choices=("mean", "sum"),
-        help="TIES: disjoint mean or sum of agreeing entries (default mean for ties, sum inside consensus)",
-    )
+    _add_option_args(merge, METHOD_OPTIONS)
     merge.add_argument(
         "--lambda",
         dest="lam",
@@ -304,10 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--masks", metavar="MASKS", help="consensus: use these TALL masks (a file with one lambda per task)"
     )
     merge.add_argument(
-        "--k", type=int, help="consensus: keep weights used by at least K tasks' masks (default 2)"
-    )
-    merge.add_argument(
-        "--mtv", choices=("ta", "ties"), help="consensus: how tau_MTL is formed (follows the method)"
+        "--mtv", choices=tuple(MTV_RECIPES), help="consensus: how tau_MTL is formed (follows the method)"
     )
     merge.set_defaults(run=_cmd_merge)
 
@@ -328,16 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     masks.add_argument(
         "--mtv",
-        choices=("ta", "ties"),
+        choices=tuple(MTV_RECIPES),
         default="ta",
-        help="tau_MTL: sum of task vectors (ta, default) or TIES with disjoint sum",
+        help="tau_MTL: how the task vectors are merged (default ta, their sum; ties uses the disjoint sum)",
     )
-    masks.add_argument(
-        "--topk",
-        type=float,
-        metavar="PCT",
-        help="with --mtv ties: percent of magnitudes TIES keeps (default 20)",
-    )
+    _add_option_args(masks, RECIPE_OPTIONS)
     masks.add_argument(
         "--out", required=True, metavar="MASKS", help="mask file to write (safetensors of packed bits)"
     )
@@ -345,11 +382,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     compress = commands.add_parser(
         "compress",
-        help="store T fine-tuned models as the base + one merged vector + T coded masks",
-        description="Build a compressed multi-task store: the pre-trained model, one merged vector tau_MTL and "
-        "each task's TALL mask (entropy-coded); every task is rebuilt as theta_0 + m_t * tau_MTL.",
+        help="store T fine-tuned models as the base + one merged vector + T coded masks (or low-rank parts)",
+        description="Build a compressed multi-task store. --scheme tall (default): the pre-trained model, one "
+        "merged vector tau_MTL and each task's TALL mask (entropy-coded); task t = theta_0 + m_t * tau_MTL. "
+        "--scheme emr (EMR-Merging): a unified vector, each task's mask of agreeing signs and one rescaler; "
+        "task t = theta_0 + s_t * m_t * tau_uni. --scheme tsv-c: each task's own rank-(r/T) task vector.",
     )
     _add_checkpoint_args(compress)
+    compress.add_argument(
+        "--scheme",
+        choices=("tall", "emr", "tsv-c"),
+        default="tall",
+        help="what each task keeps (default tall); emr and tsv-c take no --lambda, --masks or --mtv",
+    )
     compress.add_argument(
         "--lambda", dest="lam", type=float, metavar="L", help="TALL masks at this lambda for every task"
     )
@@ -358,10 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compress.add_argument(
         "--mtv",
-        choices=("ta", "ties"),
-        help="tau_MTL: sum of task vectors (ta, default with --lambda) "
-        "or TIES top-20%% with disjoint sum; with --masks, the masks' own",
+        choices=tuple(MTV_RECIPES),
+        help="tau_MTL: how the task vectors are merged (default ta with --lambda); with --masks, the masks' own",
     )
+    _add_option_args(compress, RECIPE_OPTIONS)
     compress.add_argument(
         "--vector-dtype",
         choices=tuple(VECTOR_DTYPES),

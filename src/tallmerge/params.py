@@ -11,7 +11,14 @@ from typing import Any
 import yaml
 
 from tallmerge.errors import TallmergeError
-from tallmerge.merging.recipes import STORED_VECTOR_DTYPES, MultiTaskVector
+from tallmerge.merging.recipes import (
+    METHODS,
+    MTV_RECIPES,
+    OPTIONS,
+    RECIPES,
+    STORED_VECTOR_DTYPES,
+    MultiTaskVector,
+)
 from tallmerge.tasks import get_task
 
 PARAMS_FILE = "params.yaml"
@@ -172,23 +179,51 @@ class Params:
             )
         return [float(v) for v in grid]
 
+    @property
+    def mtvs(self) -> list[str]:
+        """Section ``mtv``: the recipes of tau_MTL that TALL masks and consensus run over."""
+        return self._names("mtv", MTV_RECIPES)
+
     def mtv(self, kind: str) -> MultiTaskVector:
         """How tau_MTL is formed inside TALL masks and consensus (section ``mtv.<kind>``)."""
-        section = self._options(f"mtv.{kind}", {"ta": (), "ties": ("topk", "agg")}.get(kind, ()))
-        return MultiTaskVector(kind, **section)
+        if kind not in self.mtvs:
+            raise TallmergeError(f"{self.source}: no section 'mtv.{kind}' (have: {', '.join(self.mtvs)})")
+        return MultiTaskVector(kind, **self._options(f"mtv.{kind}", tuple(RECIPES[kind].options)))
+
+    @property
+    def merges(self) -> list[str]:
+        """Section ``merge``: the single-model merge methods the pipeline runs."""
+        return self._names("merge", {n: m for n, m in METHODS.items() if not m.consensus})
 
     def merge_options(self, method: str) -> dict[str, Any]:
-        """A merge method's options (section ``merge.<method>``): alpha grid, topk, agg, k."""
-        allowed = {
-            "average": (),
-            "task-arithmetic": ("alpha",),
-            "ties": ("alpha", "topk", "agg"),
-            "consensus": ("alpha", "k"),
-            "magnitude": ("topk",),
-        }
-        if method not in allowed:
-            raise TallmergeError(f"no merge method section {method!r} (known: {', '.join(allowed)})")
-        return self._options(f"merge.{method}", allowed[method])
+        """A single-model method's options (section ``merge.<method>``): its alpha grid (none for
+        weight averaging) and its recipe's options."""
+        if method not in self.merges:
+            raise TallmergeError(
+                f"{self.source}: no section 'merge.{method}' (have: {', '.join(self.merges)})"
+            )
+        return self._options(f"merge.{method}", METHODS[method].options)
+
+    @property
+    def consensus(self) -> dict[str, Any]:
+        """Section ``consensus``: the alpha grid and k of every consensus-<mtv> merge."""
+        return self._options("consensus", ("alpha", "k"))
+
+    @property
+    def magnitude_topk(self) -> float:
+        """``magnitude.topk``: the magnitude-masking baseline's percent kept per task."""
+        return self._options("magnitude", ("topk",))["topk"]
+
+    def _names(self, section: str, known: dict) -> list[str]:
+        names = list(self._mapping(section))
+        if not names:
+            raise TallmergeError(f"{self.source}: '{section}' must name at least one of {', '.join(known)}")
+        for name in names:
+            if name not in known:
+                raise TallmergeError(
+                    f"{self.source}: unknown '{section}.{name}' (choose from {', '.join(known)})"
+                )
+        return names
 
     @property
     def compress(self) -> CompressConfig:
@@ -202,8 +237,10 @@ class Params:
                     f"{self.source}: unknown key 'compress.{key}' (allowed: {', '.join(allowed)})"
                 )
         mtv = self._get("compress.mtv")
-        if mtv not in ("ta", "ties"):
-            raise TallmergeError(f"{self.source}: 'compress.mtv' must be 'ta' or 'ties', got {mtv!r}")
+        if mtv not in self.mtvs:
+            raise TallmergeError(
+                f"{self.source}: 'compress.mtv' must be one of the 'mtv' recipes ({', '.join(self.mtvs)}), got {mtv!r}"
+            )
         dtypes = self._get("compress.vector_dtype")
         dtypes = dtypes if isinstance(dtypes, list) else [dtypes]
         if (
@@ -218,39 +255,25 @@ class Params:
         return CompressConfig(mtv, dtypes, tolerance)
 
     def _options(self, dotted: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        """Section ``dotted`` holding exactly the options ``allowed``, each checked by its one
+        check (:data:`~tallmerge.merging.recipes.OPTIONS`); ``alpha`` is a grid of values."""
         section = self._mapping(dotted, self._get(dotted) or {})
-        out = {}
         for key in section:
             if key not in allowed:
                 raise TallmergeError(
                     f"{self.source}: unknown key '{dotted}.{key}' (allowed: {', '.join(allowed) or 'none'})"
                 )
+        out = {}
         for key in allowed:
             if key not in section:
                 raise TallmergeError(f"{self.source}: missing key '{dotted}.{key}'")
-            value, name = section[key], f"{dotted}.{key}"
-            if key == "alpha":
-                if (
-                    not isinstance(value, list)
-                    or not value
-                    or any(not self._is_number(v) or v < 0 for v in value)
-                ):
-                    raise TallmergeError(
-                        f"{self.source}: '{name}' must be a non-empty list of non-negative numbers, got {value!r}"
-                    )
-                value = [float(v) for v in value]
-            elif key == "topk":
-                if not self._is_number(value) or not 0 <= value <= 100:
-                    raise TallmergeError(
-                        f"{self.source}: '{name}' must be a percentage in [0, 100], got {value!r}"
-                    )
-                value = float(value)
-            elif key == "agg":
-                if value not in ("mean", "sum"):
-                    raise TallmergeError(f"{self.source}: '{name}' must be 'mean' or 'sum', got {value!r}")
-            elif key == "k":
-                value = self._int(name, value, minimum=0)
-            out[key] = value
+            value, where = section[key], f"{self.source}: '{dotted}.{key}'"
+            if key == "alpha":  # a grid to choose from on validation
+                if not isinstance(value, list) or not value:
+                    raise TallmergeError(f"{where} must be a non-empty list of alphas, got {value!r}")
+                out[key] = [OPTIONS[key].validate(v, where) for v in value]
+            else:
+                out[key] = OPTIONS[key].validate(value, where)
         return out
 
     @staticmethod

@@ -14,7 +14,6 @@ compressed store consume.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -97,7 +96,7 @@ def _metadata(
     return {
         "format": FORMAT,
         "version": VERSION,
-        "mtv": dataclasses.asdict(mtv),
+        "mtv": mtv.to_dict(),
         "tasks": list(lambdas),
         "lambdas": {task: list(values) for task, values in lambdas.items()},
         "shapes": {key: list(shape) for key, shape in shapes.items()},
@@ -131,7 +130,7 @@ class MaskFile(Closable):
             self.lambdas: dict[str, list[float]] = {
                 t: [float(v) for v in meta["lambdas"][t]] for t in self.tasks
             }
-            self.mtv = MultiTaskVector(**meta["mtv"])
+            self.mtv = MultiTaskVector.from_dict(meta["mtv"])
             self.shapes: dict[str, tuple[int, ...]] = {
                 _text(k): tuple(int(d) for d in v) for k, v in meta["shapes"].items()
             }

@@ -23,6 +23,9 @@ r = min(rows, columns) and k = r // T (at least 1):
   their mean; Iso-CTS: the top ``common_fraction`` of that spectrum's directions plus each task's
   own top directions outside them, orthogonalised as in TSV-M, singular values set to their mean;
 - TSV-C: each task's rank-k approximation (a per-task low-rank store);
+- in all of these, singular triplets whose value is zero up to rounding are left out (a task
+  vector of zeros, a sum of lower rank than asked for), so they bring no arbitrary directions
+  into the orthogonalisation or the flattened spectrum; for generic task vectors none is;
 - EMR-Merging (Huang et al., NeurIPS 2024): a unified vector with the sign of sum_t tau_t and, per
   weight, the largest |tau_t| among the tasks that agree with it; task t's mask is where tau_t
   agrees with the unified vector, and one scalar per task (computed over the whole model in
@@ -111,8 +114,22 @@ def _orthonormal(columns: torch.Tensor) -> torch.Tensor:
     return p @ qh
 
 
-def _recombine(us: list, ss: list, vs: list, flatten: bool) -> torch.Tensor:
-    u, v, s = _orthonormal(torch.cat(us, dim=1)), _orthonormal(torch.cat(vs, dim=1)), torch.cat(ss)
+def _significant(u: torch.Tensor, s: torch.Tensor, v: torch.Tensor, rows: int):
+    """The first ``rows`` triplets of an SVD, without those whose singular value is zero up to
+    rounding (numpy's matrix-rank tolerance): a zero task vector, or a sum of lower rank than
+    asked for, brings no arbitrary directions into the orthogonalisation or the flat spectrum."""
+    u, s, v = u[:, :rows], s[:rows], v[:rows]
+    if s.numel() == 0:
+        return u, s, v.T
+    keep = s > s.max() * max(u.shape[0], v.shape[1]) * torch.finfo(s.dtype).eps
+    return u[:, keep], s[keep], v[keep].T
+
+
+def _recombine(us: list, ss: list, vs: list, shape, flatten: bool) -> torch.Tensor:
+    s = torch.cat(ss)
+    if s.numel() == 0:
+        return torch.zeros(shape, dtype=s.dtype)
+    u, v = _orthonormal(torch.cat(us, dim=1)), _orthonormal(torch.cat(vs, dim=1))
     if flatten:
         s = s.mean().expand_as(s)
     return (u * s) @ v.T
@@ -125,17 +142,17 @@ def tsv_merge(taus: torch.Tensor) -> torch.Tensor:
     k = task_rank(taus)
     us, ss, vs = [], [], []
     for tau in taus:
-        u, s, vh = _svd(tau)
-        us.append(u[:, :k]), ss.append(s[:k]), vs.append(vh[:k].T)
-    return _recombine(us, ss, vs, flatten=False)
+        u, s, v = _significant(*_svd(tau), k)
+        us.append(u), ss.append(s), vs.append(v)
+    return _recombine(us, ss, vs, taus.shape[1:], flatten=False)
 
 
 def iso_c(taus: torch.Tensor) -> torch.Tensor:
     """Iso-C: sum_t tau_t with its singular values all set to their mean."""
     if taus.dim() != 3:
         return taus.mean(dim=0)
-    u, s, vh = _svd(taus.sum(dim=0))
-    return (u * s.mean()) @ vh
+    u, s, v = _significant(*_svd(taus.sum(dim=0)), min(taus.shape[1:]))
+    return (u * s.mean()) @ v.T if s.numel() else torch.zeros_like(taus[0])
 
 
 def iso_cts(taus: torch.Tensor, common_fraction: float) -> torch.Tensor:
@@ -147,13 +164,13 @@ def iso_cts(taus: torch.Tensor, common_fraction: float) -> torch.Tensor:
     rank = min(taus.shape[1:])
     per_task = (rank - int(common_fraction * rank)) // len(taus)
     common = rank - per_task * len(taus)
-    u, s, vh = _svd(taus.sum(dim=0))
-    us, ss, vs = [u[:, :common]], [s[:common]], [vh[:common].T]
+    u, s, v = _significant(*_svd(taus.sum(dim=0)), common)
+    us, ss, vs = [u], [s], [v]
     if per_task:
         for tau in taus:
-            ut, st, vht = _svd(tau - us[0] @ (us[0].T @ tau))
-            us.append(ut[:, :per_task]), ss.append(st[:per_task]), vs.append(vht[:per_task].T)
-    return _recombine(us, ss, vs, flatten=True)
+            ut, st, vt = _significant(*_svd(tau - u @ (u.T @ tau)), per_task)
+            us.append(ut), ss.append(st), vs.append(vt)
+    return _recombine(us, ss, vs, taus.shape[1:], flatten=True)
 
 
 def low_rank(taus: torch.Tensor) -> torch.Tensor:

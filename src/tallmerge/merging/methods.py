@@ -1,27 +1,18 @@
-"""The named merge methods: which options each takes, which passes it needs, what it yields.
+"""Merge methods at work: a method of the registry (:mod:`tallmerge.merging.recipes`) with its
+options resolved (:func:`plan`), the vectors it yields entry by entry, and merging files.
 
-Single-model methods yield one vector per entry, applied as theta_0 + alpha * vector:
-
-=================  ===========================================  ===============
-method             vector                                       alpha
-=================  ===========================================  ===============
-average            sum_t tau_t                                  1/T (fixed)
-task-arithmetic    sum_t tau_t                                  --alpha (1.0)
-ties               TIES(top-k, disjoint mean or sum)            --alpha (1.0)
-consensus-ta       sum_t tau_t where >= k TALL masks are on     --alpha (1.0)
-consensus-ties     TIES(top-k, sum) where >= k masks are on     --alpha (1.0)
-=================  ===========================================  ===============
-
-Per-task methods (TALL reconstruction, magnitude masking) yield a [T, *shape] stack: row t is
-task t's vector, applied without alpha.
+Single-model methods yield one vector per entry, applied as theta_0 + alpha * vector (weight
+averaging: alpha = 1/T); consensus methods keep their recipe's vector where at least k tasks'
+TALL masks are on. Per-task methods (TALL reconstruction, magnitude masking) yield a
+[T, *shape] stack: row t is task t's vector, applied without alpha.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -30,11 +21,9 @@ from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import write_model
 from tallmerge.merging.masks import MaskFile, check_lambdas
-from tallmerge.merging.recipes import MultiTaskVector, check_topk
+from tallmerge.merging.recipes import OPTIONS, Method, MultiTaskVector, check_options, method_named
 from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
 
-METHODS = ("average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties")
-CONSENSUS = {"consensus-ta": "ta", "consensus-ties": "ties"}
 VectorStream = Iterator[tuple[str, torch.Tensor, torch.Tensor]]
 
 
@@ -42,7 +31,7 @@ VectorStream = Iterator[tuple[str, torch.Tensor, torch.Tensor]]
 class MergePlan:
     """A method with its options resolved and checked (see :func:`plan`)."""
 
-    method: str
+    method: Method
     alpha: float | None  # None: 1/T (average)
     mtv: MultiTaskVector
     lam: float | None = None
@@ -53,10 +42,11 @@ class MergePlan:
         return 1.0 / tasks if self.alpha is None else self.alpha
 
     def describe(self, tasks: int) -> dict:
-        out = {"method": self.method, "alpha": self.alpha_for(tasks)}
-        if self.mtv.kind == "ties":  # ties and consensus-ties
-            out["topk"], out["ties_agg"] = self.mtv.topk, self.mtv.agg
-        if self.method in CONSENSUS:
+        """What the merged model's metadata records."""
+        out: dict[str, Any] = {"method": self.method.name, "alpha": self.alpha_for(tasks)}
+        for name, value in self.mtv.options.items():
+            out[OPTIONS[name].cli[2:].replace("-", "_")] = value
+        if self.method.consensus:
             out.update(k=self.k, lam=self.lam, masks=self.masks)
         return {k: v for k, v in out.items() if v is not None}
 
@@ -64,69 +54,51 @@ class MergePlan:
 def plan(
     method: str,
     *,
-    alpha: float | None = None,
-    topk: float | None = None,
-    ties_agg: str | None = None,
     lam: float | None = None,
     masks: str | os.PathLike | None = None,
-    k: int | None = None,
     mtv: str | None = None,
+    **options: Any,
 ) -> MergePlan:
-    """Resolve a method's defaults; an option the method does not take is an error."""
-    if method not in METHODS:
-        raise TallmergeError(f"unknown merge method {method!r} (choose from {', '.join(METHODS)})")
-    consensus = method in CONSENSUS
-
-    def refuse(flag: str, value) -> None:
-        if value is not None:
-            raise TallmergeError(f"{flag} does not apply to method '{method}'")
-
-    if method == "average":
-        refuse("--alpha (average always uses 1/T)", alpha)
-    elif alpha is not None and not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-        raise TallmergeError(f"alpha must be a non-negative number, got {alpha!r}")
-    if consensus:
-        implied = CONSENSUS[method]
-        if mtv is not None and mtv != implied:
-            raise TallmergeError(f"--mtv {mtv} contradicts method '{method}' (which uses --mtv {implied})")
-        mtv = implied
+    """Resolve and check a method's options (``alpha``, its recipe's, ``k`` for consensus; None
+    = not given: the registry's default). An option the method does not take is an error.
+    Consensus needs ``lam`` (masks built on the fly) or ``masks`` (a mask file)."""
+    entry = method_named(method)
+    given = {name: value for name, value in options.items() if value is not None}
+    for name in given:
+        if name not in OPTIONS:
+            raise TypeError(f"plan() got an unexpected option {name!r}")
+    checked = check_options(entry.options, given, f"method '{method}'", lambda name: OPTIONS[name].cli)
+    if entry.consensus:
+        if mtv is not None and mtv != entry.recipe.name:
+            raise TallmergeError(
+                f"--mtv {mtv} contradicts method '{method}' (which uses --mtv {entry.recipe.name})"
+            )
         if (lam is None) == (masks is None):
             raise TallmergeError(f"method '{method}' needs exactly one of --lambda L or --masks MASKS")
         if lam is not None:
             lam = check_lambdas([lam])[0]
-        k = 2 if k is None else k
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise TallmergeError(f"k must be a non-negative integer, got {k!r}")
     else:
-        refuse("--lambda", lam)
-        refuse("--masks", masks)
-        refuse("--k", k)
-        refuse("--mtv", mtv)
-        mtv = "ties" if method == "ties" else "ta"
-    if mtv == "ties":
-        vector = MultiTaskVector(
-            "ties", 20.0 if topk is None else topk, ties_agg or ("mean" if method == "ties" else "sum")
-        )
-    else:
-        refuse("--topk", topk)
-        refuse("--ties-agg", ties_agg)
-        vector = MultiTaskVector("ta")
-    default_alpha = None if method == "average" else 1.0
+        for flag, value in (("--lambda", lam), ("--masks", masks), ("--mtv", mtv)):
+            if value is not None:
+                raise TallmergeError(f"{flag} does not apply to method '{method}'")
+    values = {**entry.defaults(), **checked}
+    recipe_options = {name: values[name] for name in entry.recipe.options}
     return MergePlan(
-        method,
-        default_alpha if alpha is None else float(alpha),
-        vector,
+        entry,
+        values.get("alpha"),
+        MultiTaskVector(entry.recipe.name, **recipe_options),
         lam,
         None if masks is None else str(masks),
-        k,
+        values.get("k"),
     )
 
 
 def method_vectors(merge_plan: MergePlan, ckpts: Checkpoints) -> VectorStream:
     """``(key, base, vector)`` for every float entry of the merged model."""
     vector = prepare_recipe(merge_plan.mtv, ckpts)
-    if merge_plan.method not in CONSENSUS:
-        for key, base, taus in ckpts.sweep(merge_plan.method):
+    name = merge_plan.method.name
+    if not merge_plan.method.consensus:
+        for key, base, taus in ckpts.sweep(name):
             yield key, base, vector(taus)
         return
     if len(ckpts) < 2:
@@ -136,7 +108,7 @@ def method_vectors(merge_plan: MergePlan, ckpts: Checkpoints) -> VectorStream:
         if masks is not None:
             masks.check_matches(ckpts, merge_plan.mtv)
             selection = masks.selection()
-        for key, base, taus in ckpts.sweep(merge_plan.method):
+        for key, base, taus in ckpts.sweep(name):
             mtv = vector(taus)
             if masks is None:
                 task_masks = maths.tall_masks(taus, mtv, merge_plan.lam)
@@ -185,7 +157,7 @@ def tall_vectors(ckpts: Checkpoints, masks: MaskFile, selection: Mapping[str, in
 
 def magnitude_vectors(ckpts: Checkpoints, topk: float = 10.0) -> VectorStream:
     """Row t: the top-k% magnitudes of tau_t (over the whole model) as a mask on sum_t tau_t."""
-    check_topk(topk)
+    OPTIONS["topk"].validate(topk, "top-k")
     thresholds = magnitude_thresholds(ckpts, topk)
     for key, base, taus in ckpts.sweep("magnitude"):
         yield key, base, maths.task_sum(taus) * maths.magnitude_masks(taus, thresholds)

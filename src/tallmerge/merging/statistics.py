@@ -11,6 +11,7 @@ per-entry function.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -77,14 +78,22 @@ VectorFn = Callable[[torch.Tensor], torch.Tensor]  # taus [T, *shape] -> vector 
 
 
 def prepare_recipe(recipe: MultiTaskVector, ckpts: Checkpoints) -> VectorFn:
-    """Run the passes ``recipe`` needs (once per open ``ckpts``: see :meth:`Checkpoints.cached`);
-    return its per-entry function, taus [T, *shape] -> tau_MTL [*shape]."""
-    if recipe.kind == "ta":
-        return maths.task_sum
-    return ckpts.cached(recipe, lambda: _ties_vector(recipe, ckpts))
+    """The per-entry function of ``recipe``, taus [T, *shape] -> vector [*shape], as its
+    registry entry declares it (:data:`~tallmerge.merging.recipes.RECIPES`): a function of
+    :mod:`~tallmerge.merging.maths` bound to the options, or a preparer here whose whole-model
+    passes run once per open ``ckpts`` (:meth:`Checkpoints.cached`)."""
+    module, name = recipe.recipe.vector.split(".")
+    options = recipe.options
+    if module == "maths":
+        function = getattr(maths, name)
+        return functools.partial(function, **options) if options else function
+    preparer = globals()[name]
+    return ckpts.cached(recipe, lambda: preparer(ckpts, **options))
 
 
-def _ties_vector(recipe: MultiTaskVector, ckpts: Checkpoints) -> VectorFn:
-    thresholds = magnitude_thresholds(ckpts, recipe.topk)
+def ties_vector(ckpts: Checkpoints, topk: float, agg: str) -> VectorFn:
+    """TIES: each task vector trimmed to its top-k% magnitudes over the whole model, the
+    majority sign as the tie-breaker (two and one passes), then the per-entry disjoint merge."""
+    thresholds = magnitude_thresholds(ckpts, topk)
     majority = majority_sign(ckpts, thresholds)
-    return lambda taus: maths.ties(taus, thresholds, majority, recipe.agg)
+    return lambda taus: maths.ties(taus, thresholds, majority, agg)
