@@ -1,4 +1,5 @@
-"""Consensus merging: the streaming engine versus the naive in-memory way, time and peak memory.
+"""Consensus merging: the streaming engine versus the naive in-memory way, time and peak memory;
+with --spectral, the later methods (TSV-M, Iso-C, Iso-CTS) against Task Arithmetic.
 
 What it measures
     For each (model, T, method) configuration, two ways of computing the same consensus merge
@@ -32,6 +33,8 @@ How to run
     python benchmarks/merge_memory.py                 # ViT-B-32, T = 8 14 20, consensus-ta and -ties
     python benchmarks/merge_memory.py --model ViT-L-14 --tasks 8
     python benchmarks/merge_memory.py --quick         # a few-MB smoke test, T = 3, seconds
+    python benchmarks/merge_memory.py --spectral      # tsv-m, iso-c, iso-cts against task-arithmetic,
+                                                      # streamed in the same run, T = 8 20
 
     Results: a table on stdout and JSON in benchmarks/results/merge_memory.json (``--json``;
     --quick writes merge_memory.quick.json). ``--workdir DIR --keep`` keeps the checkpoints in DIR
@@ -78,6 +81,9 @@ MEM_FRACTION = 0.75  # run the naive approach only if its estimated peak fits in
 # first naive run of each method replaces them by its own measured ratio (which, counting the
 # fixed part too, errs on the high side for larger T).
 NAIVE_FACTOR = {"consensus-ta": 3.8, "consensus-ties": 4.7}
+# The later methods run streaming only (no in-memory reference implementation here); their time
+# and peak memory are compared with task-arithmetic's, streamed in the same run.
+SPECTRAL = ("task-arithmetic", "tsv-m", "iso-c", "iso-cts")
 
 DTYPE_NAMES = {
     "F64": "float64",
@@ -151,7 +157,8 @@ def child_stream(job: dict) -> dict:
     tasks = {f"task{i:02d}": p for i, p in enumerate(job["tasks"])}
     before = _rss_kib()
     start = time.perf_counter()
-    merge_files(job["method"], job["base"], tasks, job["out"], lam=LAM, k=K, alpha=ALPHA)
+    options = {"lam": LAM, "k": K, "alpha": ALPHA} if job["method"].startswith("consensus-") else {"alpha": ALPHA}
+    merge_files(job["method"], job["base"], tasks, job["out"], **options)
     return {"wall_s": time.perf_counter() - start, "peak_rss_kib": _rss_kib(), "idle_rss_kib": before}
 
 
@@ -400,7 +407,10 @@ def table(rows: list[dict]) -> str:
         s, n = r["streaming"], r["naive"]
         cells = [r["model"], str(r["tasks"]), r["method"]]
         cells += ["failed", "-"] if "error" in s else [f"{s['wall_s']:.1f}", f"{s['peak_rss_gb']:.2f}"]
-        if "skipped" in n:  # one cell spanning the naive columns
+        if "skipped" in n and n.get("estimate_gb") is None:
+            ta = r.get("vs_ta")
+            cells.append(f"vs task-arithmetic: time {ta['time']:.2f}x, memory {ta['mem']:.2f}x" if ta else "-")
+        elif "skipped" in n:  # one cell spanning the naive columns
             cells.append(f"skipped (needs ~{n['estimate_gb']:.1f} GB)")
         elif "error" in n:
             cells.append(f"failed ({n['error'].split(':')[0]})")
@@ -445,7 +455,13 @@ def main() -> int:
         "--methods",
         nargs="+",
         default=["consensus-ta", "consensus-ties"],
-        choices=["consensus-ta", "consensus-ties"],
+        choices=[*NAIVE_FACTOR, *SPECTRAL],
+    )
+    ap.add_argument(
+        "--spectral",
+        action="store_true",
+        help="the later methods (tsv-m, iso-c, iso-cts) against task-arithmetic in the same run, "
+        "streaming only; default T = 8 20",
     )
     ap.add_argument("--quick", action="store_true", help="smoke run: a tiny custom layout, T = 3")
     ap.add_argument(
@@ -472,6 +488,10 @@ def main() -> int:
         return 0
 
     started = time.perf_counter()
+    if args.spectral:
+        args.methods = list(SPECTRAL)
+        if args.tasks == [8, 14, 20]:
+            args.tasks = [8, 20]
     if args.quick:
         model, specs, tasks_list = "quick", [list(s) for s in QUICK_SPECS], [3]
     else:
@@ -484,7 +504,11 @@ def main() -> int:
     if min(tasks_list) < 2:
         ap.error("consensus merging needs T >= 2")
     json_path = args.json or (
-        DEFAULT_JSON.with_name("merge_memory.quick.json") if args.quick else DEFAULT_JSON
+        DEFAULT_JSON.with_name(
+            f"merge_memory{'.spectral' if args.spectral else ''}{'.quick' if args.quick else ''}.json"
+        )
+        if args.quick or args.spectral
+        else DEFAULT_JSON
     )
 
     import torch
@@ -533,6 +557,12 @@ def main() -> int:
                     print(f" FAILED: {s['error']}", end="", flush=True)
                 row["streaming"] = s
 
+                if method not in factors:  # a later method: compared with task-arithmetic below
+                    row["naive"] = {"skipped": "no in-memory reference", "estimate_gb": None}
+                    print(flush=True)
+                    rows.append(row)
+                    outs["stream"].unlink(missing_ok=True)
+                    continue
                 estimate = factors[method] * matrix
                 available = meminfo("MemAvailable") - 1e9  # whatever else runs on the machine keeps 1 GB
                 if estimate > MEM_FRACTION * memory or estimate > available:
@@ -578,6 +608,13 @@ def main() -> int:
         elif rows or folder.exists():
             print(f"checkpoints kept in {folder}")
 
+    for r in rows:  # the later methods against task-arithmetic at the same T, same run
+        ta = next((x for x in rows if x["tasks"] == r["tasks"] and x["method"] == "task-arithmetic"), None)
+        if r["method"] in SPECTRAL and ta and "error" not in ta["streaming"] and "error" not in r["streaming"]:
+            r["vs_ta"] = {
+                "time": r["streaming"]["wall_s"] / ta["streaming"]["wall_s"],
+                "mem": r["streaming"]["peak_rss_kib"] / ta["streaming"]["peak_rss_kib"],
+            }
     total = time.perf_counter() - started
     print()
     print(table(rows))

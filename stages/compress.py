@@ -17,21 +17,10 @@ from tallmerge.formats.files import temporary_dir, write_json
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile
 from tallmerge.params import Params
-from tallmerge.results.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
+from tallmerge.results.evaluation import SPLITS, Benchmark, reference_top1, store_result
 from tallmerge.store.accounting import projected_gbit
 from tallmerge.store.build import compress, magnitude_mask_source, tall_mask_source
 from tallmerge.store.reader import Store
-
-
-def evaluate(store: Store, bench: Benchmark, reference: dict) -> dict:
-    """Rebuild every task from ``store``; its accuracy rows, averages and sizes."""
-    rows = bench.rows(store.state)
-    out = {"accuracy": rows, **store.sizes()}
-    for split in SPLITS:
-        top1 = {r["task"]: r["top1"] for r in rows if r["split"] == split}
-        out[f"avg_top1_{split}"] = round(sum(top1.values()) / len(top1), 2)
-        out[f"avg_normalized_{split}"] = round(avg_normalized(top1, reference[split]), 2)
-    return out
 
 
 def main() -> None:
@@ -48,16 +37,16 @@ def main() -> None:
         stores = {}
         for dtype in config.vector_dtype:
             compress(Path(scratch) / dtype, ckpts, tall_mask_source(masks, ckpts), dtype)
-            stores[dtype] = evaluate(Store(Path(scratch) / dtype), bench, reference)
+            stores[dtype] = store_result(Store(Path(scratch) / dtype), bench, reference)
         best = max(s["avg_normalized_val"] for s in stores.values())
         eligible = [d for d, s in stores.items() if s["avg_normalized_val"] >= best - config.tolerance]
         kept = min(eligible, key=lambda d: stores[d]["bytes"]["total"])
         shutil.rmtree(layout.STORE, ignore_errors=True)
         shutil.move(Path(scratch) / kept, layout.STORE)
 
-        topk = params.merge_options("magnitude")["topk"]
+        topk = params.magnitude_topk
         compress(Path(scratch) / "magnitude", ckpts, magnitude_mask_source(ckpts, topk), kept)
-        magnitude = evaluate(Store(Path(scratch) / "magnitude"), bench, reference)
+        magnitude = store_result(Store(Path(scratch) / "magnitude"), bench, reference)
 
     chosen = stores[kept]
     bits = chosen["bits_per_weight"]

@@ -8,8 +8,8 @@ from tallmerge import layout
 from tallmerge.errors import exit_on_error
 from tallmerge.formats.files import atomic_write, read_json, write_csv, write_json
 from tallmerge.params import Params
+from tallmerge.results import figures
 from tallmerge.results.report import (
-    METHODS,
     accuracy_frame,
     alpha_curves,
     comparison,
@@ -17,28 +17,46 @@ from tallmerge.results.report import (
     lambda_curves,
     markdown,
     overlap_shares,
+    report_methods,
     storage,
     summary,
 )
 
 
 def main() -> None:
-    arch = Params.load().arch
-    results = [read_json(layout.method_metrics_path(method)) for method in METHODS]
+    params = Params.load()
+    arch = params.arch
+    methods = report_methods(params.merges, params.mtvs)
+    results = [read_json(layout.method_metrics_path(method)) for method in methods]
     summary_ = summary(results)
-    compression = read_json(layout.COMPRESSION)
+    compression, schemes = read_json(layout.COMPRESSION), read_json(layout.SCHEMES)
     write_csv(accuracy_frame(results), layout.ACCURACY_CSV)
     write_json({**summary_, "compression": compression_summary(compression)}, layout.SUMMARY_JSON)
 
     write_csv(alpha_curves(results), layout.PLOTS / "alpha.csv")
     write_csv(overlap_shares(results), layout.PLOTS / "overlap.csv")
     write_csv(comparison(summary_), layout.PLOTS / "methods.csv")
-    write_csv(storage(summary_, compression), layout.PLOTS / "storage.csv")
+    frontier = storage(summary_, compression, schemes)
+    write_csv(frontier, layout.PLOTS / "storage.csv")
     shutil.rmtree(layout.PLOTS / "lambda", ignore_errors=True)  # tasks may have been removed
-    for task, curve in lambda_curves(results).items():
+    by_task = lambda_curves(results)
+    for task, curve in by_task.items():
         write_csv(curve, layout.PLOTS / "lambda" / f"{task}.csv")
+
+    figures_dir = layout.RESULTS_MD.parent / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    figures.frontier(frontier, figures_dir / "frontier.png")
+    figures.curves(
+        alpha_curves(results),
+        "alpha",
+        figures_dir / "alpha.png",
+        "Alpha, chosen on validation",
+        "average normalized validation accuracy (%)",
+    )
+    figures.lambda_panels(by_task, figures_dir / "lambda.png")
+    drawn = ("frontier", "alpha", "lambda")
     with atomic_write(layout.RESULTS_MD) as tmp:
-        tmp.write_text(markdown(results, summary_, arch, compression))
+        tmp.write_text(markdown(results, summary_, arch, compression, schemes, drawn))
 
 
 if __name__ == "__main__":

@@ -134,3 +134,17 @@ def ref_merge(
     else:
         raise ValueError(f"unknown method {method!r}")
     return _apply_delta(base, keys, delta)
+
+
+def ref_emr_model(base, finetuned, task):
+    """EMR-Merging from its formula, over the whole model flattened: tau_uni = sign(sum_t tau_t) *
+    the largest |tau_t| among the tasks agreeing with that sign; m_t = [tau_t * tau_uni > 0];
+    s_t = sum |tau_t| / sum |m_t * tau_uni|; task t = theta_0 + s_t * m_t * tau_uni."""
+    keys, taus = task_vectors(base, finetuned)
+    sign = torch.sign(taus.sum(0))
+    agreeing = torch.where(taus * sign > 0, taus.abs(), torch.zeros(()))
+    unified = sign * agreeing.max(0).values
+    mask = taus[task] * unified > 0
+    kept = (mask * unified).abs().double().sum()
+    scale = float(taus[task].abs().double().sum() / kept) if kept > 0 else 1.0
+    return _apply_delta(base, keys, (unified * mask) * scale)

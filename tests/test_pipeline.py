@@ -55,33 +55,30 @@ def repo(tmp_path_factory):
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params.update(TINY)
-    for method in ("task-arithmetic", "ties", "consensus"):
+    # a subset of the registry, as a user who deletes entries: one later method in each role
+    params["merge"] = {m: params["merge"][m] for m in MERGES}
+    params["mtv"] = {m: params["mtv"][m] for m in MTVS}
+    params["compress"]["mtv"] = "tsv-m"
+    for method in MERGES[1:]:
         params["merge"][method]["alpha"] = GRID
+    params["consensus"]["alpha"] = GRID
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("git init -q && git add -A && git commit -qm init", repo)
     run("dvc repro", repo)
     return repo
 
 
+MERGES = ["average", "task-arithmetic", "ties", "iso-cts"]
+MTVS = ["ta", "tsv-m"]
 METHODS = {
     "zeroshot",
     "finetuned",
-    "average",
-    "task-arithmetic",
-    "ties",
-    "consensus-ta",
-    "consensus-ties",
-    "tall-ta",
-    "tall-ties",
+    *MERGES,
+    *(f"consensus-{m}" for m in MTVS),
+    *(f"tall-{m}" for m in MTVS),
     "magnitude-masking",
 }
-MASK_STAGES = {
-    "masks@ta",
-    "masks@ties",
-    "tall@ta",
-    "tall@ties",
-    "consensus@ta",
-    "consensus@ties",
+MASK_STAGES = {f"{stage}@{m}" for stage in ("masks", "tall", "consensus") for m in MTVS} | {
     "compress",
     "report",
 }
@@ -103,9 +100,9 @@ def test_repro_writes_the_metrics_contract(repo):
     for method in METHODS:
         assert {"avg_top1_test", "avg_normalized_test", "avg_top1_val"} <= set(summary[method])
     assert summary["average"]["alpha"] == 0.5  # 1/T
-    for method in ("task-arithmetic", "ties", "consensus-ta", "consensus-ties"):
+    for method in ("task-arithmetic", "ties", "iso-cts", "consensus-ta", "consensus-tsv-m"):
         assert summary[method]["alpha"] in GRID
-    for method in ("tall-ta", "tall-ties"):
+    for method in ("tall-ta", "tall-tsv-m"):
         assert set(summary[method]["lambda"]) == {"colors", "shapes"}
         assert set(summary[method]["lambda"].values()) <= {0.3, 0.5}
     for path in (
@@ -114,7 +111,8 @@ def test_repro_writes_the_metrics_contract(repo):
         "models/heads/shapes.safetensors",
         "data/tasks/colors.safetensors",
         "models/masks/ta.safetensors",
-        "models/masks/tall-ties.safetensors",
+        "models/masks/tall-tsv-m.safetensors",
+        "models/merged/iso-cts.safetensors",
         "models/merged/consensus-ta.safetensors",
         "models/merged/average.safetensors",
         "plots/alpha.csv",
@@ -124,16 +122,30 @@ def test_repro_writes_the_metrics_contract(repo):
         "plots/storage.csv",
         "models/store/manifest.json",
         "reports/results.md",
+        "metrics/schemes.json",
+        "reports/figures/frontier.png",
+        "reports/figures/alpha.png",
+        "reports/figures/lambda.png",
     ):
         assert (repo / path).is_file(), path
     overlap = pd.read_csv(repo / "plots" / "overlap.csv")
     assert list(overlap.tasks) == [0, 1, 2] and abs(overlap.ta.sum() - 100) < 0.1
-    assert "| TALL mask + TA |" in (repo / "reports" / "results.md").read_text()
+    assert list(overlap.columns) == ["tasks", "ta", "ties", "tsv-m", "iso-c", "iso-cts"]  # the registry's
+    assert overlap["tsv-m"].notna().all() and overlap["ties"].isna().all()  # empty where not run
+    report = (repo / "reports" / "results.md").read_text()
+    for row in ("| TALL mask + TA |", "| TALL mask + TSV-M |", "| Iso-CTS |", "| Consensus TSV-M |"):
+        assert row in report, row
+    assert "| TIES |" in report and "Consensus TIES" not in report
+    assert "![storage vs accuracy](figures/frontier.png)" in report and "store: tsv-c fp32" in report
+    schemes = json.loads((repo / "metrics" / "schemes.json").read_text())["stores"]
+    assert set(schemes) == {f"{s} {d}" for s in ("emr", "tsv-c") for d in ("fp32", "bf16", "fp16")}
+    storage = pd.read_csv(repo / "plots" / "storage.csv")
+    assert {"store: emr bf16", "store: tsv-c fp16", "one model: Iso-CTS"} <= set(storage.storage)
 
 
 def test_compress_stage_keeps_a_store_that_rebuilds_the_tall_models(repo):
     summary = json.loads((repo / "metrics" / "summary.json").read_text())["compression"]
-    assert summary["mtv"] == "ties" and summary["vector_dtype"] in {"fp32", "bf16", "fp16"}
+    assert summary["mtv"] == "tsv-m" and summary["vector_dtype"] in {"fp32", "bf16", "fp16"}
     sizes = summary["bytes"]
     assert (
         sizes["total"]
@@ -143,14 +155,12 @@ def test_compress_stage_keeps_a_store_that_rebuilds_the_tall_models(repo):
     assert 0 < summary["bits_per_weight"]["mask"] < 1 and 0 < summary["bits_per_weight"]["vector"] <= 32.1
     assert 3.63 < summary["projected_gbit_vit_b32_20tasks"] < 3.63 + 0.0879 * (32.1 + 20)
     compression = json.loads((repo / "metrics" / "compression.json").read_text())
-    # the fp32 store rebuilds exactly the TALL + TIES models, so their accuracy is the same
+    # the fp32 store rebuilds exactly the TALL + TSV-M models, so their accuracy is the same
     frame = pd.read_csv(repo / "metrics" / "accuracy.csv")
-    tall = frame[frame.method == "tall-ties"].drop(columns="method").to_dict("records")
-    assert compression["stores"]["tall-ties fp32"]["accuracy"] == tall
+    tall = frame[frame.method == "tall-tsv-m"].drop(columns="method").to_dict("records")
+    assert compression["stores"]["tall-tsv-m fp32"]["accuracy"] == tall
     storage = pd.read_csv(repo / "plots" / "storage.csv")
-    assert {"fine-tuned checkpoints", "store: tall-ties bf16", "one model: Task Arithmetic"} <= set(
-        storage.storage
-    )
+    assert {"fine-tuned checkpoints", "store: tall-tsv-m bf16", "one model: Iso-CTS"} <= set(storage.storage)
     info = run(f"{BIN / 'tallmerge'} info models/store", repo).stdout
     assert "tasks (2, in coding order): colors, shapes" in info and "total" in info
     run(f"{BIN / 'tallmerge'} reconstruct models/store --task shapes --out shapes.safetensors", repo)
@@ -195,7 +205,7 @@ def test_changing_one_task_reruns_only_its_branch(repo):
     params["tasks"]["colors"] = {"steps": 6}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        merging = {"merge@average", "merge@task-arithmetic", "merge@ties", "magnitude", "compress"}
+        merging = {f"merge@{m}" for m in MERGES} | {"magnitude", "compress", "schemes"}
         stale = set(json.loads(run("dvc status --json", repo).stdout))
         assert stale == {"finetune@colors", "evaluate"} | merging | (MASK_STAGES - {"report"})
         assert ran_stages(run("dvc repro --single-item finetune@colors", repo).stdout) == {"finetune@colors"}

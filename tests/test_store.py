@@ -11,14 +11,20 @@ import torch
 from safetensors.torch import load_file
 
 from helpers import assert_same, fails, finetuned_args, make_case, run, save_case
-from reference import ref_magnitude_model, ref_tall_model
+from reference import ref_emr_model, ref_magnitude_model, ref_tall_model
 from tallmerge.errors import TallmergeError
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile, write_masks, write_selection
 from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.store import codec
 from tallmerge.store.accounting import finetuned_gbit, projected_gbit
-from tallmerge.store.build import compress, magnitude_mask_source, tall_mask_source, tall_mask_source_at
+from tallmerge.store.build import (
+    compress,
+    emr_mask_source,
+    magnitude_mask_source,
+    tall_mask_source,
+    tall_mask_source_at,
+)
 from tallmerge.store.manifest import FILES, MANIFEST, MANIFEST_DIGEST, manifest_digest
 from tallmerge.store.reader import Store
 
@@ -38,18 +44,36 @@ def build(tmp_path, base_path, paths, lam=0.4, mtv=MultiTaskVector("ta"), dtype=
 
 
 # -- round trips --------------------------------------------------------------------------------
-@pytest.mark.parametrize("mtv", [MultiTaskVector("ta"), MultiTaskVector("ties", 30.0, "sum")])
+@pytest.mark.parametrize("mtv", [MultiTaskVector("ta"), MultiTaskVector("ties", topk=30.0, agg="sum")])
 def test_fp32_store_rebuilds_every_task_exactly(case, tmp_path, mtv):
     base, finetuned, base_path, paths = case
     out = build(tmp_path, base_path, paths, lam=0.4, mtv=mtv)
     for t, task in enumerate(paths):
         rebuilt = tmp_path / f"{task}.safetensors"
         Store(out).reconstruct(task, rebuilt)
-        expected = ref_tall_model(base, finetuned, t, 0.4, mtv=mtv.kind, topk=mtv.topk)
+        expected = ref_tall_model(base, finetuned, t, 0.4, mtv=mtv.kind, topk=mtv.options.get("topk", 20.0))
         loaded = load_file(rebuilt)
         assert {k: v.dtype for k, v in loaded.items()} == {k: v.dtype for k, v in base.items()}
         assert_same(loaded, expected, exact=True)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+@pytest.mark.parametrize("tasks,zero", [(3, ()), (3, (1,)), (1, ())], ids=["T3", "zero-task", "T1"])
+def test_emr_store_rebuilds_every_task_exactly(tmp_path, tasks, zero):
+    """EMR: theta_0 + s_t * m_t * tau_uni, bit for bit against the formula (dyadic weights make
+    the whole-model rescalers exact in any summation order); a task that did not move keeps an
+    empty mask and rebuilds theta_0."""
+    base, finetuned = make_case(seed=11, tasks=tasks, dyadic=True, zero_tasks=zero)
+    base_path, paths = save_case(tmp_path, base, finetuned)
+    with Checkpoints(base_path, paths) as ckpts:
+        compress(tmp_path / "emr", ckpts, emr_mask_source(ckpts))
+    store = Store(tmp_path / "emr")
+    assert store.made["kind"] == "emr" and set(store.made["rescalers"]) == set(paths)
+    for t, task in enumerate(paths):
+        assert_same(store.state(task), ref_emr_model(base, finetuned, t), exact=True)
+    for t in zero:
+        assert_same(store.state(f"task{t}"), base, exact=True)
+    assert "EMR masks" in store.describe()
 
 
 def test_masks_file_and_lambda_give_the_same_store(case, tmp_path):
@@ -358,11 +382,81 @@ def test_compress_reconstruct_info_commands(case, tmp_path, capsys):
     assert set(load_file(tmp_path / "t2.safetensors")) == set(base)
 
 
+# -- TSV-C: per-task low-rank task vectors ------------------------------------------------------
+@pytest.mark.parametrize("tasks,zero", [(3, ()), (3, (0,)), (1, ())], ids=["T3", "zero-task", "T1"])
+def test_tsv_c_store_rebuilds_each_tasks_low_rank_vector_exactly(tmp_path, tasks, zero):
+    """fp32: theta_0 + (U_k diag(S_k)) V_k^T per matrix (k = r // T), the whole tau_t elsewhere,
+    bit for bit; T = 1 keeps the full rank, so it rebuilds the fine-tuned model up to rounding."""
+    from tallmerge.merging import maths
+    from tallmerge.store.lowrank import compress_low_rank, open_store
+
+    base, finetuned = make_case(seed=19, tasks=tasks, dyadic=False, zero_tasks=zero)
+    base_path, paths = save_case(tmp_path, base, finetuned)
+    with Checkpoints(base_path, paths) as ckpts:
+        compress_low_rank(tmp_path / "tsvc", ckpts)
+    store = open_store(tmp_path / "tsvc")
+    for t, task in enumerate(paths):
+        rebuilt = store.state(task)
+        for key, theta in base.items():
+            if not theta.is_floating_point():
+                assert torch.equal(rebuilt[key], theta)
+                continue
+            taus = torch.stack([ft[key].float() - theta.float() for ft in finetuned])
+            if taus.dim() == 3:
+                k = maths.task_rank(taus)
+                u, sv, vh = torch.linalg.svd(taus[t], full_matrices=False)
+                update = (u[:, :k] * sv[:k]) @ vh[:k]
+            else:
+                update = taus[t]
+            assert torch.equal(rebuilt[key], (theta.float() + update).to(theta.dtype)), (task, key)
+            if tasks == 1:
+                torch.testing.assert_close(rebuilt[key].float(), finetuned[t][key].float(), atol=2e-3, rtol=0)
+    for t in zero:
+        assert_same(store.state(f"task{t}"), base, exact=True)
+    assert "scheme tsv-c" in store.describe()
+
+
+def test_emr_and_tsv_c_through_the_command_line(case, tmp_path, capsys):
+    base, finetuned, base_path, paths = case
+    for scheme in ("emr", "tsv-c"):
+        out = tmp_path / scheme
+        args = ["compress", "--base", base_path, *finetuned_args(paths), "--scheme", scheme, "--out", out]
+        status, stdout, _ = run([*args, "--vector-dtype", "bf16"], capsys)
+        assert status == 0 and "verified" in stdout and "bf16" in stdout
+        status, stdout, _ = run(["info", out], capsys)
+        assert status == 0 and ("EMR masks" if scheme == "emr" else "scheme tsv-c") in stdout
+        status, _, _ = run(
+            ["reconstruct", out, "--task", "task1", "--out", tmp_path / f"{scheme}.safetensors"], capsys
+        )
+        assert status == 0 and set(load_file(tmp_path / f"{scheme}.safetensors")) == set(base)
+        fails(
+            ["reconstruct", out, "--task", "nope", "--out", tmp_path / "x.safetensors"],
+            capsys,
+            "no task 'nope'",
+        )
+        # a damaged factor or mask file is named, and nothing is written
+        victim = out / ("factors.safetensors" if scheme == "tsv-c" else "masks.safetensors")
+        data = bytearray(victim.read_bytes())
+        data[-1] ^= 0xFF
+        victim.write_bytes(bytes(data))
+        fails(
+            ["reconstruct", out, "--task", "task0", "--out", tmp_path / "y.safetensors"],
+            capsys,
+            str(victim),
+            "checksum",
+        )
+        assert not (tmp_path / "y.safetensors").exists()
+
+
 def test_compress_bad_input(case, tmp_path, capsys):
     base, _, base_path, paths = case
     out = tmp_path / "store"
     args = ["compress", "--base", base_path, *finetuned_args(paths), "--out", out]
     fails(args, capsys, "exactly one of --lambda L or --masks MASKS")
+    fails([*args, "--scheme", "emr", "--lambda", "0.4"], capsys, "--lambda does not apply to --scheme emr")
+    fails([*args, "--scheme", "tsv-c", "--mtv", "ties"], capsys, "--mtv does not apply to --scheme tsv-c")
+    fails([*args, "--scheme", "tsv-c", "--topk", "10"], capsys, "--topk does not apply to --scheme tsv-c")
+    fails([*args, "--scheme", "lora"], capsys, "invalid choice: 'lora'")
     fails([*args, "--lambda", "0.4", "--masks", "m.safetensors"], capsys, "exactly one of")
     fails([*args, "--lambda", "-1"], capsys, "lambda must be a positive number")
     masks = tmp_path / "m.safetensors"
@@ -416,5 +510,5 @@ def test_ties_passes_run_once_per_compress(case, tmp_path, monkeypatch):
     real = statistics.magnitude_thresholds
     monkeypatch.setattr(statistics, "magnitude_thresholds", lambda *a: calls.append(a) or real(*a))
     _, _, base_path, paths = case
-    build(tmp_path, base_path, paths, mtv=MultiTaskVector("ties", 30.0, "sum"))
+    build(tmp_path, base_path, paths, mtv=MultiTaskVector("ties", topk=30.0, agg="sum"))
     assert len(calls) == 1

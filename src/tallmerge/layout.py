@@ -13,6 +13,7 @@ SUMMARY_JSON = METRICS / "summary.json"
 PLOTS = Path("plots")
 STORE = MODELS / "store"
 COMPRESSION = METRICS / "compression.json"
+SCHEMES = METRICS / "schemes.json"  # the EMR and TSV-C stores, measured
 RESULTS_MD = Path("reports") / "results.md"
 
 

@@ -165,3 +165,16 @@ def search_lambda(
 
 def method_result(method: str, accuracy_rows: list[dict], selected: Mapping | None = None, **extra) -> dict:
     return {"method": method, "selected": dict(selected or {}), "accuracy": accuracy_rows, **extra}
+
+
+def store_result(store, bench: Benchmark, reference: Mapping[str, Mapping[str, float]]) -> dict:
+    """Rebuild every task from a compressed store (any scheme: its ``state(task)`` and
+    ``sizes()``) and evaluate it: accuracy rows, per-split averages (normalized by
+    ``reference[split]``, the fine-tuned top-1 per task) and the store's sizes."""
+    rows = bench.rows(store.state)
+    out = {"accuracy": rows, **store.sizes()}
+    for split in SPLITS:
+        top1 = {r["task"]: r["top1"] for r in rows if r["split"] == split}
+        out[f"avg_top1_{split}"] = round(sum(top1.values()) / len(top1), 2)
+        out[f"avg_normalized_{split}"] = round(avg_normalized(top1, reference[split]), 2)
+    return out

@@ -7,24 +7,54 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from tallmerge.merging.recipes import CONSENSUS_PREFIX, METHODS, MTV_RECIPES, RECIPES, PaperRow
 from tallmerge.results.metrics import summarize
 
-# The paper's table order, labels, and its CLIP ViT-B/32 8-task row: absolute test top-1
-# (normalized), Wang et al., ICML 2024, Tables 1 and 2.
-METHODS = {
-    "zeroshot": ("Zero-shot", (48.4, None)),
-    "average": ("Weight averaging", (66.5, 72.3)),
-    "task-arithmetic": ("Task Arithmetic", (70.8, 76.5)),
-    "ties": ("TIES", (75.1, 81.0)),
-    "consensus-ta": ("Consensus TA", (75.0, 80.8)),
-    "consensus-ties": ("Consensus TIES", (74.8, 80.6)),
-    "finetuned": ("Fine-tuned", (92.8, None)),
-    "magnitude-masking": ("Magnitude masking", (86.8, 93.3)),
-    "tall-ta": ("TALL mask + TA", (92.6, 99.7)),
-    "tall-ties": ("TALL mask + TIES", (93.0, 100.3)),
+REFERENCE = {  # rows that are not merges: their labels and published B/32 x 8 numbers
+    "zeroshot": ("Zero-shot", PaperRow(48.4)),
+    "finetuned": ("Fine-tuned", PaperRow(92.8)),
+    "magnitude-masking": ("Magnitude masking", PaperRow(86.8, 93.3)),
 }
-ALPHA_METHODS = ("task-arithmetic", "ties", "consensus-ta", "consensus-ties")
-MTVS = ("ta", "ties")
+TALL_PREFIX = "tall-"
+
+
+def report_methods(merges: Sequence[str], mtvs: Sequence[str]) -> list[str]:
+    """The rows of the report, in the paper's table order: zero-shot, single-model merges,
+    consensus merges, then the per-task models (fine-tuned, magnitude masking, TALL masks)."""
+    return [
+        "zeroshot",
+        *merges,
+        *(CONSENSUS_PREFIX + m for m in mtvs),
+        "finetuned",
+        "magnitude-masking",
+        *(TALL_PREFIX + m for m in mtvs),
+    ]
+
+
+def describe_method(method: str) -> tuple[str, PaperRow | None]:
+    """A result's label and its published row (None where no paper reports one)."""
+    if method in REFERENCE:
+        return REFERENCE[method]
+    if method.startswith(TALL_PREFIX):
+        recipe = RECIPES[method.removeprefix(TALL_PREFIX)]
+        return f"TALL mask + {recipe.short or recipe.label}", recipe.tall_paper
+    entry = METHODS[method]
+    return entry.label, entry.paper
+
+
+def _label(method: str) -> str:
+    return describe_method(method)[0]
+
+
+def _alpha_searched(method: str) -> bool:
+    return method in METHODS and not METHODS[method].fixed_alpha
+
+
+# The plot files have one column per method of the registry, empty where a method did not run,
+# so that dvc.yaml's plot definitions (which name their columns) fit any params.yaml.
+ALPHA_COLUMNS = [m for m in METHODS if _alpha_searched(m)]
+LAMBDA_COLUMNS = [TALL_PREFIX + r for r in MTV_RECIPES]
+OVERLAP_COLUMNS = list(MTV_RECIPES)
 
 
 def accuracy_frame(results: Sequence[dict]) -> pd.DataFrame:
@@ -44,9 +74,9 @@ def alpha_curves(results: Sequence[dict]) -> pd.DataFrame:
     """Average normalized validation accuracy against alpha, one column per method."""
     columns = {}
     for r in results:
-        if r["method"] in ALPHA_METHODS and r.get("search"):
+        if _alpha_searched(r["method"]) and r.get("search"):
             columns[r["method"]] = {p["alpha"]: p["avg_normalized_val"] for p in r["search"]}
-    frame = pd.DataFrame(columns)
+    frame = pd.DataFrame(columns, columns=ALPHA_COLUMNS).sort_index()
     return frame.rename_axis("alpha").reset_index()
 
 
@@ -54,11 +84,12 @@ def lambda_curves(results: Sequence[dict]) -> dict[str, pd.DataFrame]:
     """Per task: validation top-1 of its TALL reconstruction against lambda, per tau_MTL."""
     by_task: dict[str, dict[str, dict[float, float]]] = {}
     for r in results:
-        if r["method"].startswith("tall-"):
+        if r["method"].startswith(TALL_PREFIX):
             for p in r["search"]:
                 by_task.setdefault(p["task"], {}).setdefault(r["method"], {})[p["lambda"]] = p["top1_val"]
     return {
-        task: pd.DataFrame(curves).rename_axis("lambda").reset_index() for task, curves in by_task.items()
+        task: pd.DataFrame(curves, columns=LAMBDA_COLUMNS).sort_index().rename_axis("lambda").reset_index()
+        for task, curves in by_task.items()
     }
 
 
@@ -66,10 +97,10 @@ def overlap_shares(results: Sequence[dict]) -> pd.DataFrame:
     """Share (%) of weights whose selected TALL masks are on for exactly 0, 1, ..., T tasks."""
     columns = {}
     for r in results:
-        if r["method"].startswith("consensus-") and "overlap" in r:
+        if r["method"].startswith(CONSENSUS_PREFIX) and "overlap" in r:
             counts = r["overlap"]
-            columns[r["method"].removeprefix("consensus-")] = [100.0 * c / sum(counts) for c in counts]
-    frame = pd.DataFrame(columns).round(3)
+            columns[r["method"].removeprefix(CONSENSUS_PREFIX)] = [100.0 * c / sum(counts) for c in counts]
+    frame = pd.DataFrame(columns, columns=OVERLAP_COLUMNS).round(3)
     return frame.rename_axis("tasks").reset_index()
 
 
@@ -94,13 +125,16 @@ def compression_summary(compression: dict) -> dict:
     return {k: compression[k] for k in COMPRESSION_KEYS}
 
 
-def storage(summary_: dict, compression: dict) -> pd.DataFrame:
-    """Storage of every task's model (MB on disk) against average normalized test accuracy:
-    the fine-tuned checkpoints, each store built, and single models (zero-shot, merged)."""
+def storage(summary_: dict, compression: dict, schemes: dict | None = None) -> pd.DataFrame:
+    """The storage-vs-accuracy frontier: bytes on disk for all T tasks' models (MB) against
+    average normalized test accuracy, for the fine-tuned checkpoints, every store built (TALL
+    and magnitude masks, EMR, TSV-C; each vector dtype) and single models (zero-shot, merged)."""
     one_model = compression["bytes"]["base"]  # a merged model is a checkpoint like the base
+    stores = {**compression["stores"], **(schemes or {}).get("stores", {})}
     rows = [
         {
             "storage": "fine-tuned checkpoints",
+            "kind": "fine-tuned",
             "megabytes": compression["bytes"]["finetuned"],
             "avg_normalized_test": summary_["finetuned"]["avg_normalized_test"],
         }
@@ -108,19 +142,21 @@ def storage(summary_: dict, compression: dict) -> pd.DataFrame:
     rows += [
         {
             "storage": f"store: {name}",
+            "kind": "store",
             "megabytes": s["bytes"]["total"],
             "avg_normalized_test": s["avg_normalized_test"],
         }
-        for name, s in compression["stores"].items()
+        for name, s in stores.items()
     ]
     rows += [
         {
-            "storage": f"one model: {METHODS[m][0]}",
+            "storage": f"one model: {_label(m)}",
+            "kind": "one model",
             "megabytes": one_model,
             "avg_normalized_test": summary_[m]["avg_normalized_test"],
         }
-        for m in ("zeroshot", "average", "task-arithmetic", "ties", "consensus-ta", "consensus-ties")
-        if m in summary_
+        for m in summary_
+        if m == "zeroshot" or m in METHODS
     ]
     frame = pd.DataFrame(rows)
     frame["megabytes"] = (frame["megabytes"] / 1e6).round(4)
@@ -136,14 +172,31 @@ def comparison(summary_: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown(results: Sequence[dict], summary_: dict, arch: str, compression: dict | None = None) -> str:
+def markdown(
+    results: Sequence[dict],
+    summary_: dict,
+    arch: str,
+    compression: dict | None = None,
+    schemes: dict | None = None,
+    figures: Sequence[str] = (),
+) -> str:
     """reports/results.md: our numbers beside the paper's ViT-B/32 8-task row."""
     frame = accuracy_frame(results)
     tasks = list(dict.fromkeys(frame.task))
-    present = [m for m in METHODS if m in summary_]
+    present = list(dict.fromkeys(r["method"] for r in results))
+    sources: list[str] = []
 
-    def cell(absolute: float, normalized: float | None) -> str:
+    def cell(absolute: float | None, normalized: float | None) -> str:
+        if absolute is None:
+            return ""
         return f"{absolute:.1f}" if normalized is None else f"{absolute:.1f} ({normalized:.1f})"
+
+    def published(row: PaperRow | None) -> str:
+        if row is None:
+            return "-"
+        if row.source not in sources:
+            sources.append(row.source)
+        return f"{cell(row.absolute, row.normalized)} [{sources.index(row.source) + 1}]"
 
     lines = [
         "# Results",
@@ -151,18 +204,23 @@ def markdown(results: Sequence[dict], summary_: dict, arch: str, compression: di
         "Written by the `report` stage of `dvc repro` from `metrics/methods/*.json`; do not edit by hand.",
         f"Ours: `{arch}` on the {len(tasks)}-task pocket benchmark ({', '.join(tasks)}).",
         "Test top-1 averaged over tasks, normalized accuracy (merged / fine-tuned, per task) in parentheses.",
-        "The paper's row (CLIP ViT-B/32, 8 real tasks) is there for orientation, not as a like-for-like target.",
+        "Published numbers (CLIP ViT-B/32, 8 real tasks) are there for orientation, not as like-for-like targets;",
+        "papers fine-tuned their own checkpoints, so compare methods within one source.",
         "",
-        f"| method | ours: {arch}, {len(tasks)} tasks | paper: ViT-B/32, 8 tasks | selected on validation |",
+        f"| method | ours: {arch}, {len(tasks)} tasks | published: ViT-B/32, 8 tasks | selected on validation |",
         "|---|---|---|---|",
     ]
     for method in present:
-        label, (paper_abs, paper_norm) = METHODS[method]
+        label, paper = describe_method(method)
         ours = summary_[method]
         normalized = None if method == "finetuned" else ours["avg_normalized_test"]
         lines.append(
-            f"| {label} | {cell(ours['avg_top1_test'], normalized)} | {cell(paper_abs, paper_norm)} | {_selection(ours)} |"
+            f"| {label} | {cell(ours['avg_top1_test'], normalized)} | {published(paper)} | {_selection(ours)} |"
         )
+    lines += [
+        "",
+        *(f"[{i}] {source}" + ("  " if i < len(sources) else "") for i, source in enumerate(sources, 1)),
+    ]
 
     lines += [
         "",
@@ -173,11 +231,27 @@ def markdown(results: Sequence[dict], summary_: dict, arch: str, compression: di
     ]
     test = frame[frame.split == "test"].set_index(["method", "task"]).top1
     for method in present:
-        lines.append(
-            f"| {METHODS[method][0]} | " + " | ".join(f"{test[(method, t)]:.1f}" for t in tasks) + " |"
-        )
+        lines.append(f"| {_label(method)} | " + " | ".join(f"{test[(method, t)]:.1f}" for t in tasks) + " |")
 
-    shares = overlap_shares(results)
+    gains = [
+        (m, summary_[m]["avg_normalized_test"] - summary_[METHODS[m].recipe.method]["avg_normalized_test"])
+        for m in present
+        if m in METHODS and METHODS[m].consensus and METHODS[m].recipe.method in summary_
+    ]
+    if gains:
+        lines += [
+            "",
+            "## Does consensus help?",
+            "",
+            "Consensus merge minus the single-model merge of the same recipe (normalized test points; "
+            "the paper, ViT-B/32 x 8: TA +4.3, TIES -0.4):",
+            "",
+            "| recipe | consensus - merge |",
+            "|---|---|",
+            *(f"| {METHODS[m].recipe.label} | {gain:+.1f} |" for m, gain in gains),
+        ]
+
+    shares = overlap_shares(results).dropna(axis=1, how="all")
     if len(shares.columns) > 1:
         lines += [
             "",
@@ -188,16 +262,47 @@ def markdown(results: Sequence[dict], summary_: dict, arch: str, compression: di
             "| tau_MTL | catastrophic (0) | selfish (1) | shared (>= 2) |",
             "|---|---|---|---|",
         ]
-        for mtv in MTVS:
-            if mtv in shares:
-                col = shares[mtv]
-                lines.append(f"| {mtv} | {col[0]:.1f} | {col[1]:.1f} | {col[2:].sum():.1f} |")
+        for mtv in shares.columns[1:]:
+            col = shares[mtv]
+            lines.append(f"| {mtv} | {col[0]:.1f} | {col[1]:.1f} | {col[2:].sum():.1f} |")
     if compression is not None:
-        lines += _compression_lines(summary_, compression)
+        lines += _compression_lines(summary_, compression, schemes or {})
+        lines += _frontier_lines(storage(summary_, compression, schemes), "frontier" in figures)
+    if "alpha" in figures or "lambda" in figures:
+        lines += ["", "## Selection on validation", ""]
+        lines += [f"![{name} curves](figures/{name}.png)" for name in ("alpha", "lambda") if name in figures]
     return "\n".join(lines) + "\n"
 
 
-def _compression_lines(summary_: dict, compression: dict) -> list[str]:
+SCHEMES_PAPER = {  # published per-task schemes, CLIP ViT-B/32, 8 tasks, absolute test top-1
+    "emr": "EMR-Merging 88.7 (Huang et al., NeurIPS 2024, on the task-vectors checkpoints)",
+    "tsv-c": "TSV-C 92.6 at about 19 % of a model per task (Gargiulo et al., CVPR 2025)",
+}
+
+
+def _frontier_lines(frame: pd.DataFrame, figure: bool) -> list[str]:
+    """Which points no other point beats on both storage and accuracy."""
+    best = []
+    for _, row in frame.sort_values(["megabytes", "avg_normalized_test"], ascending=[True, False]).iterrows():
+        if not best or row.avg_normalized_test > best[-1].avg_normalized_test:
+            best.append(row)
+    lines = [
+        "",
+        "## Storage against accuracy",
+        "",
+        "Bytes on disk for all tasks' models against average normalized test accuracy "
+        "(`plots/storage.csv`). Points no other point beats on both (the frontier):",
+        "",
+        "| storage | MB | avg normalized test |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r.storage} | {r.megabytes:.2f} | {r.avg_normalized_test:.1f} |" for r in best]
+    if figure:
+        lines += ["", "![storage vs accuracy](figures/frontier.png)"]
+    return lines
+
+
+def _compression_lines(summary_: dict, compression: dict, schemes: dict) -> list[str]:
     n = compression["bytes"]["finetuned"]
     lines = [
         "",
@@ -207,16 +312,25 @@ def _compression_lines(summary_: dict, compression: dict) -> list[str]:
         f"{compression['vector_dtype']} (the smallest store within the tolerance on validation).",
         "Sizes are bytes on disk; normalized accuracy is of the models rebuilt from each store, on test.",
         "",
-        "| storage | bytes | % of fine-tuned | vector bits/weight | mask bits/weight | avg top-1 (normalized) |",
+        "| storage | bytes | % of fine-tuned | vector bits/weight | per-task bits/weight | avg top-1 (normalized) |",
         "|---|---|---|---|---|---|",
         f"| fine-tuned checkpoints | {n:,} | 100.0 | | | {summary_['finetuned']['avg_top1_test']:.1f} (100.0) |",
     ]
-    for name, s in compression["stores"].items():
+    for name, s in {**compression["stores"], **schemes.get("stores", {})}.items():
         b = s["bits_per_weight"]
+        vector = f"{b['vector']:.2f}" if "vector" in b else ""
+        per_task = b.get("mask", b.get("factors"))
         lines.append(
-            f"| store: {name} | {s['bytes']['total']:,} | {100 * s['bytes']['total'] / n:.1f} | {b['vector']:.2f} | "
-            f"{b['mask']:.3f} | {s['avg_top1_test']:.1f} ({s['avg_normalized_test']:.1f}) |"
+            f"| store: {name} | {s['bytes']['total']:,} | {100 * s['bytes']['total'] / n:.1f} | {vector} | "
+            f"{per_task:.3f} | {s['avg_top1_test']:.1f} ({s['avg_normalized_test']:.1f}) |"
         )
+    if schemes.get("stores"):
+        lines += [
+            "",
+            "EMR stores one unified vector, each task's mask (coded as TALL masks are) and one rescaler per task; "
+            "TSV-C stores each task's rank-r/T factors (per-task bits/weight: its factors). Published, for "
+            "orientation: " + "; ".join(SCHEMES_PAPER.values()) + ".",
+        ]
     lines += [
         "",
         "Projected with the paper's accounting (the full fp32 zero-shot model, visual and text side, + the merged "

@@ -6,7 +6,6 @@ atomically (built in a hidden folder beside ``out``, renamed into place once com
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -23,7 +22,7 @@ from tallmerge.formats.tensorfile import DTYPE_NAMES, TensorFile, spool_tensors
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile, check_lambdas, write_masks
-from tallmerge.merging.recipes import MultiTaskVector, check_topk
+from tallmerge.merging.recipes import OPTIONS, MultiTaskVector
 from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
 from tallmerge.store import codec
 from tallmerge.store.manifest import (
@@ -66,12 +65,34 @@ def tall_mask_source(masks: MaskFile, ckpts: Checkpoints) -> MaskSource:
 
 def magnitude_mask_source(ckpts: Checkpoints, topk: float) -> MaskSource:
     """The magnitude-masking baseline: each task's top-k% |tau_t| as its mask on sum_t tau_t."""
-    check_topk(topk)
+    OPTIONS["topk"].validate(topk, "top-k")
     thresholds = magnitude_thresholds(ckpts, topk)
     return MaskSource(
         MultiTaskVector("ta"),
         {"kind": "magnitude", "topk": topk},
         lambda key: maths.magnitude_masks(ckpts.read(key)[1], thresholds),
+    )
+
+
+def emr_mask_source(ckpts: Checkpoints) -> MaskSource:
+    """EMR-Merging (Huang et al., NeurIPS 2024): the unified vector tau_uni (sign of sum_t tau_t,
+    the largest magnitude among the tasks agreeing with it), task t's mask where tau_t agrees
+    with tau_uni, and one rescaler per task, s_t = sum |tau_t| / sum |m_t * tau_uni| over the
+    whole model (one pass here); task t = theta_0 + s_t * m_t * tau_uni. No validation data."""
+    totals = torch.zeros(len(ckpts), dtype=torch.float64)
+    kept = torch.zeros(len(ckpts), dtype=torch.float64)
+    for _, _, taus in ckpts.sweep("EMR rescalers"):
+        unified = maths.emr_unified(taus)
+        masks = maths.emr_masks(taus, unified)
+        totals += taus.abs().reshape(len(taus), -1).sum(1, dtype=torch.float64)
+        kept += (masks * unified.abs()).reshape(len(taus), -1).sum(1, dtype=torch.float64)
+    rescalers = {
+        task: float(total / k) if k > 0 else 1.0 for task, total, k in zip(ckpts.names, totals, kept)
+    }
+    return MaskSource(
+        MultiTaskVector("emr"),
+        {"kind": "emr", "rescalers": rescalers},
+        lambda key: maths.emr_masks(ckpts.read(key)[1], maths.emr_unified(ckpts.read(key)[1])),
     )
 
 
@@ -135,7 +156,7 @@ def compress(
             "version": VERSION,
             "tasks": tasks,
             "masks": source.made,
-            "mtv": dataclasses.asdict(source.mtv),
+            "mtv": source.mtv.to_dict(),
             "vector_dtype": vector_dtype,
             "codecs": {
                 "vector": f"byte planes, zstd level {codec.ZSTD_LEVEL}, or raw",

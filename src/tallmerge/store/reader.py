@@ -117,8 +117,8 @@ class Store:
             raise Corrupted("'mask_sha256' must have one checksum per task")
         self.mask_sha256 = dict(masks)
         try:
-            self.mtv = MultiTaskVector(**field(manifest, "mtv", dict))
-        except (TypeError, TallmergeError):
+            self.mtv = MultiTaskVector.from_dict(field(manifest, "mtv", dict))
+        except (KeyError, TypeError, TallmergeError):
             raise Corrupted("bad 'mtv'") from None
         self.made = field(manifest, "masks", dict)
         if self.made.get("kind") == "tall":
@@ -129,8 +129,18 @@ class Store:
                 or not all(type(v) in (int, float) for v in lambdas.values())
             ):
                 raise Corrupted("'masks' must give a lambda per task")
+        elif self.made.get("kind") == "emr":
+            rescalers = self.made.get("rescalers")
+            if (
+                not isinstance(rescalers, dict)
+                or set(rescalers) != set(self.tasks)
+                or not all(type(v) in (int, float) and math.isfinite(v) for v in rescalers.values())
+            ):
+                raise Corrupted("'masks' of EMR must give a rescaler per task")
         elif self.made.get("kind") != "magnitude" or type(self.made.get("topk")) not in (int, float):
-            raise Corrupted("'masks' must be TALL masks with lambdas or magnitude masks with a top-k")
+            raise Corrupted(
+                "'masks' must be TALL masks with lambdas, magnitude masks with a top-k, or EMR masks with rescalers"
+            )
         self.weights = field(manifest, "weights", int)
         counted = sum(math.prod(shape) for _, _, shape, c in self.tensors if c is not None)
         if self.weights != counted:
@@ -185,6 +195,7 @@ class Store:
         if not self._verified:
             self.verify()
         index = self.tasks.index(task)
+        scale = self.made["rescalers"][task] if self.made.get("kind") == "emr" else None
         base_path, vector_path, masks_path = (self.files[p][0] for p in FILES)
         with (
             TensorFile(base_path) as base,
@@ -203,7 +214,10 @@ class Store:
                 mask = codec.decode_mask(streams.__getitem__, index, vector, table)
                 entry += 1
                 digest.update(np.packbits(mask.reshape(-1).numpy()).tobytes())
-                rebuilt = (theta.float() + vector.float() * mask).to(dtype)
+                update = vector.float() * mask
+                if scale is not None:  # EMR: s_t * m_t * tau_uni
+                    update = update * scale
+                rebuilt = (theta.float() + update).to(dtype)
                 if not torch.isfinite(rebuilt).all():
                     raise TallmergeError(
                         f"{self.path}: task '{task}' rebuilds tensor '{key}' beyond what {dtype} holds"
@@ -260,6 +274,10 @@ class Store:
         made = self.made
         if made.get("kind") == "tall":
             how = "TALL masks, lambda " + ", ".join(f"{t}={made['lambdas'][t]:g}" for t in self.tasks)
+        elif made.get("kind") == "emr":
+            how = "EMR masks (tau_t agrees with the unified vector), rescaled by " + ", ".join(
+                f"{t}={made['rescalers'][t]:.4g}" for t in self.tasks
+            )
         else:
             how = f"magnitude masks, top-{made.get('topk')}% of each task vector"
         nbytes, bpw = sizes["bytes"], sizes["bits_per_weight"]

@@ -1,0 +1,278 @@
+"""The per-task low-rank store (TSV-C, Gargiulo et al., CVPR 2025): task t is rebuilt as
+theta_0 + its own low-rank task vector, with no merged vector and no masks.
+
+A folder, format ``tallmerge.store`` version 1 with ``"scheme": "tsv-c"``::
+
+    manifest.json        as a mask store's (tasks, vector dtype, tensors, weights, files with
+                         sizes and SHA-256, fine-tuned bytes, sources, manifest_sha256), and the
+                         rank kept per matrix
+    base.safetensors     theta_0, a byte copy of the base checkpoint
+    factors.safetensors  per task index t and floating-point entry: for a matrix, ``t/<key>/us``
+                         (U_k diag(S_k), [rows, k]) and ``t/<key>/vh`` (V_k^T, [k, columns]),
+                         k = max(1, min(rows, columns) // T); any other entry whole as ``t/<key>``;
+                         in the vector dtype
+
+Task t = theta_0 + us @ vh on matrices (computed in float32), theta_0 + tau_t elsewhere, stored
+in the base's dtypes. Writing is atomic and reading verifies the manifest and every file as for
+mask stores (:mod:`tallmerge.store.manifest`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from tallmerge.errors import TallmergeError
+from tallmerge.formats.files import temporary_dir, write_json
+from tallmerge.formats.tensorfile import DTYPE_NAMES, DTYPES, TensorFile, spool_tensors, write_tensors
+from tallmerge.merging import maths
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.store.manifest import (
+    FORMAT,
+    MANIFEST,
+    MANIFEST_DIGEST,
+    VECTOR_DTYPES,
+    VERSION,
+    Corrupted,
+    field,
+    file_sha256,
+    manifest_digest,
+    replaceable_store,
+)
+
+SCHEME = "tsv-c"
+FILES = {"base": "base.safetensors", "factors": "factors.safetensors"}
+
+
+def compress_low_rank(out: str | os.PathLike, ckpts: Checkpoints, vector_dtype: str = "fp32") -> dict:
+    """Write the TSV-C store of ``ckpts`` to the folder ``out`` (one pass); return its manifest."""
+    from tallmerge.store.build import _move_into_place  # one way of putting a store in place
+
+    if vector_dtype not in VECTOR_DTYPES:
+        raise TallmergeError(
+            f"unknown vector dtype {vector_dtype!r} (choose from {', '.join(VECTOR_DTYPES)})"
+        )
+    dtype, out = VECTOR_DTYPES[vector_dtype], Path(out)
+    replaced = replaceable_store(out)
+    ranks = {}
+    with temporary_dir(out) as tmp:
+        shutil.copyfile(ckpts.base.path, tmp / FILES["base"])
+        with spool_tensors(tmp / FILES["factors"], {"format": FORMAT, "scheme": SCHEME}) as put:
+            for key, _, taus in ckpts.sweep("store: low-rank factors"):
+                if taus.dim() != 3:
+                    for t, tau in enumerate(taus):
+                        put(f"{t}/{key}", _fits(tau.to(dtype), key, vector_dtype))
+                    continue
+                k = ranks[key] = maths.task_rank(taus)
+                for t, tau in enumerate(taus):
+                    u, s, vh = torch.linalg.svd(tau, full_matrices=False)
+                    put(f"{t}/{key}/us", _fits((u[:, :k] * s[:k]).to(dtype), key, vector_dtype))
+                    put(f"{t}/{key}/vh", _fits(vh[:k].contiguous().to(dtype), key, vector_dtype))
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "scheme": SCHEME,
+            "tasks": ckpts.names,
+            "vector_dtype": vector_dtype,
+            "tensors": [
+                {
+                    "key": k,
+                    "dtype": DTYPE_NAMES[ckpts.base.dtype(k)],
+                    "shape": list(ckpts.base.shape(k)),
+                    "rank": ranks.get(k),
+                }
+                for k in ckpts.keys
+            ],
+            "weights": ckpts.numel,
+            "files": {
+                part: {"name": name, "bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
+                for part, name in FILES.items()
+            },
+            "finetuned_bytes": sum(f.path.stat().st_size for f in ckpts.files),
+            "sources": ckpts.sources(),
+        }
+        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+        write_json(manifest, tmp / MANIFEST)
+        _move_into_place(tmp, out, replaced)
+    return manifest
+
+
+def _fits(tensor: torch.Tensor, key: str, vector_dtype: str) -> torch.Tensor:
+    if not torch.isfinite(tensor).all():
+        raise TallmergeError(
+            f"a low-rank factor of '{key}' does not fit --vector-dtype {vector_dtype}; use fp32"
+        )
+    return tensor
+
+
+class LowRankStore:
+    """A TSV-C store opened for reading (same interface as :class:`tallmerge.store.reader.Store`)."""
+
+    def __init__(self, path: str | os.PathLike, manifest: dict):
+        self.path = Path(path)
+        try:
+            self._read_manifest(manifest)
+        except Corrupted as e:
+            raise TallmergeError(f"{self.path / MANIFEST}: corrupted manifest ({e})") from None
+        if manifest.get(MANIFEST_DIGEST) != manifest_digest(manifest):
+            raise TallmergeError(
+                f"{self.path / MANIFEST}: altered since it was written: its checksum does not match"
+            )
+        self.manifest = manifest
+        self._verified = False
+
+    def _read_manifest(self, manifest: dict) -> None:
+        tasks = field(manifest, "tasks", list)
+        if not tasks or not all(isinstance(t, str) and t for t in tasks) or len(set(tasks)) != len(tasks):
+            raise Corrupted("'tasks' must list distinct task names")
+        self.tasks = tasks
+        dtype = field(manifest, "vector_dtype", str)
+        if dtype not in VECTOR_DTYPES:
+            raise Corrupted(f"unknown vector_dtype {dtype[:20]!r}")
+        self.tensors = []
+        for entry in field(manifest, "tensors", list):
+            if not isinstance(entry, dict):
+                raise Corrupted("a 'tensors' entry is not an object")
+            key, name, shape = (
+                field(entry, "key", str),
+                field(entry, "dtype", str),
+                field(entry, "shape", list),
+            )
+            rank = entry.get("rank")
+            if name not in DTYPES or not all(type(d) is int and d >= 0 for d in shape):
+                raise Corrupted(f"tensor '{key}' has a bad dtype or shape")
+            if rank is not None and (type(rank) is not int or rank < 1 or len(shape) != 2):
+                raise Corrupted(f"tensor '{key}' has a bad rank")
+            self.tensors.append((key, DTYPES[name], tuple(shape), rank))
+        self.weights = field(manifest, "weights", int)
+        files = field(manifest, "files", dict)
+        self.files = {}
+        for part, name in FILES.items():
+            entry = field(files, part, dict)
+            if field(entry, "name", str) != name:
+                raise Corrupted(f"unexpected file name for the {part} file")
+            self.files[part] = (self.path / name, field(entry, "bytes", int), field(entry, "sha256", str))
+        if field(manifest, "finetuned_bytes", int) < 0:
+            raise Corrupted("negative 'finetuned_bytes'")
+
+    def verify(self) -> None:
+        problems = []
+        for path, size, digest in self.files.values():
+            if not path.is_file():
+                problems.append(f"{path}: missing from the store")
+            elif path.stat().st_size != size:
+                problems.append(
+                    f"{path}: corrupted store file ({path.stat().st_size} bytes, the manifest records {size})"
+                )
+            elif file_sha256(path) != digest:
+                problems.append(f"{path}: corrupted store file (checksum does not match the manifest)")
+        if problems:
+            raise TallmergeError("; ".join(problems))
+        with TensorFile(self.files["base"][0]) as base:
+            if [(k, d, s) for k, d, s, _ in self.tensors] != [
+                (k, base.dtype(k), base.shape(k)) for k in base.keys
+            ]:
+                raise TallmergeError(
+                    f"{self.path / MANIFEST}: corrupted manifest (its tensors are not the base's)"
+                )
+        self._verified = True
+
+    def _check_task(self, task: str) -> None:
+        if task not in self.tasks:
+            raise TallmergeError(
+                f"{self.path}: no task '{task}' in this store (available: {', '.join(self.tasks)})"
+            )
+
+    def model(self, task: str) -> Iterator[tuple[str, torch.Tensor]]:
+        """Task ``task``'s rebuilt weights, one entry at a time; only its own factors are read."""
+        self._check_task(task)
+        if not self._verified:
+            self.verify()
+        t = self.tasks.index(task)
+        with TensorFile(self.files["base"][0]) as base, TensorFile(self.files["factors"][0]) as factors:
+            for key, dtype, _, rank in self.tensors:
+                theta = base.get(key)
+                if not dtype.is_floating_point:
+                    yield key, theta
+                    continue
+                if rank is None:
+                    update = factors.get(f"{t}/{key}").float()
+                else:
+                    update = factors.get(f"{t}/{key}/us").float() @ factors.get(f"{t}/{key}/vh").float()
+                rebuilt = (theta.float() + update).to(dtype)
+                if not torch.isfinite(rebuilt).all():
+                    raise TallmergeError(
+                        f"{self.path}: task '{task}' rebuilds tensor '{key}' beyond what {dtype} holds"
+                    )
+                yield key, rebuilt
+
+    def state(self, task: str) -> dict[str, torch.Tensor]:
+        return dict(self.model(task))
+
+    def reconstruct(self, task: str, out: str | os.PathLike) -> None:
+        self._check_task(task)
+        specs = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
+        metadata = {"store": str(self.path), "task": task, "scheme": SCHEME}
+        with write_tensors(out, specs, metadata) as put:
+            for key, tensor in self.model(task):
+                put(key, tensor)
+
+    def sizes(self) -> dict:
+        nbytes = {part: size for part, (_, size, _) in self.files.items()}
+        nbytes["manifest"] = (self.path / MANIFEST).stat().st_size
+        nbytes["total"] = sum(nbytes.values())
+        weights = max(self.weights, 1)
+        return {
+            "bytes": nbytes,
+            "finetuned_bytes": int(self.manifest["finetuned_bytes"]),
+            "bits_per_weight": {"factors": 8 * nbytes["factors"] / (weights * len(self.tasks))},
+        }
+
+    def describe(self) -> str:
+        if not self._verified:
+            self.verify()
+        sizes = self.sizes()
+        nbytes = sizes["bytes"]
+        ranks = sorted({r for *_, r in self.tensors if r is not None})
+        return "\n".join(
+            [
+                f"{self.path}: {FORMAT} format version {VERSION}, scheme {SCHEME} (per-task low-rank task vectors)",
+                f"tasks ({len(self.tasks)}): {', '.join(self.tasks)}",
+                f"rank kept per matrix: {', '.join(map(str, ranks)) or 'none'}; factors stored as {self.manifest['vector_dtype']}",
+                f"weights per model: {self.weights:,}",
+                "",
+                f"{'component':<10} {'bytes':>14} {'bits/weight':>12}",
+                f"{'base':<10} {nbytes['base']:>14,} {8 * nbytes['base'] / max(self.weights, 1):>12.2f}",
+                f"{'factors':<10} {nbytes['factors']:>14,} {sizes['bits_per_weight']['factors']:>12.3f}  per task",
+                f"{'manifest':<10} {nbytes['manifest']:>14,}",
+                f"{'total':<10} {nbytes['total']:>14,}   "
+                f"({100 * nbytes['total'] / max(sizes['finetuned_bytes'], 1):.1f}% of the fine-tuned checkpoints' {sizes['finetuned_bytes']:,})",
+                "",
+                "verified: every file has the size and SHA-256 that the manifest records",
+            ]
+        )
+
+
+def open_store(path: str | os.PathLike):
+    """A store of any scheme: :class:`LowRankStore` for TSV-C, else a mask store
+    (:class:`tallmerge.store.reader.Store`, which checks everything else)."""
+    from tallmerge.store.reader import Store
+
+    manifest_path = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        manifest = None
+    if (
+        isinstance(manifest, dict)
+        and manifest.get("format") == FORMAT
+        and manifest.get("version") == VERSION
+        and manifest.get("scheme") == SCHEME
+    ):
+        return LowRankStore(path, manifest)
+    return Store(path)

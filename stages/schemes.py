@@ -1,0 +1,45 @@
+"""Stage schemes: the per-task rivals of the TALL store, on the same checkpoints and with the
+same accounting (bytes on disk, every task rebuilt and evaluated), at each vector dtype of
+`compress.vector_dtype`:
+
+- EMR-Merging: one unified vector tau_uni, each task's mask of the weights where tau_t agrees
+  with it, and one rescaler per task; task t = theta_0 + s_t * m_t * tau_uni (no validation data);
+- TSV-C: each task's own task vector at rank r / T on every matrix (whole elsewhere).
+
+The stores are measured and discarded; `tallmerge compress --scheme emr|tsv-c` writes one."""
+
+from pathlib import Path
+
+from tallmerge import layout
+from tallmerge.errors import exit_on_error
+from tallmerge.formats.files import temporary_dir, write_json
+from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.params import Params
+from tallmerge.results.evaluation import SPLITS, Benchmark, reference_top1, store_result
+from tallmerge.store.build import compress, emr_mask_source
+from tallmerge.store.lowrank import compress_low_rank, open_store
+
+
+def main() -> None:
+    params = Params.load()
+    dtypes = params.compress.vector_dtype
+    bench = Benchmark.from_params(params)
+    reference = {split: reference_top1(layout.method_metrics_path("finetuned"), split) for split in SPLITS}
+    layout.MODELS.mkdir(exist_ok=True)
+    stores = {}
+    with (
+        Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts,
+        temporary_dir(layout.MODELS / "schemes") as scratch,
+    ):
+        for dtype in dtypes:
+            out = Path(scratch) / f"emr-{dtype}"
+            compress(out, ckpts, emr_mask_source(ckpts), dtype)
+            stores[f"emr {dtype}"] = store_result(open_store(out), bench, reference)
+            out = Path(scratch) / f"tsv-c-{dtype}"
+            compress_low_rank(out, ckpts, dtype)
+            stores[f"tsv-c {dtype}"] = store_result(open_store(out), bench, reference)
+    write_json({"stores": stores}, layout.SCHEMES)
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
