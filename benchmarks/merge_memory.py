@@ -157,7 +157,9 @@ def child_stream(job: dict) -> dict:
     tasks = {f"task{i:02d}": p for i, p in enumerate(job["tasks"])}
     before = _rss_kib()
     start = time.perf_counter()
-    options = {"lam": LAM, "k": K, "alpha": ALPHA} if job["method"].startswith("consensus-") else {"alpha": ALPHA}
+    options = (
+        {"lam": LAM, "k": K, "alpha": ALPHA} if job["method"].startswith("consensus-") else {"alpha": ALPHA}
+    )
     merge_files(job["method"], job["base"], tasks, job["out"], **options)
     return {"wall_s": time.perf_counter() - start, "peak_rss_kib": _rss_kib(), "idle_rss_kib": before}
 
@@ -409,7 +411,9 @@ def table(rows: list[dict]) -> str:
         cells += ["failed", "-"] if "error" in s else [f"{s['wall_s']:.1f}", f"{s['peak_rss_gb']:.2f}"]
         if "skipped" in n and n.get("estimate_gb") is None:
             ta = r.get("vs_ta")
-            cells.append(f"vs task-arithmetic: time {ta['time']:.2f}x, memory {ta['mem']:.2f}x" if ta else "-")
+            cells.append(
+                f"vs task-arithmetic: time {ta['time']:.2f}x, memory {ta['mem']:.2f}x" if ta else "-"
+            )
         elif "skipped" in n:  # one cell spanning the naive columns
             cells.append(f"skipped (needs ~{n['estimate_gb']:.1f} GB)")
         elif "error" in n:
@@ -610,7 +614,12 @@ def main() -> int:
 
     for r in rows:  # the later methods against task-arithmetic at the same T, same run
         ta = next((x for x in rows if x["tasks"] == r["tasks"] and x["method"] == "task-arithmetic"), None)
-        if r["method"] in SPECTRAL and ta and "error" not in ta["streaming"] and "error" not in r["streaming"]:
+        if (
+            r["method"] in SPECTRAL
+            and ta
+            and "error" not in ta["streaming"]
+            and "error" not in r["streaming"]
+        ):
             r["vs_ta"] = {
                 "time": r["streaming"]["wall_s"] / ta["streaming"]["wall_s"],
                 "mem": r["streaming"]["peak_rss_kib"] / ta["streaming"]["peak_rss_kib"],
