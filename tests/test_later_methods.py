@@ -246,3 +246,29 @@ def test_spectral_merges_of_checkpoint_files(tmp_path, method, options, formula)
         torch.testing.assert_close(
             merged[key], want, atol=2e-3 if theta0.dtype == torch.float16 else 1e-5, rtol=0
         )
+
+
+def test_an_svd_that_fails_to_converge_is_redone_in_float64(monkeypatch):
+    """LAPACK's float32 SVD can fail on matrices with many repeated singular values (seen on
+    Iso-CTS at ViT-B/32 shapes); the decomposition is then redone in float64, and the merge goes on."""
+    taus = _taus(31, 3, (12, 9)).float()
+    expected = maths.iso_cts(taus, 0.8)
+    real = torch.linalg.svd
+
+    def fails_in_float32(matrix, full_matrices=True):
+        if matrix.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("linalg.svd: The algorithm failed to converge")
+        return real(matrix, full_matrices=full_matrices)
+
+    monkeypatch.setattr(torch.linalg, "svd", fails_in_float32)
+    u, s, vh = maths.thin_svd(taus[0])
+    assert u.dtype == s.dtype == vh.dtype == torch.float32
+    torch.testing.assert_close((u * s) @ vh, taus[0])
+    torch.testing.assert_close(maths.iso_cts(taus, 0.8), expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(torch.linalg.LinAlgError):  # float64 failing too is not hidden
+        monkeypatch.setattr(
+            torch.linalg,
+            "svd",
+            lambda m, full_matrices=True: (_ for _ in ()).throw(torch.linalg.LinAlgError("x")),
+        )
+        maths.thin_svd(taus[0])

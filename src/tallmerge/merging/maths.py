@@ -103,14 +103,23 @@ def task_rank(taus: torch.Tensor) -> int:
     return max(1, min(taus.shape[1:]) // len(taus))
 
 
-def _svd(matrix: torch.Tensor):
-    return torch.linalg.svd(matrix, full_matrices=False)
+def thin_svd(matrix: torch.Tensor):
+    """Thin SVD. LAPACK's divide-and-conquer can fail to converge on a matrix with many (nearly)
+    repeated singular values, such as a task vector with a subspace projected out or a stack of
+    near-orthonormal columns; such a matrix is decomposed again in float64 (then cast back)."""
+    try:
+        return torch.linalg.svd(matrix, full_matrices=False)
+    except torch.linalg.LinAlgError:
+        if matrix.dtype == torch.float64:
+            raise
+        u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+        return u.to(matrix.dtype), s.to(matrix.dtype), vh.to(matrix.dtype)
 
 
 def _orthonormal(columns: torch.Tensor) -> torch.Tensor:
     """The polar factor P Q^T of ``columns`` = P Sigma Q^T: the closest matrix whose columns are
     orthonormal (rows, if it is wider than tall)."""
-    p, _, qh = _svd(columns)
+    p, _, qh = thin_svd(columns)
     return p @ qh
 
 
@@ -142,7 +151,7 @@ def tsv_merge(taus: torch.Tensor) -> torch.Tensor:
     k = task_rank(taus)
     us, ss, vs = [], [], []
     for tau in taus:
-        u, s, v = _significant(*_svd(tau), k)
+        u, s, v = _significant(*thin_svd(tau), k)
         us.append(u), ss.append(s), vs.append(v)
     return _recombine(us, ss, vs, taus.shape[1:], flatten=False)
 
@@ -151,7 +160,7 @@ def iso_c(taus: torch.Tensor) -> torch.Tensor:
     """Iso-C: sum_t tau_t with its singular values all set to their mean."""
     if taus.dim() != 3:
         return taus.mean(dim=0)
-    u, s, v = _significant(*_svd(taus.sum(dim=0)), min(taus.shape[1:]))
+    u, s, v = _significant(*thin_svd(taus.sum(dim=0)), min(taus.shape[1:]))
     return (u * s.mean()) @ v.T if s.numel() else torch.zeros_like(taus[0])
 
 
@@ -164,11 +173,11 @@ def iso_cts(taus: torch.Tensor, common_fraction: float) -> torch.Tensor:
     rank = min(taus.shape[1:])
     per_task = (rank - int(common_fraction * rank)) // len(taus)
     common = rank - per_task * len(taus)
-    u, s, v = _significant(*_svd(taus.sum(dim=0)), common)
+    u, s, v = _significant(*thin_svd(taus.sum(dim=0)), common)
     us, ss, vs = [u], [s], [v]
     if per_task:
         for tau in taus:
-            ut, st, vt = _significant(*_svd(tau - u @ (u.T @ tau)), per_task)
+            ut, st, vt = _significant(*thin_svd(tau - u @ (u.T @ tau)), per_task)
             us.append(ut), ss.append(st), vs.append(vt)
     return _recombine(us, ss, vs, taus.shape[1:], flatten=True)
 
@@ -180,7 +189,7 @@ def low_rank(taus: torch.Tensor) -> torch.Tensor:
     k = task_rank(taus)
     out = torch.empty_like(taus)
     for t, tau in enumerate(taus):
-        u, s, vh = _svd(tau)
+        u, s, vh = thin_svd(tau)
         out[t] = (u[:, :k] * s[:k]) @ vh[:k]
     return out
 

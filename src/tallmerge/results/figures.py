@@ -28,29 +28,43 @@ def _save(figure, path: str | os.PathLike) -> None:
 
 
 def frontier(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Storage (MB, log scale) against average normalized test accuracy, one labelled point each
-    (labels of points that nearly coincide, such as the single merged models, are stacked)."""
+    """Storage (MB, log scale) against average normalized test accuracy. Stores of one scheme
+    that differ only in their vector dtype and rebuild the same accuracy share one label; the
+    single merged models (all one model's size) are labelled in a column beside their points."""
     figure, axes = plt.subplots(figsize=(9, 6))
-    placed: list[tuple[float, float]] = []
     for kind, group in frame.groupby("kind", sort=False):
         axes.scatter(
             group.megabytes, group.avg_normalized_test, marker=_MARKERS.get(kind, "o"), label=kind, s=40
         )
-        for row in group.sort_values("avg_normalized_test").itertuples():
-            near = sum(
-                1
-                for x, y in placed
-                if abs(x / row.megabytes - 1) < 0.04 and abs(y - row.avg_normalized_test) < 2.5
-            )
-            placed.append((row.megabytes, row.avg_normalized_test))
+    labels: dict[tuple, list] = {}
+    for row in frame[frame.kind != "one model"].itertuples():
+        name = row.storage.split(": ", 1)[-1]
+        scheme, _, dtype = name.rpartition(" ") if name.endswith(("fp32", "bf16", "fp16")) else (name, "", "")
+        labels.setdefault((scheme, round(row.avg_normalized_test, 1)), []).append((row.megabytes, dtype))
+    for (scheme, accuracy), points in labels.items():
+        dtypes = ", ".join(d for _, d in sorted(points, key=lambda p: p[1]) if d)
+        axes.annotate(
+            f"{scheme} ({dtypes})" if dtypes else scheme,
+            (min(x for x, _ in points), accuracy),
+            fontsize=7,
+            xytext=(-4, 6),
+            textcoords="offset points",
+        )
+    singles = frame[frame.kind == "one model"].sort_values("avg_normalized_test")
+    if len(singles):
+        low, high = singles.avg_normalized_test.min(), singles.avg_normalized_test.max()
+        step = max(2.2, (high - low) / max(len(singles) - 1, 1))
+        for i, row in enumerate(singles.itertuples()):
             axes.annotate(
-                row.storage.split(": ", 1)[-1],
+                f"{row.storage.split(': ', 1)[-1]} {row.avg_normalized_test:.1f}",
                 (row.megabytes, row.avg_normalized_test),
+                xytext=(row.megabytes * 1.35, low - 2 + i * step),
                 fontsize=7,
-                xytext=(5, 2 + 9 * near),
-                textcoords="offset points",
+                arrowprops={"arrowstyle": "-", "linewidth": 0.4, "color": "grey"},
             )
+        axes.set_ylim(bottom=min(axes.get_ylim()[0], low - 4))
     axes.set_xscale("log")
+    axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.set_xlabel("bytes on disk for all tasks' models (MB, log scale)")

@@ -70,7 +70,7 @@ def compress_low_rank(out: str | os.PathLike, ckpts: Checkpoints, vector_dtype: 
                     continue
                 k = ranks[key] = maths.task_rank(taus)
                 for t, tau in enumerate(taus):
-                    u, s, vh = torch.linalg.svd(tau, full_matrices=False)
+                    u, s, vh = maths.thin_svd(tau)
                     put(f"{t}/{key}/us", _fits((u[:, :k] * s[:k]).to(dtype), key, vector_dtype))
                     put(f"{t}/{key}/vh", _fits(vh[:k].contiguous().to(dtype), key, vector_dtype))
         manifest = {
