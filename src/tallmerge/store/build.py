@@ -162,20 +162,9 @@ def compress(
                 "vector": f"byte planes, zstd level {codec.ZSTD_LEVEL}, or raw",
                 "masks": f"range coding, context = ({codec.BUCKETS} magnitude buckets, earlier tasks on)",
             },
-            "tensors": [
-                {
-                    "key": k,
-                    "dtype": DTYPE_NAMES[ckpts.base.dtype(k)],
-                    "shape": list(ckpts.base.shape(k)),
-                    "vector": codecs.get(k),
-                }
-                for k in ckpts.keys
-            ],
+            "tensors": tensor_entries(ckpts, "vector", codecs),
             "weights": ckpts.numel,
-            "files": {
-                part: {"name": name, "bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
-                for part, name in FILES.items()
-            },
+            "files": file_entries(tmp, FILES),
             "mask_sha256": {t: d.hexdigest() for t, d in digests.items()},
             "mask_bytes": dict(
                 zip(tasks, (4 * sum(n) for n in zip(*lengths)) if lengths else [0] * len(tasks))
@@ -183,10 +172,38 @@ def compress(
             "finetuned_bytes": sum(f.path.stat().st_size for f in ckpts.files),
             "sources": ckpts.sources(),
         }
-        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
-        write_json(manifest, tmp / MANIFEST)
-        _move_into_place(tmp, out, replaced)
+        seal(manifest, tmp, out, replaced)
     return manifest
+
+
+def tensor_entries(ckpts: Checkpoints, name: str, values: dict) -> list[dict]:
+    """The manifest's ``tensors``: every entry of the base (key, dtype, shape) and ``name``: its
+    value in ``values`` (None for entries not there)."""
+    return [
+        {
+            "key": k,
+            "dtype": DTYPE_NAMES[ckpts.base.dtype(k)],
+            "shape": list(ckpts.base.shape(k)),
+            name: values.get(k),
+        }
+        for k in ckpts.keys
+    ]
+
+
+def file_entries(tmp: Path, files: dict[str, str]) -> dict:
+    """The manifest's ``files``: each part's name, size and SHA-256 in the folder ``tmp``."""
+    return {
+        part: {"name": name, "bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
+        for part, name in files.items()
+    }
+
+
+def seal(manifest: dict, tmp: Path, out: Path, replaced: set[str] | None) -> None:
+    """Give the finished store in ``tmp`` its manifest (with its own digest, written last) and
+    move it to ``out``."""
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+    write_json(manifest, tmp / MANIFEST)
+    _move_into_place(tmp, out, replaced)
 
 
 def _move_into_place(tmp: Path, out: Path, replaced: set[str] | None) -> None:

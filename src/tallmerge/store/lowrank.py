@@ -28,22 +28,21 @@ from pathlib import Path
 import torch
 
 from tallmerge.errors import TallmergeError
-from tallmerge.formats.files import temporary_dir, write_json
-from tallmerge.formats.tensorfile import DTYPE_NAMES, DTYPES, TensorFile, spool_tensors, write_tensors
+from tallmerge.formats.files import temporary_dir
+from tallmerge.formats.tensorfile import DTYPES, TensorFile, spool_tensors
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.store.build import file_entries, seal, tensor_entries
 from tallmerge.store.manifest import (
     FORMAT,
     MANIFEST,
-    MANIFEST_DIGEST,
     VECTOR_DTYPES,
     VERSION,
     Corrupted,
     field,
-    file_sha256,
-    manifest_digest,
     replaceable_store,
 )
+from tallmerge.store.reader import Store
 
 SCHEME = "tsv-c"
 FILES = {"base": "base.safetensors", "factors": "factors.safetensors"}
@@ -51,8 +50,6 @@ FILES = {"base": "base.safetensors", "factors": "factors.safetensors"}
 
 def compress_low_rank(out: str | os.PathLike, ckpts: Checkpoints, vector_dtype: str = "fp32") -> dict:
     """Write the TSV-C store of ``ckpts`` to the folder ``out`` (one pass); return its manifest."""
-    from tallmerge.store.build import _move_into_place  # one way of putting a store in place
-
     if vector_dtype not in VECTOR_DTYPES:
         raise TallmergeError(
             f"unknown vector dtype {vector_dtype!r} (choose from {', '.join(VECTOR_DTYPES)})"
@@ -79,26 +76,13 @@ def compress_low_rank(out: str | os.PathLike, ckpts: Checkpoints, vector_dtype: 
             "scheme": SCHEME,
             "tasks": ckpts.names,
             "vector_dtype": vector_dtype,
-            "tensors": [
-                {
-                    "key": k,
-                    "dtype": DTYPE_NAMES[ckpts.base.dtype(k)],
-                    "shape": list(ckpts.base.shape(k)),
-                    "rank": ranks.get(k),
-                }
-                for k in ckpts.keys
-            ],
+            "tensors": tensor_entries(ckpts, "rank", ranks),
             "weights": ckpts.numel,
-            "files": {
-                part: {"name": name, "bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
-                for part, name in FILES.items()
-            },
+            "files": file_entries(tmp, FILES),
             "finetuned_bytes": sum(f.path.stat().st_size for f in ckpts.files),
             "sources": ckpts.sources(),
         }
-        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
-        write_json(manifest, tmp / MANIFEST)
-        _move_into_place(tmp, out, replaced)
+        seal(manifest, tmp, out, replaced)
     return manifest
 
 
@@ -110,21 +94,9 @@ def _fits(tensor: torch.Tensor, key: str, vector_dtype: str) -> torch.Tensor:
     return tensor
 
 
-class LowRankStore:
-    """A TSV-C store opened for reading (same interface as :class:`tallmerge.store.reader.Store`)."""
-
-    def __init__(self, path: str | os.PathLike, manifest: dict):
-        self.path = Path(path)
-        try:
-            self._read_manifest(manifest)
-        except Corrupted as e:
-            raise TallmergeError(f"{self.path / MANIFEST}: corrupted manifest ({e})") from None
-        if manifest.get(MANIFEST_DIGEST) != manifest_digest(manifest):
-            raise TallmergeError(
-                f"{self.path / MANIFEST}: altered since it was written: its checksum does not match"
-            )
-        self.manifest = manifest
-        self._verified = False
+class LowRankStore(Store):
+    """A TSV-C store opened for reading: :class:`Store`'s manifest and file checks, with the
+    factors in place of the vector and masks."""
 
     def _read_manifest(self, manifest: dict) -> None:
         tasks = field(manifest, "tasks", list)
@@ -160,34 +132,6 @@ class LowRankStore:
         if field(manifest, "finetuned_bytes", int) < 0:
             raise Corrupted("negative 'finetuned_bytes'")
 
-    def verify(self) -> None:
-        problems = []
-        for path, size, digest in self.files.values():
-            if not path.is_file():
-                problems.append(f"{path}: missing from the store")
-            elif path.stat().st_size != size:
-                problems.append(
-                    f"{path}: corrupted store file ({path.stat().st_size} bytes, the manifest records {size})"
-                )
-            elif file_sha256(path) != digest:
-                problems.append(f"{path}: corrupted store file (checksum does not match the manifest)")
-        if problems:
-            raise TallmergeError("; ".join(problems))
-        with TensorFile(self.files["base"][0]) as base:
-            if [(k, d, s) for k, d, s, _ in self.tensors] != [
-                (k, base.dtype(k), base.shape(k)) for k in base.keys
-            ]:
-                raise TallmergeError(
-                    f"{self.path / MANIFEST}: corrupted manifest (its tensors are not the base's)"
-                )
-        self._verified = True
-
-    def _check_task(self, task: str) -> None:
-        if task not in self.tasks:
-            raise TallmergeError(
-                f"{self.path}: no task '{task}' in this store (available: {', '.join(self.tasks)})"
-            )
-
     def model(self, task: str) -> Iterator[tuple[str, torch.Tensor]]:
         """Task ``task``'s rebuilt weights, one entry at a time; only its own factors are read."""
         self._check_task(task)
@@ -211,16 +155,8 @@ class LowRankStore:
                     )
                 yield key, rebuilt
 
-    def state(self, task: str) -> dict[str, torch.Tensor]:
-        return dict(self.model(task))
-
-    def reconstruct(self, task: str, out: str | os.PathLike) -> None:
-        self._check_task(task)
-        specs = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
-        metadata = {"store": str(self.path), "task": task, "scheme": SCHEME}
-        with write_tensors(out, specs, metadata) as put:
-            for key, tensor in self.model(task):
-                put(key, tensor)
+    def _made_how(self) -> dict:
+        return {"scheme": SCHEME}
 
     def sizes(self) -> dict:
         nbytes = {part: size for part, (_, size, _) in self.files.items()}
@@ -261,8 +197,6 @@ class LowRankStore:
 def open_store(path: str | os.PathLike):
     """A store of any scheme: :class:`LowRankStore` for TSV-C, else a mask store
     (:class:`tallmerge.store.reader.Store`, which checks everything else)."""
-    from tallmerge.store.reader import Store
-
     manifest_path = Path(path) / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_bytes())
@@ -274,5 +208,5 @@ def open_store(path: str | os.PathLike):
         and manifest.get("version") == VERSION
         and manifest.get("scheme") == SCHEME
     ):
-        return LowRankStore(path, manifest)
+        return LowRankStore(path)
     return Store(path)

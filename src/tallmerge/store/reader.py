@@ -237,15 +237,13 @@ class Store:
         dtypes), atomically: a failed check leaves nothing behind."""
         self._check_task(task)
         specs = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
-        metadata = {
-            "store": str(self.path),
-            "task": task,
-            "masks": self.made,
-            "vector_dtype": self.manifest["vector_dtype"],
-        }
-        with write_tensors(out, specs, metadata) as put:
+        with write_tensors(out, specs, {"store": str(self.path), "task": task, **self._made_how()}) as put:
             for key, tensor in self.model(task):
                 put(key, tensor)
+
+    def _made_how(self) -> dict:
+        """What a rebuilt model's metadata records of how the store was made."""
+        return {"masks": self.made, "vector_dtype": self.manifest["vector_dtype"]}
 
     # -- sizes --
     def sizes(self) -> dict:
