@@ -52,6 +52,8 @@ def test_per_task_override_applies_to_that_task_only():
         ({"finetune__batch_size": True}, "finetune.batch_size"),
         ({"finetune__warmup": 10_000}, "finetune.warmup"),
         ({"finetune__momentum": 0.9}, "finetune.momentum"),
+        ({"finetune__clip_grad": 0}, "finetune.clip_grad"),
+        ({"finetune__clip_grad": "1"}, "finetune.clip_grad"),
         ({"tasks": {"digits": {"stepz": 3}}}, "tasks.digits.stepz"),
         ({"tasks": {"digits": {"lr": 0}}}, "tasks.digits.lr"),
     ],
@@ -62,6 +64,13 @@ def test_invalid_finetune_values_name_their_key(changes, key):
     with pytest.raises(TallmergeError, match=key.replace(".", r"\.")) as err:
         params.finetune(task)
     assert "\n" not in str(err.value)
+
+
+def test_gradient_clipping_is_optional_and_per_task():
+    assert make().finetune("digits").clip_grad is None  # absent: no clipping
+    params = make(finetune__clip_grad=1, tasks={"digits": {"clip_grad": None}, "shapes": {}})
+    assert params.finetune("shapes").clip_grad == 1.0
+    assert params.finetune("digits").clip_grad is None
 
 
 @pytest.mark.parametrize("tasks", [{}, [], ["digits"], None, "digits"])

@@ -50,3 +50,20 @@ def test_contrastive_pretraining_lowers_the_loss():
     cfg = PretrainConfig(steps=30, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=3, images=512)
     losses = pretrain_clip(clip, images, concepts, captions, counts, *image_stats(clip), cfg, seed=0)
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+def test_gradient_clipping_bounds_each_step():
+    # With Adam, a gradient clipped to a norm far below eps leaves only weight decay to move the
+    # weights; unclipped, the same steps move them much further.
+    task, train, _ = small_task()
+    moved = {}
+    for clip_grad in (None, 1e-12):
+        cfg = TrainConfig(steps=3, batch_size=32, lr=1e-3, weight_decay=0.0, warmup=1, clip_grad=clip_grad)
+        clip = create_clip("pocket-vit", seed=0)
+        head = zeroshot_head(clip, tokenizer("pocket-vit"), task.classnames, task.templates)
+        before = {k: v.clone() for k, v in clip.visual.state_dict().items()}
+        finetune(Classifier(clip.visual, head), train, cfg, seed=0)
+        moved[clip_grad] = max(
+            (v - before[k]).abs().max().item() for k, v in clip.visual.state_dict().items()
+        )
+    assert moved[1e-12] < 1e-5 < 1e-4 < moved[None], moved

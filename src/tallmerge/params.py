@@ -33,9 +33,10 @@ class TrainConfig:
     lr: float
     weight_decay: float
     warmup: int
+    clip_grad: float | None = None  # largest global gradient norm (None: no clipping)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PretrainConfig(TrainConfig):
     images: int  # size of the captioned pre-training mix
 
@@ -297,17 +298,22 @@ class Params:
 
     def _config(self, cls, values: dict, key_of):
         """Build dataclass ``cls`` from ``values``; ``key_of(field)`` names a field in errors."""
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
         for key in values:
             if key not in fields:
                 raise TallmergeError(
                     f"{self.source}: unknown key '{key_of(key)}' (allowed: {', '.join(fields)})"
                 )
         out = {}
-        for key, typ in fields.items():
+        for key, field in fields.items():
+            typ = field.type
             if key not in values:
+                if field.default is not dataclasses.MISSING:
+                    continue
                 raise TallmergeError(f"{self.source}: missing key '{key_of(key)}'")
-            if typ in ("float", float):
+            if values[key] is None and field.default is None:
+                out[key] = None
+            elif typ in ("float", float, "float | None"):
                 out[key] = self._float(key_of(key), values[key], allow_zero=key == "weight_decay")
             else:
                 out[key] = self._int(key_of(key), values[key], minimum=0 if key == "warmup" else 1)

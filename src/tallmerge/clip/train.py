@@ -62,6 +62,8 @@ def _optimise(
         loss = loss_fn(batch, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
         optimizer.step()
         schedule.step()
         loss = loss.detach()
