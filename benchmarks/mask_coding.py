@@ -8,13 +8,19 @@ task) with the merged vector they index:
 - ``packbits + zstd-19`` / ``+ lzma``: general-purpose codecs on the packed bits;
 - ``nonzero only + zstd-19``: packed bits of the weights where the merged vector is non-zero
   (the others never matter for a reconstruction), then zstd;
-- ``tallmerge``: the store's coding (:mod:`tallmerge.store.codec`): the same bits, range-coded with the
-  context model P(bit | magnitude bucket, earlier tasks on); it includes its probability table.
+- ``tallmerge``: the store's coding (:mod:`tallmerge.store.codec`): the same bits, each task's
+  range-coded on its own with the context model P(bit | magnitude bucket); it includes its
+  probability tables (one per entry).
+
+And three empirical entropies of the coded bits (no table, no coder: the bounds of a static
+model with that context): given the bucket (what the store codes with), given the bucket and
+the number of earlier tasks on (format version 1's context, which made task t decode tasks
+0..t-1 first), and the joint entropy of all T bits of a weight given its bucket, per mask.
 
 Reported per weight and mask (bits over T x weights), with encode and decode times of the
 codings that have both. Run after `dvc repro` (it needs the masks and fine-tuned models)::
 
-    python benchmarks/mask_coding.py [--mtv ties|ta] [--vector-dtype fp32|bf16|fp16] [--json OUT]
+    python benchmarks/mask_coding.py [--mtv ties|ta] [--vector-dtype fp32|bf16|int4|...] [--json OUT]
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ from tallmerge.merging.masks import MaskFile
 from tallmerge.merging.methods import mtv_vectors
 from tallmerge.params import Params
 from tallmerge.store import codec
-from tallmerge.store.manifest import VECTOR_DTYPES
 
 
 def timed(fn):
@@ -43,24 +48,38 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
+def stored(vector: torch.Tensor, fmt: str) -> torch.Tensor:
+    """tau_MTL as a store in format ``fmt`` holds it."""
+    name, parts = codec.encode_vector(vector, fmt)
+    return codec.decode_vector(name, parts.__getitem__, fmt, vector.shape)
+
+
+def entropy(symbols: np.ndarray, context: np.ndarray) -> float:
+    """Empirical conditional entropy in bits (total over the symbols) of ``symbols`` given
+    ``context``: what a static model fitted to them would code them in, at best."""
+    _, joint = np.unique(np.stack([context, symbols]), axis=1, return_counts=True)
+    _, marginal = np.unique(context, return_counts=True)
+    return float(-(joint * np.log2(joint)).sum() + (marginal * np.log2(marginal)).sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--mtv", choices=("ta", "ties"), default="ties")
-    parser.add_argument("--vector-dtype", choices=tuple(VECTOR_DTYPES), default="bf16")
+    parser.add_argument("--vector-dtype", choices=codec.FORMATS, default="bf16")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
     params = Params.load()
-    dtype = VECTOR_DTYPES[args.vector_dtype]
+    fmt = args.vector_dtype
     with (
         MaskFile(layout.selected_masks(args.mtv)) as masks,
         Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts,
     ):
         masks.check_matches(ckpts)
         selection = masks.selection()
-        vectors = {key: v.to(dtype) for key, _, v in mtv_vectors(ckpts, masks.mtv)}
+        vectors = {key: stored(v, fmt) for key, _, v in mtv_vectors(ckpts, masks.mtv)}
         stacks = {key: masks.stacked(key, ckpts.names, selection) for key in vectors}
     tasks, weights = len(ckpts.names), sum(v.numel() for v in vectors.values())
     per_mask = lambda nbytes: 8 * nbytes / (tasks * weights)  # noqa: E731
@@ -80,19 +99,17 @@ def main() -> None:
     results["nonzero only + zstd-19"] = {"bits": per_mask(len(nz19))}
 
     def encode():
-        model = codec.MaskModel(tasks)
-        for key in vectors:
-            model.observe(stacks[key], vectors[key])
-        table = model.table()
-        return table, {key: codec.encode_masks(stacks[key], vectors[key], table) for key in vectors}
+        return {key: codec.encode_masks(stacks[key], codec.Positions(v)) for key, v in vectors.items()}
 
-    (table, streams), t_enc = timed(encode)
-    coded = table.numel() * 2 + sum(w.numel() * 4 for s in streams.values() for w in s)
+    coded_masks, t_enc = timed(encode)
+    coded = sum(table.numel() * 2 + sum(w.numel() * 4 for w in s) for table, s in coded_masks.values())
 
-    def decode_all():  # every task, as T separate reconstructions would (task t decodes 0..t)
+    def decode_all():  # every task, each from its own streams
         for key, vector in vectors.items():
+            positions = codec.Positions(vector)
+            table, streams = coded_masks[key]
             for t in range(tasks):
-                mask = codec.decode_mask(streams[key].__getitem__, t, vector, table)
+                mask = codec.decode_mask(streams[t], positions, table[t])
                 assert torch.equal(mask, stacks[key][t] & (vector != 0)), (key, t)
 
     _, t_dec = timed(decode_all)
@@ -101,17 +118,33 @@ def main() -> None:
         "encode_s": t_enc,
         "decode_all_tasks_s": t_dec,
     }
+    bits = [codec.Positions(v) for v in vectors.values()]
+    bucket = np.concatenate([p.bucket for p in bits]).astype(np.int64)
+    on = np.concatenate(
+        [np.stack([p.bits(m) for m in stacks[key]]) for p, key in zip(bits, vectors)], axis=1
+    ).astype(np.int64)
+    earlier = np.cumsum(on, axis=0) - on
+    pattern = (on << np.arange(tasks)[:, None]).sum(0)
+    entropies = {
+        "given bucket (this store)": sum(entropy(on[t], bucket) for t in range(tasks)),
+        "given bucket, earlier tasks on (v1)": sum(
+            entropy(on[t], bucket * tasks + earlier[t]) for t in range(tasks)
+        ),
+        "joint, given bucket": entropy(pattern, bucket),
+    }
+    for name, total in entropies.items():
+        results[f"entropy {name}"] = {"bits": total / (tasks * weights)}
 
     base = results["packbits"]["bits"]
     print(
         f"{tasks} tasks x {weights:,} weights, tau_MTL = {masks.mtv}, vector {args.vector_dtype}; "
         f"merged vector non-zero at {100 * nonzero.mean():.1f}% of weights"
     )
-    print(f"{'coding':<34} {'bits/weight/mask':>16} {'vs packbits':>12}  time")
+    print(f"{'coding':<40} {'bits/weight/mask':>16} {'vs packbits':>12}  time")
     for name, r in results.items():
         r["ratio_vs_packbits"] = r["bits"] / base
         times = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k.endswith("_s"))
-        print(f"{name:<34} {r['bits']:>16.3f} {r['ratio_vs_packbits']:>12.3f}  {times}")
+        print(f"{name:<40} {r['bits']:>16.3f} {r['ratio_vs_packbits']:>12.3f}  {times}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

@@ -5,14 +5,21 @@ What it measures
     default, T = 8), the wall time and peak resident memory of these commands, each as a ratio
     to the baseline, one streaming merge pass over the same files:
 
-    - ``merge``: ``tallmerge merge task-arithmetic --alpha 0.4`` (the baseline);
-    - ``compress fp32`` / ``compress bf16``: ``tallmerge compress --lambda 0.4 --mtv ta
-      --vector-dtype fp32|bf16`` (a pass computing the TALL masks into a scratch file, a pass
-      writing the merged vector and fitting the mask model, then the mask coding);
+    - ``merge one``: ``tallmerge merge average --finetuned ONE`` (read the base and one
+      checkpoint, write one model): the baseline of every rebuild;
+    - ``merge all``: ``tallmerge merge task-arithmetic --alpha 0.4`` over the T checkpoints: the
+      baseline of compress;
+    - ``compress fp32`` / ``compress bf16`` / ``compress int4``: ``tallmerge compress --lambda
+      0.4 --mtv ta --vector-dtype ...`` (a pass computing the TALL masks into a scratch file, a
+      pass writing the merged vector and fitting the mask model, then the mask coding, each
+      entry's tasks in parallel threads);
     - ``reconstruct first`` / ``reconstruct last``: ``tallmerge reconstruct`` of the first and
-      the last task from the bf16 store; the last is the slowest, as decoding task t's mask
-      decodes the masks of every task before it;
-    - ``reconstruct last (fp32)``: the last task from the fp32 store.
+      the last task from the bf16 store (format version 2: every task decodes from its own
+      streams, so they should take the same time); ``reconstruct last (fp32)`` / ``(int4)``:
+      the last task from the other stores;
+    - ``switch first`` / ``switch last``: the in-memory switch, ``Store.state(task)`` on a
+      store opened and verified beforehand (not timed), no file written;
+    - ``reconstruct --all``: every task from the bf16 store in one pass.
 
     Each command runs in a fresh subprocess (2 torch threads) that calls ``tallmerge.cli.main``
     with the command's arguments and reports its own wall time (the command only; interpreter
@@ -20,11 +27,11 @@ What it measures
     the ~0.3 GB an idle Python + torch process already holds). A command's input files are read
     once by the parent right before it runs, so every run starts with them in the page cache.
 
-    Every reconstruction is checked: for the first, the largest and the last floating-point
-    tensors and every integer one (read one tensor at a time with safetensors' ``safe_open``),
-    the rebuilt tensor must equal theta_0 + m_t * v bit for bit, with tau_MTL = sum_t tau_t, the
-    TALL mask m_t = |tau_t| > 0.4 |tau_MTL - tau_t| and v = tau_MTL in the store's vector dtype
-    computed here directly from the checkpoints.
+    Every reconstruction written to a file is checked: for the first, the largest and the last
+    floating-point tensors and every integer one (read one tensor at a time with safetensors'
+    ``safe_open``), the rebuilt tensor must equal theta_0 + m_t * v bit for bit, with tau_MTL =
+    sum_t tau_t, the TALL mask m_t = |tau_t| > 0.4 |tau_MTL - tau_t| and v = tau_MTL as the
+    store's vector dtype holds it, computed here directly from the checkpoints.
 
     The checkpoints are ``merge_memory.generate``'s: seeded random float32 tensors (base ~
     N(0, 0.02), each task = base + small noise), generated once and deleted at the end. Random
@@ -43,8 +50,9 @@ How to run
 
 What the numbers mean
     ``wall s``: seconds for the command, files to files. ``peak GB``: peak RSS of the process
-    running it (1 GB = 1e9 bytes). ``time x`` / ``mem x``: the run's wall time / peak RSS divided
-    by the baseline merge's. ``output``: ``exact`` when the reconstruction matched bit for bit.
+    running it (1 GB = 1e9 bytes). ``vs``: the baseline; ``time x`` / ``mem x``: the run's wall
+    time / peak RSS divided by the baseline's. ``output``: ``exact`` when the reconstruction
+    matched bit for bit.
 """
 
 from __future__ import annotations
@@ -69,7 +77,7 @@ DEFAULT_JSON = ROOT / "benchmarks" / "results" / "store_speed.json"
 LAM = 0.4  # compress: the TALL masks' lambda
 ALPHA = 0.4  # the baseline merge's scaling
 QUICK_TASKS = 3
-BASELINE = "merge"
+STORES = ("fp32", "bf16", "int4")
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 
 
@@ -83,6 +91,15 @@ def child(argv: list[str]) -> dict:
     from tallmerge.merging import methods  # noqa: F401
     from tallmerge.store import build, reader  # noqa: F401
 
+    if argv[0] == "switch":  # the in-memory switch: open and verify, then time state(task)
+        store = reader.Store(argv[1])
+        store.verify()
+        before = mm._rss_kib()
+        start = time.perf_counter()
+        state = store.state(argv[2])
+        wall = time.perf_counter() - start
+        assert len(state) == len(store.tensors)
+        return {"wall_s": wall, "peak_rss_kib": mm._rss_kib(), "idle_rss_kib": before}
     before = mm._rss_kib()
     start = time.perf_counter()
     cli.main(argv)
@@ -110,20 +127,26 @@ def run_command(argv: list[str], inputs: list[Path]) -> dict:
 
 # -- the runs --------------------------------------------------------------------------------------
 def plan_runs(paths: list[Path], out: Path) -> list[dict]:
-    """The commands, in order: each with its arguments, the files it reads and, for a
-    reconstruction, what to check its output against."""
+    """The commands, in order: each with its arguments, the files it reads, the baseline it is
+    compared with and, for a reconstruction, what to check its output against."""
     base, tasks = paths[0], paths[1:]
     names = [p.stem for p in tasks]
     inputs = ["--base", str(base), "--finetuned", *(f"{n}={p}" for n, p in zip(names, tasks))]
-    stores = {d: out / f"store-{d}" for d in ("fp32", "bf16")}
+    stores = {d: out / f"store-{d}" for d in STORES}
 
     def store_files(dtype: str) -> list[Path]:
         folder = stores[dtype]
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
+    one = ["--base", str(base), "--finetuned", f"{names[0]}={tasks[0]}"]
     runs = [
         {
-            "run": BASELINE,
+            "run": "merge one",
+            "files": paths[:2],
+            "argv": ["merge", "average", *one, "--out", str(out / "one.safetensors")],
+        },
+        {
+            "run": "merge all",
             "files": paths,
             "argv": [
                 "merge",
@@ -132,43 +155,59 @@ def plan_runs(paths: list[Path], out: Path) -> list[dict]:
                 "--alpha",
                 str(ALPHA),
                 "--out",
-                str(out / "merged.safetensors"),
+                str(out / "all.safetensors"),
             ],
-        }
+        },
     ]
     for dtype in stores:
         runs.append(
             {
                 "run": f"compress {dtype}",
+                "vs": "merge all",
                 "files": paths,
-                "argv": [
-                    "compress",
-                    *inputs,
-                    "--lambda",
-                    str(LAM),
-                    "--mtv",
-                    "ta",
-                    "--vector-dtype",
-                    dtype,
-                    "--out",
-                    str(stores[dtype]),
-                ],
+                "argv": ["compress", *inputs, "--lambda", str(LAM), "--mtv", "ta", "--vector-dtype", dtype]
+                + ["--out", str(stores[dtype])],
             }
         )
+    last = len(tasks) - 1
     for label, index, dtype in [
         ("first", 0, "bf16"),
-        ("last", len(tasks) - 1, "bf16"),
-        ("last (fp32)", len(tasks) - 1, "fp32"),
+        ("last", last, "bf16"),
+        ("last (fp32)", last, "fp32"),
+        ("last (int4)", last, "int4"),
     ]:
         rebuilt = out / f"{names[index]}-{dtype}.safetensors"
         runs.append(
             {
                 "run": f"reconstruct {label}",
+                "vs": "merge one",
                 "files": lambda d=dtype: store_files(d),
                 "argv": ["reconstruct", str(stores[dtype]), "--task", names[index], "--out", str(rebuilt)],
                 "check": {"rebuilt": rebuilt, "task": index, "vector_dtype": dtype},
             }
         )
+    for label, index in [("first", 0), ("last", last)]:
+        runs.append(
+            {
+                "run": f"switch {label}",
+                "vs": "merge one",
+                "files": lambda: store_files("bf16"),
+                "argv": ["switch", str(stores["bf16"]), names[index]],
+            }
+        )
+    runs.append(
+        {
+            "run": "reconstruct --all",
+            "vs": "merge one",
+            "files": lambda: store_files("bf16"),
+            "argv": ["reconstruct", str(stores["bf16"]), "--all", "--out", str(out / "all-tasks")],
+            "check": {
+                "rebuilt": out / "all-tasks" / f"{names[last]}.safetensors",
+                "task": last,
+                "vector_dtype": "bf16",
+            },
+        }
+    )
     return runs
 
 
@@ -186,7 +225,7 @@ def check_reconstruction(
     import torch
     from safetensors import safe_open
 
-    from tallmerge.store.manifest import VECTOR_DTYPES
+    from tallmerge.store import codec
 
     with ExitStack() as stack:
         out, base, *tasks = (
@@ -200,7 +239,8 @@ def check_reconstruction(
                 taus = torch.stack([t.get_tensor(key).float() - theta.float() for t in tasks])
                 mtv = taus.sum(dim=0)
                 mask = taus[task].abs() > LAM * (mtv - taus[task]).abs()
-                vector = mtv.to(VECTOR_DTYPES[vector_dtype]).float()
+                name, parts = codec.encode_vector(mtv, vector_dtype)
+                vector = codec.decode_vector(name, parts.__getitem__, vector_dtype, mtv.shape).float()
                 expected = (theta.float() + vector * mask).to(theta.dtype)
             else:
                 expected = theta
@@ -225,16 +265,18 @@ def store_sizes(store: Path, finetuned_bytes: int, weights: int, tasks: int) -> 
 
 # -- reporting -------------------------------------------------------------------------------------
 def runs_table(rows: list[dict]) -> str:
-    head = ["run", "wall s", "peak GB", "time x", "mem x", "output"]
+    head = ["run", "wall s", "peak GB", "vs", "time x", "mem x", "output"]
     lines = [head]
     for r in rows:
         if "error" in r:
-            lines.append([r["run"], "failed", "-", "-", "-", "-"])
+            lines.append([r["run"], "failed", "-", "-", "-", "-", "-"])
             continue
         check = r.get("check")
         output = "-" if check is None else "exact" if check["exact"] else "MISMATCH"
         ratios = [f"{r[k]:.2f}" if k in r else "-" for k in ("time_ratio", "mem_ratio")]
-        lines.append([r["run"], f"{r['wall_s']:.2f}", f"{r['peak_rss_gb']:.2f}", *ratios, output])
+        lines.append(
+            [r["run"], f"{r['wall_s']:.2f}", f"{r['peak_rss_gb']:.2f}", r.get("vs", "-"), *ratios, output]
+        )
     return _columns(lines)
 
 
@@ -279,8 +321,9 @@ def measure(runs: list[dict], paths: list[Path], keys: list[str]) -> list[dict]:
             print(f" FAILED: {row['error']}", flush=True)
             rows.append(row)
             continue
-        baseline = rows[0] if rows else row
-        if "error" not in baseline:
+        baseline = next((r for r in rows if r["run"] == run.get("vs")), None)
+        if baseline is not None and "error" not in baseline:
+            row["vs"] = baseline["run"]
             row["time_ratio"] = row["wall_s"] / baseline["wall_s"]
             row["mem_ratio"] = row["peak_rss_kib"] / baseline["peak_rss_kib"]
         print(f" {row['wall_s']:.2f} s, {row['peak_rss_gb']:.2f} GB", end="", flush=True)
@@ -354,7 +397,7 @@ def main() -> int:
         finetuned_bytes = sum(p.stat().st_size for p in paths[1:])
         stores = {
             d: store_sizes(out / f"store-{d}", finetuned_bytes, weights, tasks)
-            for d in ("fp32", "bf16")
+            for d in STORES
             if (out / f"store-{d}" / "manifest.json").is_file()
         }
     finally:
@@ -368,7 +411,8 @@ def main() -> int:
     print()
     print(runs_table(rows))
     print(
-        f"\ntime x, mem x: wall time and peak RSS over the baseline '{BASELINE}' (one task-arithmetic pass)"
+        "\ntime x, mem x: wall time and peak RSS over the baseline in 'vs' (merge one: base + one "
+        "checkpoint -> one model; merge all: a task-arithmetic pass over the T checkpoints)"
     )
     print("\nstore size on disk, bytes (b/w: bits per weight; per task for the masks):")
     print(sizes_table(stores, finetuned_bytes))
@@ -406,7 +450,7 @@ def main() -> int:
         )
         print(f"results written to {json_path}")
     failed = any("error" in r or not r.get("check", {"exact": True})["exact"] for r in rows)
-    return 1 if failed or len(stores) < 2 else 0
+    return 1 if failed or len(stores) < len(STORES) else 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ A store is built at each vector dtype in params; every task is rebuilt from it a
 The smallest store whose average normalized validation accuracy is within `compress.tolerance`
 points of the best is kept (models/store). For comparison the magnitude-masking baseline is
 stored the same way. Sizes are bytes on disk; the projection to the paper's models applies our
-measured bits per weight to its accounting (the full fp32 zero-shot model + vector + 20 masks)."""
+measured bits per weight to its accounting (the full fp32 zero-shot model + vector + 20 masks),
+and the overhead beyond that fp32 model (vector + 20 masks) on its own."""
 
 import shutil
 from pathlib import Path
@@ -18,7 +19,7 @@ from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile
 from tallmerge.params import Params
 from tallmerge.results.evaluation import SPLITS, Benchmark, reference_top1, store_result
-from tallmerge.store.accounting import projected_gbit
+from tallmerge.store.accounting import overhead_gbit, projected_gbit
 from tallmerge.store.build import compress, magnitude_mask_source, tall_mask_source
 from tallmerge.store.reader import Store
 
@@ -66,6 +67,12 @@ def main() -> None:
             ),
             "projected_gbit_vit_l14_20tasks": round(
                 projected_gbit("ViT-L-14", 20, bits["vector"], bits["mask"]), 3
+            ),
+            "projected_overhead_gbit_vit_b32_20tasks": round(
+                overhead_gbit("ViT-B-32", 20, bits["vector"], bits["mask"]), 3
+            ),
+            "projected_overhead_gbit_vit_l14_20tasks": round(
+                overhead_gbit("ViT-L-14", 20, bits["vector"], bits["mask"]), 3
             ),
             "accuracy": chosen["accuracy"],
             "stores": {

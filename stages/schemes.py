@@ -4,7 +4,8 @@ same accounting (bytes on disk, every task rebuilt and evaluated), at each vecto
 
 - EMR-Merging: one unified vector tau_uni, each task's mask of the weights where tau_t agrees
   with it, and one rescaler per task; task t = theta_0 + s_t * m_t * tau_uni (no validation data);
-- TSV-C: each task's own task vector at rank r / T on every matrix (whole elsewhere).
+- TSV-C: each task's own task vector at rank r / T on every matrix (whole elsewhere), at the
+  floating-point dtypes only (its factors are not quantized).
 
 The stores are measured and discarded; `tallmerge compress --scheme emr|tsv-c` writes one."""
 
@@ -17,6 +18,7 @@ from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.params import Params
 from tallmerge.results.evaluation import SPLITS, Benchmark, reference_top1, store_result
 from tallmerge.store.build import compress, emr_mask_source
+from tallmerge.store.codec import FLOAT_FORMATS
 from tallmerge.store.lowrank import compress_low_rank, open_store
 
 
@@ -35,6 +37,8 @@ def main() -> None:
             out = Path(scratch) / f"emr-{dtype}"
             compress(out, ckpts, emr_mask_source(ckpts), dtype)
             stores[f"emr {dtype}"] = store_result(open_store(out), bench, reference)
+            if dtype not in FLOAT_FORMATS:
+                continue
             out = Path(scratch) / f"tsv-c-{dtype}"
             compress_low_rank(out, ckpts, dtype)
             stores[f"tsv-c {dtype}"] = store_result(open_store(out), bench, reference)

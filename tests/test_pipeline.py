@@ -59,6 +59,7 @@ def repo(tmp_path_factory):
     params["merge"] = {m: params["merge"][m] for m in MERGES}
     params["mtv"] = {m: params["mtv"][m] for m in MTVS}
     params["compress"]["mtv"] = "tsv-m"
+    params["compress"]["vector_dtype"] = ["fp32", "bf16", "int4"]
     for method in MERGES[1:]:
         params["merge"][method]["alpha"] = GRID
     params["consensus"]["alpha"] = GRID
@@ -138,14 +139,14 @@ def test_repro_writes_the_metrics_contract(repo):
     assert "| TIES |" in report and "Consensus TIES" not in report
     assert "![storage vs accuracy](figures/frontier.png)" in report and "store: tsv-c fp32" in report
     schemes = json.loads((repo / "metrics" / "schemes.json").read_text())["stores"]
-    assert set(schemes) == {f"{s} {d}" for s in ("emr", "tsv-c") for d in ("fp32", "bf16", "fp16")}
+    assert set(schemes) == {f"emr {d}" for d in ("fp32", "bf16", "int4")} | {"tsv-c fp32", "tsv-c bf16"}
     storage = pd.read_csv(repo / "plots" / "storage.csv")
-    assert {"store: emr bf16", "store: tsv-c fp16", "one model: Iso-CTS"} <= set(storage.storage)
+    assert {"store: emr int4", "store: tsv-c bf16", "one model: Iso-CTS"} <= set(storage.storage)
 
 
 def test_compress_stage_keeps_a_store_that_rebuilds_the_tall_models(repo):
     summary = json.loads((repo / "metrics" / "summary.json").read_text())["compression"]
-    assert summary["mtv"] == "tsv-m" and summary["vector_dtype"] in {"fp32", "bf16", "fp16"}
+    assert summary["mtv"] == "tsv-m" and summary["vector_dtype"] in {"fp32", "bf16", "int4"}
     sizes = summary["bytes"]
     assert (
         sizes["total"]
@@ -154,6 +155,8 @@ def test_compress_stage_keeps_a_store_that_rebuilds_the_tall_models(repo):
     )
     assert 0 < summary["bits_per_weight"]["mask"] < 1 and 0 < summary["bits_per_weight"]["vector"] <= 32.1
     assert 3.63 < summary["projected_gbit_vit_b32_20tasks"] < 3.63 + 0.0879 * (32.1 + 20)
+    overhead = summary["projected_overhead_gbit_vit_b32_20tasks"]
+    assert overhead == pytest.approx(summary["projected_gbit_vit_b32_20tasks"] - 3.630, abs=2e-3)
     compression = json.loads((repo / "metrics" / "compression.json").read_text())
     # the fp32 store rebuilds exactly the TALL + TSV-M models, so their accuracy is the same
     frame = pd.read_csv(repo / "metrics" / "accuracy.csv")

@@ -203,6 +203,7 @@ ALLOWED = {
         "tallmerge.tasks",
         "tallmerge.clip",
         "tallmerge.merging",  # the report reads the method registry (labels, published rows)
+        "tallmerge.store",  # and the paper's storage accounting (the projections)
     },
     "tallmerge.params": {"tallmerge", "tallmerge.errors", "tallmerge.tasks", "tallmerge.merging"},
 }

@@ -25,6 +25,7 @@ from tallmerge.store.build import (
     tall_mask_source,
     tall_mask_source_at,
 )
+from tallmerge.store.codec import BLOCK
 from tallmerge.store.manifest import FILES, MANIFEST, MANIFEST_DIGEST, manifest_digest
 from tallmerge.store.reader import Store
 
@@ -38,8 +39,8 @@ def case(tmp_path):
 
 def build(tmp_path, base_path, paths, lam=0.4, mtv=MultiTaskVector("ta"), dtype="fp32", name="store"):
     out = tmp_path / name
-    with Checkpoints(base_path, paths) as ckpts, tall_mask_source_at(ckpts, lam, mtv, out) as source:
-        compress(out, ckpts, source, dtype)
+    with Checkpoints(base_path, paths) as ckpts:
+        compress(out, ckpts, tall_mask_source_at(ckpts, lam, mtv), dtype)
     return out
 
 
@@ -121,6 +122,120 @@ def test_reduced_precision_vector(case, tmp_path, dtype):
                 assert torch.equal(a[key], b[key])
 
 
+@pytest.mark.parametrize("fmt", ["int8", "int4", "int2"])
+def test_quantized_store_rebuilds_theta_0_plus_the_mask_times_the_dequantized_vector(case, tmp_path, fmt):
+    """Bit for bit: theta_0 + m_t * v_hat, with v_hat = q * s the block-quantized tau_MTL and m_t
+    the TALL mask of the unquantized tau_MTL."""
+    base, finetuned, base_path, paths = case
+    store = Store(build(tmp_path, base_path, paths, dtype=fmt, name=fmt))
+    for t, task in enumerate(paths):
+        rebuilt = store.state(task)
+        for key, theta in base.items():
+            if not theta.is_floating_point():
+                assert torch.equal(rebuilt[key], theta)
+                continue
+            taus = torch.stack([ft[key].float() - theta.float() for ft in finetuned])
+            mtv = taus.sum(0)
+            v_hat = codec.dequantize(*codec.quantize(mtv, fmt), mtv.shape)
+            mask = taus[t].abs() > 0.4 * (mtv - taus[t]).abs()
+            assert torch.equal(rebuilt[key], (theta.float() + v_hat * mask).to(theta.dtype)), (fmt, key)
+    assert f"stored as {fmt}" in store.describe()
+
+
+def test_any_task_is_decoded_from_its_own_mask_streams(case, tmp_path, monkeypatch):
+    """Random access: rebuilding task t reads the entries' mask models and task t's streams,
+    nothing else."""
+    from tallmerge.formats.tensorfile import TensorFile
+
+    _, _, base_path, paths = case
+    out = build(tmp_path, base_path, paths, dtype="int4")
+    read = []
+    original = TensorFile.get
+
+    def spy(self, key):
+        if self.path.name == FILES["masks"]:
+            read.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(TensorFile, "get", spy)
+    store = Store(out)
+    for t, task in enumerate(paths):
+        read.clear()
+        store.state(task)
+        streams = [k for k in read if not k.startswith("probabilities/")]
+        assert streams and all(k.startswith(f"{t}/") for k in streams)
+        assert len(streams) == len(read) - len(streams)  # one stream and one table per entry
+
+
+def test_reconstruct_all_writes_what_each_reconstruct_writes(case, tmp_path, capsys):
+    _, _, base_path, paths = case
+    out = build(tmp_path, base_path, paths, dtype="int8")
+    status, stdout, _ = run(["reconstruct", out, "--all", "--out", tmp_path / "all"], capsys)
+    assert status == 0 and "3 tasks rebuilt" in stdout
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == [f"{t}.safetensors" for t in paths]
+    for task in paths:
+        Store(out).reconstruct(task, tmp_path / f"one-{task}.safetensors")
+        assert (tmp_path / "all" / f"{task}.safetensors").read_bytes() == (
+            tmp_path / f"one-{task}.safetensors"
+        ).read_bytes()
+    fails(["reconstruct", out, "--out", tmp_path / "x"], capsys, "exactly one of --task NAME or --all")
+    fails(["reconstruct", out, "--all", "--task", "task0", "--out", tmp_path / "x"], capsys, "exactly one of")
+
+
+def test_reconstruct_all_writes_nothing_when_a_task_fails(built, tmp_path):
+    manifest = json.loads((built / MANIFEST).read_text())
+    manifest["mask_sha256"]["task2"] = "0" * 64
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+    (built / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(TallmergeError, match="task 'task2' decodes to masks that do not match"):
+        Store(built).reconstruct_all(tmp_path / "all")
+    assert not list((tmp_path / "all").iterdir())
+
+
+def module_with(state: dict) -> torch.nn.Module:
+    """A module whose state dict has ``state``'s keys (dotted paths), zero-filled."""
+    root = torch.nn.Module()
+    for key, value in state.items():
+        *path, leaf = key.split(".")
+        node = root
+        for part in path:
+            if not hasattr(node, part):
+                node.add_module(part, torch.nn.Module())
+            node = getattr(node, part)
+        node.register_buffer(leaf, torch.zeros_like(value))
+    return root
+
+
+def test_apply_switches_a_loaded_model_between_tasks_in_place(built, case, tmp_path):
+    base = case[0]
+    store = Store(built)
+    module = module_with(base)
+    buffers = dict(module.named_buffers())
+    for task in ("task2", "task0", "task1"):
+        store.apply(task, module)
+        assert_same(dict(module.state_dict()), store.state(task), exact=True)
+    assert all(b is buffers[k] for k, b in module.named_buffers())  # the same tensors, updated in place
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    manifest = json.loads((built / MANIFEST).read_text())
+    manifest["mask_sha256"]["task0"] = "0" * 64
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+    (built / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(TallmergeError, match="do not match their checksum"):
+        Store(built).apply("task0", module)
+    assert_same(dict(module.state_dict()), before, exact=True)  # a failed switch changes nothing
+    with pytest.raises(TallmergeError, match="does not have the store's weights"):
+        Store(built).apply("task1", module_with({"other.weight": torch.zeros(2)}))
+
+
+def test_a_version_1_store_says_how_to_convert_it(built, capsys):
+    manifest = json.loads((built / MANIFEST).read_text())
+    manifest["version"] = 1
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+    (built / MANIFEST).write_text(json.dumps(manifest))
+    line = fails(["info", built], capsys, "format version 1", "`tallmerge compress`")
+    assert "\n" not in line
+
+
 def test_magnitude_masks_store(case, tmp_path):
     base, finetuned, base_path, paths = case
     with Checkpoints(base_path, paths) as ckpts:
@@ -184,73 +299,112 @@ def test_refuses_to_replace_what_is_not_a_store(case, tmp_path):
 # -- codecs ---------------------------------------------------------------------------------------
 def test_magnitude_buckets_are_half_octaves_below_the_largest():
     v = torch.tensor([0.0, 1.0, 0.75, 0.7, 0.5, 0.36, 0.25, -1.0, 1e-30, 0.0])
-    where, bucket = codec.coded_positions(v)
-    assert where.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    positions = codec.Positions(v)
+    assert positions.where.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
     # half-octave cells [2^(k/2), 2^((k+1)/2)): 1.0 and -1.0 share the top cell, 0.75 is in
     # [1/sqrt2, 1), 0.7 and 0.5 in [1/2, 1/sqrt2), 0.36 in [1/(2 sqrt2), 1/2), 0.25 below; 1e-30 clips
-    assert bucket.tolist() == [0, 1, 2, 2, 3, 4, 0, 15]
+    assert positions.bucket.tolist() == [0, 1, 2, 2, 3, 4, 0, 15]
+
+
+def code_masks(masks, vector):
+    positions = codec.Positions(vector)
+    table, streams = codec.encode_masks(masks, positions)
+    assert table.dtype == torch.uint16 and table.shape == (len(masks), codec.BUCKETS)
+    return positions, table, streams
 
 
 @pytest.mark.parametrize("tasks", [1, 2, 5])
-def test_mask_coding_round_trips(tasks):
+def test_mask_coding_round_trips_each_task_from_its_own_stream(tasks):
     g = torch.Generator().manual_seed(tasks)
-    vector = torch.randn(3000, generator=g) * torch.rand(3000, generator=g) ** 4
+    vector = torch.randn(60, 50, generator=g) * torch.rand(60, 50, generator=g) ** 4
     vector[::7] = 0
-    masks = torch.rand(tasks, 3000, generator=g) < torch.linspace(0.05, 0.95, tasks).unsqueeze(1)
-    model = codec.MaskModel(tasks)
-    model.observe(masks, vector)
-    table = model.table()
-    streams = codec.encode_masks(masks, vector, table)
-    for t in range(tasks):
-        decoded = codec.decode_mask(streams.__getitem__, t, vector, table)
+    masks = torch.rand(tasks, 60, 50, generator=g) < torch.linspace(0.05, 0.95, tasks)[:, None, None]
+    positions, table, streams = code_masks(masks, vector)
+    for t in reversed(range(tasks)):  # any order: a task needs nothing but its own stream
+        decoded = codec.decode_mask(streams[t], codec.Positions(vector), table[t])
         assert torch.equal(decoded, masks[t] & (vector != 0))
 
 
 def test_mask_coding_of_empty_and_zero_entries():
     masks = torch.ones(2, 4, 3, dtype=torch.bool)
-    for vector in (torch.zeros(4, 3), torch.zeros(0, 3)):
-        m = masks[:, : vector.shape[0]]
-        model = codec.MaskModel(2)
-        model.observe(m, vector)
-        streams = codec.encode_masks(m, vector, model.table())
-        assert not codec.decode_mask(streams.__getitem__, 1, vector, model.table()).any()
+    for vector in (torch.zeros(4, 3), torch.zeros(0, 3), torch.tensor(0.0)):
+        m = masks[:, : vector.shape[0]] if vector.dim() else masks[:, 0, 0]
+        positions, table, streams = code_masks(m, vector)
+        decoded = codec.decode_mask(streams[1], positions, table[1])
+        assert decoded.shape == vector.shape and not decoded.any()
 
 
 def test_masks_that_follow_the_vector_code_far_below_one_bit():
-    """Context modelling pays: masks on where |v| is large and where the earlier task is on."""
+    """Context modelling pays: masks on where |v| is large cost about the entropy of their noise."""
     g = torch.Generator().manual_seed(0)
     n = 200_000
     vector = torch.randn(n, generator=g)
-    first = (vector.abs() > 0.7) ^ (torch.rand(n, generator=g) < 0.05)
-    second = first ^ (torch.rand(n, generator=g) < 0.05)
-    masks = torch.stack([first, second])
-    model = codec.MaskModel(2)
-    model.observe(masks, vector)
-    words = sum(s.numel() for s in codec.encode_masks(masks, vector, model.table()))
-    bits_per_weight = 32 * words / (2 * n)
-    assert 0.2 < bits_per_weight < 0.45  # H(0.05) = 0.29 per bit; a plain packbits is 1.0
-    plain = float(np.mean([first.float().mean(), second.float().mean()]))
-    assert bits_per_weight < 0.5 * -(plain * math.log2(plain) + (1 - plain) * math.log2(1 - plain))
+    masks = torch.stack([(vector.abs() > 0.7) ^ (torch.rand(n, generator=g) < 0.05) for _ in range(2)])
+    _, _, streams = code_masks(masks, vector)
+    bits_per_weight = 32 * sum(s.numel() for s in streams) / (2 * n)
+    assert 0.2 < bits_per_weight < 0.5  # H(0.05) = 0.29 per bit; a plain packbits is 1.0
+    plain = masks.float().mean().item()
+    assert bits_per_weight < 0.6 * -(plain * math.log2(plain) + (1 - plain) * math.log2(1 - plain))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_vector_coding_round_trips_bit_for_bit(dtype):
+@pytest.mark.parametrize("fmt", ["fp32", "bf16", "fp16"])
+def test_float_vector_coding_round_trips_bit_for_bit(fmt):
     g = torch.Generator().manual_seed(1)
-    v = (torch.randn(4, 1000, generator=g) * 1e-3).to(dtype)
+    v = torch.randn(4, 1000, generator=g) * 1e-3
     v[0, :500] = 0
     v[1, 0] = -0.0
-    name, stored = codec.encode_vector(v)
-    assert name == "zstd" and stored.numel() < v.numel() * v.element_size()
-    back = codec.decode_vector(name, stored, dtype, v.shape)
+    name, parts = codec.encode_vector(v, fmt)
+    dtype = codec.FLOAT_FORMATS[fmt]
+    assert name == "zstd" and set(parts) == {"values"}
+    assert parts["values"].numel() < v.numel() * dtype.itemsize
+    back = codec.decode_vector(name, parts.__getitem__, fmt, v.shape)
     assert back.dtype == dtype and back.shape == v.shape
-    assert torch.equal(back.reshape(-1).view(torch.uint8), v.reshape(-1).view(torch.uint8))  # -0.0 too
+    assert torch.equal(back.reshape(-1).view(torch.uint8), v.to(dtype).reshape(-1).view(torch.uint8))
 
 
 def test_incompressible_vector_is_kept_raw():
     v = torch.tensor([1.5], dtype=torch.float32)
-    name, stored = codec.encode_vector(v)
-    assert name == "raw" and stored is v
-    assert torch.equal(codec.decode_vector(name, stored, torch.float32, (1,)), v)
+    name, parts = codec.encode_vector(v, "fp32")
+    assert name == "raw" and torch.equal(parts["values"], v)
+    assert torch.equal(codec.decode_vector(name, parts.__getitem__, "fp32", (1,)), v)
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int4", "int2"])
+@pytest.mark.parametrize("shape", [(3, 300), (129,), (), (0, 5)], ids=["matrix", "odd", "scalar", "empty"])
+def test_quantized_vector_is_within_half_a_step_of_each_value(fmt, shape):
+    g = torch.Generator().manual_seed(2)
+    v = torch.randn(shape, generator=g) * torch.rand(shape, generator=g) ** 3 * 1e-2
+    if v.numel() > 200:
+        v.view(-1)[:BLOCK] = 0  # an all-zero block
+    name, parts = codec.encode_vector(v, fmt)
+    back = codec.decode_vector(name, parts.__getitem__, fmt, v.shape)
+    assert back.dtype == torch.float32 and back.shape == v.shape
+    qmax = (1 << (codec.INT_FORMATS[fmt] - 1)) - 1
+    flat = torch.nn.functional.pad(v.reshape(-1), (0, -v.numel() % BLOCK)).reshape(-1, BLOCK)
+    step, exact = parts["scales"].float(), flat.abs().amax(1) / qmax
+    assert parts["scales"].dtype == torch.bfloat16
+    assert (step >= exact).all() and (step <= exact * (1 + 2**-7)).all()  # rounded up, by < 1 ulp
+    error = torch.nn.functional.pad(back.reshape(-1) - v.reshape(-1), (0, -v.numel() % BLOCK))
+    assert (error.reshape(-1, BLOCK).abs() <= step[:, None] * (0.5 + 1e-6)).all()
+    assert torch.equal(back.reshape(-1)[v.reshape(-1) == 0], torch.zeros(int((v == 0).sum())))
+    if v.numel() > 200:
+        assert parts["values"].numel() < v.numel() * codec.INT_FORMATS[fmt] / 8 + 64
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int4", "int2"])
+def test_packing_round_trips_every_level(fmt):
+    bits = codec.INT_FORMATS[fmt]
+    qmax = (1 << (bits - 1)) - 1
+    q = np.tile(np.arange(-qmax, qmax + 1, dtype=np.int8), 7)
+    packed = codec._pack(q, bits)
+    assert packed.size == -(-q.size * bits // 8)
+    assert np.array_equal(codec._unpack(packed, bits, q.size), q)
+
+
+@pytest.mark.parametrize("fmt,value", [("fp16", 1e6), ("int8", float("nan")), ("int4", float("inf"))])
+def test_a_vector_that_does_not_fit_its_format_is_an_error(fmt, value):
+    with pytest.raises(TallmergeError, match=f"does not fit --vector-dtype {fmt}; use fp32"):
+        codec.encode_vector(torch.tensor([value, 1.0]), fmt)
 
 
 # -- the paper's accounting ----------------------------------------------------------------------
@@ -365,7 +519,7 @@ def test_compress_reconstruct_info_commands(case, tmp_path, capsys):
     status, stdout, _ = run(["info", out], capsys)
     assert status == 0
     for needle in (
-        "format version 1",
+        "format version 2",
         "task0, task1, task2",
         "task1=0.4",
         "base",
@@ -512,3 +666,23 @@ def test_ties_passes_run_once_per_compress(case, tmp_path, monkeypatch):
     _, _, base_path, paths = case
     build(tmp_path, base_path, paths, mtv=MultiTaskVector("ties", topk=30.0, agg="sum"))
     assert len(calls) == 1
+
+
+def test_magnitude_buckets_read_from_the_bits_agree_with_frexp():
+    g = torch.Generator().manual_seed(3)
+    values = (torch.randn(50_000, generator=g) * 10 ** torch.randint(-12, 4, (50_000,), generator=g)).numpy()
+    values = np.concatenate([values, np.float32([2**-126, 0.70710677, 0.7071067, 1.4142135, -3e-41])])
+    fast = codec._half_octaves(values[:-1])  # normal numbers: from the bits
+    slow = codec._half_octaves(values)  # a subnormal among them: frexp
+    mantissa, exponent = np.frexp(np.abs(values))
+    assert np.array_equal(slow, 2 * exponent + (mantissa >= np.float32(math.sqrt(0.5))))
+    assert np.array_equal(fast - fast.max(), slow[:-1] - slow[:-1].max())
+
+
+def test_the_overhead_is_the_projection_beyond_the_fp32_zero_shot_model():
+    from tallmerge.store.accounting import overhead_gbit
+
+    for arch in ("ViT-B-32", "ViT-L-14"):
+        base = projected_gbit(arch, 20, vector_bits=0, mask_bits=0)
+        assert overhead_gbit(arch, 20, 10.0, 0.5) == pytest.approx(projected_gbit(arch, 20, 10.0, 0.5) - base)
+    assert round(projected_gbit("ViT-B-32", 20, 0, 0), 2) == 3.63  # the paper's fp32 ViT-B/32

@@ -187,16 +187,25 @@ def _cmd_compress(args: argparse.Namespace) -> None:
                     )
                 compress(args.out, ckpts, tall_mask_source(masks, ckpts), args.vector_dtype)
         else:
-            with tall_mask_source_at(ckpts, args.lam, mtv, Path(args.out).absolute()) as source:
-                compress(args.out, ckpts, source, args.vector_dtype)
+            compress(args.out, ckpts, tall_mask_source_at(ckpts, args.lam, mtv), args.vector_dtype)
     print(open_store(args.out).describe())
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
+    from tallmerge.errors import TallmergeError
     from tallmerge.store.lowrank import open_store
 
+    if (args.task is None) == (not args.all):
+        raise TallmergeError("reconstruct needs exactly one of --task NAME or --all")
     with writing(args.out, [args.store]):
-        open_store(args.store).reconstruct(args.task, args.out)
+        store = open_store(args.store)
+        if args.all:
+            paths = store.reconstruct_all(args.out)
+            print(
+                f"{args.out}: {len(paths)} tasks rebuilt from {args.store} ({', '.join(p.name for p in paths)})"
+            )
+            return
+        store.reconstruct(args.task, args.out)
     print(f"{args.out}: task '{args.task}' rebuilt from {args.store}")
 
 
@@ -320,8 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--all", action="store_true", help="also list every open_clip architecture")
     models.set_defaults(run=_cmd_models)
 
-    from tallmerge.merging.recipes import METHODS, MTV_RECIPES
-    from tallmerge.store.manifest import VECTOR_DTYPES
+    from tallmerge.merging.recipes import METHODS, MTV_RECIPES, VECTOR_FORMATS
 
     merge = commands.add_parser(
         "merge",
@@ -409,9 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_option_args(compress, RECIPE_OPTIONS)
     compress.add_argument(
         "--vector-dtype",
-        choices=tuple(VECTOR_DTYPES),
+        choices=VECTOR_FORMATS,
         default="fp32",
-        help="precision of the stored merged vector (default fp32: reconstruction is exact)",
+        help="precision of the stored merged vector: fp32 (the default: reconstruction is exact), "
+        "bf16, fp16, or int8 / int4 / int2 (block-quantized, 128 values per scale)",
     )
     compress.add_argument(
         "--out",
@@ -424,14 +433,21 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct = commands.add_parser(
         "reconstruct",
         help="rebuild one task's model from a store",
-        description="Rebuild task NAME's model theta_0 + m_t * tau_MTL from a store, after verifying its checksums.",
+        description="Rebuild task NAME's model theta_0 + m_t * tau_MTL from a store, after verifying its "
+        "checksums; any task takes the same time. --all rebuilds every task in one pass over the store.",
     )
     reconstruct.add_argument("store", metavar="STORE_DIR")
     reconstruct.add_argument(
-        "--task", required=True, metavar="NAME", help="the task to rebuild (`tallmerge info` lists them)"
+        "--task", metavar="NAME", help="the task to rebuild (`tallmerge info` lists them)"
     )
     reconstruct.add_argument(
-        "--out", required=True, metavar="OUT", help="model to write (safetensors, the base's keys and dtypes)"
+        "--all", action="store_true", help="rebuild every task, to OUT/<task>.safetensors (OUT a folder)"
+    )
+    reconstruct.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="model to write (safetensors, the base's keys and dtypes); with --all, a folder",
     )
     reconstruct.set_defaults(run=_cmd_reconstruct)
 

@@ -16,7 +16,7 @@ from tallmerge.merging.recipes import (
     MTV_RECIPES,
     OPTIONS,
     RECIPES,
-    STORED_VECTOR_DTYPES,
+    VECTOR_FORMATS,
     MultiTaskVector,
 )
 from tallmerge.tasks import get_task
@@ -244,13 +244,9 @@ class Params:
             )
         dtypes = self._get("compress.vector_dtype")
         dtypes = dtypes if isinstance(dtypes, list) else [dtypes]
-        if (
-            not dtypes
-            or any(d not in STORED_VECTOR_DTYPES for d in dtypes)
-            or len(set(dtypes)) != len(dtypes)
-        ):
+        if not dtypes or any(d not in VECTOR_FORMATS for d in dtypes) or len(set(dtypes)) != len(dtypes):
             raise TallmergeError(
-                f"{self.source}: 'compress.vector_dtype' must be one or a list of distinct {', '.join(STORED_VECTOR_DTYPES)}, got {dtypes!r}"
+                f"{self.source}: 'compress.vector_dtype' must be one or a list of distinct {', '.join(VECTOR_FORMATS)}, got {dtypes!r}"
             )
         tolerance = self._float("compress.tolerance", self._get("compress.tolerance"), allow_zero=True)
         return CompressConfig(mtv, dtypes, tolerance)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.files import Closable
 from tallmerge.formats.tensorfile import TensorFile
+from tallmerge.merging import maths
 
 T = TypeVar("T")
 
@@ -109,7 +110,7 @@ class Checkpoints(Closable):
                 i,
                 "tau/" + key,
             ) not in self._checked:  # finite inputs can still differ by more than float32 holds
-                if not torch.isfinite(taus[i]).all():
+                if not maths.all_finite(taus[i]):
                     raise TallmergeError(f"{f.path}: tensor '{key}' minus the base's overflows float32")
                 self._checked.add((i, "tau/" + key))
         return base, taus
@@ -118,7 +119,7 @@ class Checkpoints(Closable):
         """Read one tensor; values are checked to be finite the first time it is read."""
         tensor = f.get(key)
         if (index, key) not in self._checked:
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            if tensor.is_floating_point() and not maths.all_finite(tensor):
                 raise TallmergeError(f"{f.path}: tensor '{key}' has NaN or Inf values")
             self._checked.add((index, key))
         return tensor

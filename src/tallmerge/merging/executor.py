@@ -10,6 +10,7 @@ import torch
 
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.tensorfile import write_tensors
+from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 
 
@@ -30,7 +31,7 @@ def write_model(
                 vkey, base, vector = next(vectors)
                 assert vkey == key, (vkey, key)
                 merged = (base.float() + alpha * vector).to(base.dtype)
-                if not torch.isfinite(merged).all():
+                if not maths.all_finite(merged):
                     raise TallmergeError(
                         f"merged tensor '{key}' is not finite in {str(base.dtype).removeprefix('torch.')} "
                         f"with --alpha {alpha:g}; use a smaller --alpha"

@@ -39,6 +39,12 @@ import torch
 from tallmerge.merging.recipes import AGGREGATIONS
 
 
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Every value finite. The sum is a fast first test (an inf or a nan makes it non-finite);
+    only when it is not finite (or overflows) is every value checked."""
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
+
+
 def task_sum(taus: torch.Tensor) -> torch.Tensor:
     return taus.sum(dim=0)
 
@@ -84,7 +90,7 @@ def ties(taus: torch.Tensor, thresholds: torch.Tensor, majority: float, agg: str
 
 def tall_masks(taus: torch.Tensor, mtv: torch.Tensor, lam: float) -> torch.Tensor:
     """TALL masks of every task at one lambda: bool [T, *shape]."""
-    return torch.stack([tau.abs() > lam * (mtv - tau).abs() for tau in taus])
+    return taus.abs() > lam * (mtv - taus).abs()
 
 
 def consensus(mtv: torch.Tensor, masks: torch.Tensor, k: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tallmerge.formats.files import atomic_write  # noqa: E402
+from tallmerge.merging.recipes import VECTOR_FORMATS  # noqa: E402
 
 _MARKERS = {"fine-tuned": "*", "store": "o", "one model": "s"}
 _METADATA = {"Software": None}  # no version string: the same figure gives the same bytes
@@ -39,7 +40,7 @@ def frontier(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     labels: dict[tuple, list] = {}
     for row in frame[frame.kind != "one model"].itertuples():
         name = row.storage.split(": ", 1)[-1]
-        scheme, _, dtype = name.rpartition(" ") if name.endswith(("fp32", "bf16", "fp16")) else (name, "", "")
+        scheme, _, dtype = name.rpartition(" ") if name.endswith(VECTOR_FORMATS) else (name, "", "")
         labels.setdefault((scheme, round(row.avg_normalized_test, 1)), []).append((row.megabytes, dtype))
     for (scheme, accuracy), points in labels.items():
         dtypes = ", ".join(d for _, d in sorted(points, key=lambda p: p[1]) if d)

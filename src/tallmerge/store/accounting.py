@@ -14,7 +14,13 @@ def projected_gbit(arch: str, tasks: int, vector_bits: float, mask_bits: float) 
     the full fp32 zero-shot model (visual + text side) + one merged vector over the visual
     encoder at ``vector_bits`` per weight + ``tasks`` masks at ``mask_bits`` per weight."""
     visual, text = PAPER_MODELS[arch]
-    return ((visual + text) * 32 + visual * (vector_bits + tasks * mask_bits)) / 1e9
+    return (visual + text) * 32 / 1e9 + overhead_gbit(arch, tasks, vector_bits, mask_bits)
+
+
+def overhead_gbit(arch: str, tasks: int, vector_bits: float, mask_bits: float) -> float:
+    """What :func:`projected_gbit` adds to the fp32 zero-shot model: the vector and the masks."""
+    visual, _ = PAPER_MODELS[arch]
+    return visual * (vector_bits + tasks * mask_bits) / 1e9
 
 
 def finetuned_gbit(arch: str, tasks: int) -> float:

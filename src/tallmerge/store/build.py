@@ -5,50 +5,50 @@ atomically (built in a hidden folder beside ``out``, renamed into place once com
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.files import temporary_dir, temporary_name, write_json
-from tallmerge.formats.tensorfile import DTYPE_NAMES, TensorFile, spool_tensors
+from tallmerge.formats.tensorfile import DTYPE_NAMES, spool_tensors
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
-from tallmerge.merging.masks import MaskFile, check_lambdas, write_masks
+from tallmerge.merging.masks import MaskFile, check_lambdas
 from tallmerge.merging.recipes import OPTIONS, MultiTaskVector
 from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
 from tallmerge.store import codec
 from tallmerge.store.manifest import (
     FILES,
     FORMAT,
-    LENGTHS,
     MANIFEST,
     MANIFEST_DIGEST,
-    PROBABILITIES,
-    VECTOR_DTYPES,
     VERSION,
     file_sha256,
     manifest_digest,
+    mask_key,
+    probabilities_key,
     replaceable_store,
+    scales_key,
 )
+from tallmerge.store.pool import ordered_map
 
 
 # -- what goes in -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MaskSource:
     """The masks to store: how tau_MTL is formed, how the masks were made (for the manifest),
-    and ``stacked(key)``: bool [T, *shape] in the checkpoints' task order."""
+    and ``stacked(key, taus, mtv)``: the masks of entry ``key``, bool [T, *shape] in the
+    checkpoints' task order, given its task vectors [T, *shape] and tau_MTL (float32)."""
 
     mtv: MultiTaskVector
     made: dict
-    stacked: Callable[[str], torch.Tensor]
+    stacked: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def tall_mask_source(masks: MaskFile, ckpts: Checkpoints) -> MaskSource:
@@ -59,7 +59,19 @@ def tall_mask_source(masks: MaskFile, ckpts: Checkpoints) -> MaskSource:
     return MaskSource(
         masks.mtv,
         {"kind": "tall", "lambdas": lambdas},
-        lambda key: masks.stacked(key, ckpts.names, selection),
+        lambda key, taus, mtv: masks.stacked(key, ckpts.names, selection),
+    )
+
+
+def tall_mask_source_at(ckpts: Checkpoints, lam: float, mtv: MultiTaskVector) -> MaskSource:
+    """TALL masks of every task at one lambda, computed as the store is written."""
+    check_lambdas([lam])
+    if len(ckpts) < 2:
+        raise TallmergeError(f"TALL masks need at least 2 tasks, got {len(ckpts)}")
+    return MaskSource(
+        mtv,
+        {"kind": "tall", "lambdas": dict.fromkeys(ckpts.names, lam)},
+        lambda key, taus, vector: maths.tall_masks(taus, vector, lam),
     )
 
 
@@ -70,7 +82,7 @@ def magnitude_mask_source(ckpts: Checkpoints, topk: float) -> MaskSource:
     return MaskSource(
         MultiTaskVector("ta"),
         {"kind": "magnitude", "topk": topk},
-        lambda key: maths.magnitude_masks(ckpts.read(key)[1], thresholds),
+        lambda key, taus, mtv: maths.magnitude_masks(taus, thresholds),
     )
 
 
@@ -92,65 +104,60 @@ def emr_mask_source(ckpts: Checkpoints) -> MaskSource:
     return MaskSource(
         MultiTaskVector("emr"),
         {"kind": "emr", "rescalers": rescalers},
-        lambda key: maths.emr_masks(ckpts.read(key)[1], maths.emr_unified(ckpts.read(key)[1])),
+        lambda key, taus, unified: maths.emr_masks(taus, unified),
     )
-
-
-@contextlib.contextmanager
-def tall_mask_source_at(
-    ckpts: Checkpoints, lam: float, mtv: MultiTaskVector, beside: str | os.PathLike
-) -> Iterator[MaskSource]:
-    """TALL masks of every task at one lambda, computed into a temporary folder beside the
-    path ``beside`` (the store being written)."""
-    check_lambdas([lam])
-    with temporary_dir(Path(beside).parent / f"{Path(beside).name}-masks") as tmp:
-        write_masks(Path(tmp) / "masks.safetensors", ckpts, [lam], mtv)
-        with MaskFile(Path(tmp) / "masks.safetensors") as masks:
-            yield tall_mask_source(masks, ckpts)
 
 
 def compress(
     out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vector_dtype: str = "fp32"
 ) -> dict:
     """Write the store for ``ckpts`` with ``source``'s masks to the folder ``out``; return its
-    manifest. Two passes: the vector (and the mask statistics), then the coded masks."""
-    if vector_dtype not in VECTOR_DTYPES:
-        raise TallmergeError(
-            f"unknown vector dtype {vector_dtype!r} (choose from {', '.join(VECTOR_DTYPES)})"
-        )
-    dtype, tasks = VECTOR_DTYPES[vector_dtype], ckpts.names
+    manifest. One pass over the checkpoints: this thread reads each entry and forms tau_MTL and
+    the masks; worker threads code the vector and the masks (:mod:`tallmerge.store.pool`)."""
+    codec.check_format(vector_dtype)
+    tasks = ckpts.names
     out = Path(out)
     replaced = replaceable_store(out)  # refuse a folder that is not a store before any work
+    clash = sorted(k for k in ckpts.float_keys if scales_key(k) in ckpts.float_keys)
+    if clash:
+        raise TallmergeError(
+            f"tensor '{scales_key(clash[0])}' clashes with the store's name for the scales of '{clash[0]}'"
+        )
     merged = prepare_recipe(source.mtv, ckpts)
+
+    def entries():  # in this thread: the checkpoints, tau_MTL and the masks, entry by entry
+        for key, _, taus in ckpts.sweep("store"):
+            vector = merged(taus)
+            yield key, vector, source.stacked(key, taus, vector)
+
+    def code(entry):  # in a worker thread: the stored vector, then the masks where it is non-zero
+        key, vector, masks = entry
+        try:
+            name, parts = codec.encode_vector(vector, vector_dtype)
+        except TallmergeError as e:
+            raise TallmergeError(f"tau_MTL tensor '{key}' {e}") from None
+        stored = codec.decode_vector(name, parts.__getitem__, vector_dtype, vector.shape)
+        positions = codec.Positions(stored)  # the decoder's view: as it will read the vector
+        table, streams = codec.encode_masks(masks, positions)
+        return key, name, parts, table, streams, [codec.bits_digest(positions.bits(m)) for m in masks]
+
     with temporary_dir(out) as tmp:
         shutil.copyfile(ckpts.base.path, tmp / FILES["base"])
-        model, codecs = codec.MaskModel(len(tasks)), {}
-        with spool_tensors(tmp / FILES["vector"], {"format": FORMAT, "dtype": vector_dtype}) as put:
-            for key, _, taus in ckpts.sweep("store: vector"):
-                vector = merged(taus).to(dtype)
-                if not torch.isfinite(vector).all():
-                    raise TallmergeError(
-                        f"tau_MTL tensor '{key}' does not fit --vector-dtype {vector_dtype}; use fp32"
-                    )
-                codecs[key], stored = codec.encode_vector(vector)
-                put(key, stored)
-                model.observe(source.stacked(key), vector)
-        table = model.table()
-        digests, lengths = {t: hashlib.sha256() for t in tasks}, []
+        codecs, digests, sizes = {}, {t: hashlib.sha256() for t in tasks}, dict.fromkeys(tasks, 0)
         with (
-            TensorFile(tmp / FILES["vector"]) as vectors,
-            spool_tensors(tmp / FILES["masks"], {"format": FORMAT}) as put,
+            spool_tensors(tmp / FILES["vector"], {"format": FORMAT, "dtype": vector_dtype}) as put_vector,
+            spool_tensors(tmp / FILES["masks"], {"format": FORMAT}) as put_masks,
         ):
-            put(PROBABILITIES, table)
-            for key in ckpts.float_keys:  # the vector as the decoder will see it
-                vector = codec.decode_vector(codecs[key], vectors.get(key), dtype, ckpts.base.shape(key))
-                masks = source.stacked(key) & (vector != 0)
-                streams = codec.encode_masks(masks, vector, table)
-                put(key, torch.cat(streams))
-                lengths.append([s.numel() for s in streams])
-                for task, mask in zip(tasks, masks):
-                    digests[task].update(np.packbits(mask.reshape(-1).numpy()).tobytes())
-            put(LENGTHS, torch.tensor(lengths, dtype=torch.int64).reshape(len(lengths), len(tasks)))
+            for key, name, parts, table, streams, packed in ordered_map(code, entries()):
+                codecs[key] = name
+                put_vector(key, parts["values"])
+                if "scales" in parts:
+                    put_vector(scales_key(key), parts["scales"])
+                put_masks(probabilities_key(key), table)
+                for t, (task, stream, bits) in enumerate(zip(tasks, streams, packed)):
+                    put_masks(mask_key(t, key), stream)
+                    sizes[task] += stream.numel() * 4
+                    digests[task].update(bits)
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -159,21 +166,26 @@ def compress(
             "mtv": source.mtv.to_dict(),
             "vector_dtype": vector_dtype,
             "codecs": {
-                "vector": f"byte planes, zstd level {codec.ZSTD_LEVEL}, or raw",
-                "masks": f"range coding, context = ({codec.BUCKETS} magnitude buckets, earlier tasks on)",
+                "vector": VECTOR_CODING[vector_dtype in codec.INT_FORMATS],
+                "masks": f"range coding per task, context = {codec.BUCKETS} magnitude buckets of the vector, "
+                "one table per entry",
             },
             "tensors": tensor_entries(ckpts, "vector", codecs),
             "weights": ckpts.numel,
             "files": file_entries(tmp, FILES),
             "mask_sha256": {t: d.hexdigest() for t, d in digests.items()},
-            "mask_bytes": dict(
-                zip(tasks, (4 * sum(n) for n in zip(*lengths)) if lengths else [0] * len(tasks))
-            ),
+            "mask_bytes": sizes,
             "finetuned_bytes": sum(f.path.stat().st_size for f in ckpts.files),
             "sources": ckpts.sources(),
         }
         seal(manifest, tmp, out, replaced)
     return manifest
+
+
+VECTOR_CODING = {
+    False: f"byte planes, zstd level {codec.ZSTD_LEVEL}, or raw",
+    True: f"blocks of {codec.BLOCK} with a bfloat16 absmax scale each, packed integers, zstd level {codec.ZSTD_LEVEL}, or raw",
+}
 
 
 def tensor_entries(ckpts: Checkpoints, name: str, values: dict) -> list[dict]:

@@ -1,25 +1,42 @@
-"""Lossless coding of the compressed store's payloads: the merged vector and the task masks.
+"""Coding of the compressed store's payloads: the merged vector and the task masks.
 
-**Masks.** A reconstruction theta_0 + m_t * v only reads a mask bit where the stored merged
-vector v is non-zero, so only those bits are coded (the others decode as 0, and the rebuilt
-model is the same). Each bit is range-coded (``constriction``) with a static context model:
+**Masks** (lossless). A reconstruction theta_0 + m_t * v only reads a mask bit where the stored
+merged vector v is non-zero, so only those bits are coded (the others decode as 0, and the rebuilt
+model is the same). Each task's bits are range-coded (``constriction``) on their own, with a
+static context model
 
-    P(m_t[i] = 1 | bucket(|v_i|), number of tasks before t in the store whose mask is on at i)
+    P(m_t[i] = 1 | bucket(|v_i|))
 
+so that task t decodes from its own stream and v alone, in the same time for every task.
 ``bucket`` counts the half-octave cells [2^(k/2), 2^((k+1)/2)) from the cell of the largest |v|
 in the tensor down to |v_i|'s (0 = the same cell, clipped at 15). It is computed exactly from
 the float's exponent and mantissa (``frexp``), never with a logarithm, so encoder and decoder
-agree bit for bit on any machine.
-TALL masks depend strongly on both: a weight where v is large, or that earlier tasks use, is
-more likely to be in the next task's mask. The model is one table of 16-bit probabilities per
-task, [T, buckets, T], fitted on the masks being coded and stored beside them. Bits sharing a
-context are coded as one run with one Bernoulli model (a stable sort by context), which is
-about 20 times faster than a model per bit. Decoding task t needs tasks 0..t-1 (their counts).
+agree bit for bit on any machine. A TALL mask depends strongly on it: a weight where v is large
+is more likely to be in each task's mask. The model is one table of 16-bit probabilities per
+entry, [T, buckets], fitted on the entry's masks and stored beside them (on the pocket
+benchmark's masks, one table per entry costs the same as one for the whole model, 0.698 bits
+per weight and mask, tables included, and it lets a store be written in one pass). Bits sharing
+a context are coded as one run with one Bernoulli model (a stable sort by bucket, the same for
+every task of an entry), about 20 times faster than a model per bit.
 
-**Vector.** The merged vector, in the chosen dtype, is split into byte planes (all first bytes,
-then all second bytes, ...) and zstd-compressed: a float's sign-and-exponent byte is highly
-predictable, its low mantissa bytes are not. A tensor whose coded form is not smaller is kept
-raw.
+Conditioning on the other tasks' masks buys little: on the pocket benchmark's TALL + TIES masks
+(8 tasks) the empirical entropy given the bucket is 0.698 bits per weight and mask, given the
+bucket and the number of earlier tasks on (format version 1, which made task t decode tasks
+0..t-1 first) 0.680, and even the joint entropy of all eight masks given the bucket is 0.675
+per mask. Version 2 pays those 3 % for random access.
+
+**Vector.** Stored in one of :data:`FORMATS`. Floating-point formats (fp32, bf16, fp16) are
+exact in their dtype: the values' byte planes (all first bytes, then all second bytes, ...) are
+zstd-compressed, as a float's sign-and-exponent byte is highly predictable and its low
+mantissa bytes are not. Integer formats (int8, int4, int2) quantize: the flattened tensor is
+cut into blocks of :data:`BLOCK` values, each block gets the scale s = max|v| / q_max (rounded
+up to a bfloat16, so no value is clipped) and each value the integer q = round(v / s) in
+[-q_max, q_max] (q_max = 127, 7, 1); the decoder reads v = q * s in float32, so every value is
+within s / 2 of tau_MTL's. Symmetric block-wise absmax quantization with a 16-bit scale per
+block is the layout of common 8- and 4-bit weight formats; bfloat16 rather than float16 because
+task-vector scales (1e-6 to 1e-4) fall in float16's subnormal range, and 128 values per block
+make the scales cost 0.125 bits per weight. The integers are packed (8 / bits per byte) and zstd-compressed. A tensor whose
+coded form is not smaller is kept raw.
 """
 
 from __future__ import annotations
@@ -32,140 +49,219 @@ import torch
 import zstandard
 
 from tallmerge.errors import TallmergeError
+from tallmerge.merging.maths import all_finite
+from tallmerge.merging.recipes import QUANTIZED_VECTOR_BITS, STORED_VECTOR_DTYPES
 
 BUCKETS = 16
 ZSTD_LEVEL = 6  # levels 3-19 differ by <4% in size on task vectors; 6 codes ~40 MB/s
 _HALF_OCTAVE = np.float32(math.sqrt(0.5))  # frexp mantissas in [0.5, 1) split at sqrt(1/2)
 _PRECISION = 1 << 16  # probabilities are stored as uint16 numerators over 2**16
-MAX_TASKS = (1 << 16) // BUCKETS - 1  # contexts bucket * T + count fit in uint16
+
+FLOAT_FORMATS = {name: getattr(torch, dtype) for name, dtype in STORED_VECTOR_DTYPES.items()}
+INT_FORMATS = QUANTIZED_VECTOR_BITS  # name -> bits per value
+FORMATS = (*FLOAT_FORMATS, *INT_FORMATS)
+BLOCK = 128
 
 
 # -- masks --------------------------------------------------------------------------------------
-def coded_positions(vector: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Where ``vector`` is non-zero (flat indices) and each such entry's magnitude bucket."""
-    values = vector.reshape(-1).float().numpy()
-    where = np.flatnonzero(values)
-    if where.size == 0:
-        return where, np.zeros(0, np.uint16)
-    mantissa, exponent = np.frexp(np.abs(values[where]))
-    level = 2 * exponent.astype(np.int32) + (mantissa >= _HALF_OCTAVE)
-    return where, np.minimum(level.max() - level, BUCKETS - 1).astype(np.uint16)
+class Positions:
+    """Where an entry's masks are coded: the flat indices where the stored vector is non-zero,
+    their magnitude buckets, and the order that groups equal buckets (shared by every task)."""
+
+    def __init__(self, vector: torch.Tensor):
+        values = vector.reshape(-1).float().numpy()
+        self.numel, self.shape = values.size, tuple(vector.shape)
+        self.where = np.flatnonzero(values)
+        self.values = values[self.where]  # the non-zero values, float32, in position order
+        level = _half_octaves(self.values)
+        top = level.max() if level.size else 0
+        self.bucket = np.minimum(top - level, BUCKETS - 1).astype(np.uint16)
+        self.order = np.argsort(self.bucket, kind="stable")  # uint16: a radix sort
+        ends = np.searchsorted(self.bucket[self.order], np.arange(1, BUCKETS + 1))
+        starts = np.concatenate([[0], ends[:-1]])
+        self.runs = [(c, int(a), int(b)) for c, (a, b) in enumerate(zip(starts, ends)) if b > a]
+
+    def bits(self, mask: torch.Tensor) -> np.ndarray:
+        """A mask's coded bits (uint8), in position order."""
+        return mask.reshape(-1).numpy()[self.where].view(np.uint8)
+
+    def mask(self, bits: np.ndarray) -> torch.Tensor:
+        """The full mask (bool, the vector's shape) from its coded bits."""
+        out = np.zeros(self.numel, np.bool_)
+        out[self.where] = bits.view(np.bool_)
+        return torch.from_numpy(out).reshape(self.shape)
 
 
-class MaskModel:
-    """Counts of (context, bit) over every coded mask bit; then the probability table."""
-
-    def __init__(self, tasks: int):
-        if not 1 <= tasks <= MAX_TASKS:
-            raise TallmergeError(f"the mask coding takes 1 to {MAX_TASKS} tasks, got {tasks}")
-        self.tasks = tasks
-        self.ones = np.zeros((tasks, BUCKETS * tasks), np.int64)
-        self.total = np.zeros((tasks, BUCKETS * tasks), np.int64)
-
-    def observe(self, masks: torch.Tensor, vector: torch.Tensor) -> None:
-        """One entry: ``masks`` bool [T, *shape], ``vector`` the stored merged vector."""
-        where, bucket = coded_positions(vector)
-        contexts = self.ones.shape[1]
-        for t, bits, ctx in _contexts(masks, where, bucket, self.tasks):
-            pairs = np.bincount((ctx.astype(np.int32) << 1) | bits, minlength=2 * contexts).reshape(
-                contexts, 2
-            )
-            self.ones[t] += pairs[:, 1]
-            self.total[t] += pairs.sum(axis=1)
-
-    def table(self) -> torch.Tensor:
-        """uint16 [T, buckets * T]: P(bit = 1) * 2**16 per task and context (Laplace-smoothed)."""
-        p = (self.ones + 0.5) / (self.total + 1.0)
-        q = np.clip(np.rint(p * _PRECISION), 1, _PRECISION - 1).astype(np.uint16)
-        return torch.from_numpy(q)
+def _half_octaves(values: np.ndarray) -> np.ndarray:
+    """2 * exponent + (mantissa >= sqrt(1/2)) of each non-zero float32, as ``frexp`` gives them
+    (up to a constant): read from the bits of normal numbers, with ``frexp`` for subnormals."""
+    bits = values.view(np.uint32)
+    exponent = ((bits >> np.uint32(23)) & np.uint32(0xFF)).astype(np.int32)
+    if (exponent == 0).any():  # a subnormal: frexp normalises it
+        mantissa, exponent = np.frexp(np.abs(values))
+        return 2 * exponent.astype(np.int32) + (mantissa >= _HALF_OCTAVE)
+    # mantissa >= sqrt(1/2) in frexp's [0.5, 1) is fraction >= that of float32(sqrt(1/2))
+    return 2 * exponent + ((bits & np.uint32(0x7FFFFF)) >= _HALF_OCTAVE.view(np.uint32) & 0x7FFFFF)
 
 
-def _contexts(masks: torch.Tensor, where: np.ndarray, bucket: np.ndarray, tasks: int):
-    """``(t, bits, ctx)`` per task in store order; ctx = bucket * T + earlier tasks on (uint16,
-    which numpy sorts by radix)."""
-    count = np.zeros(where.size, np.uint16)
-    flat = masks.reshape(tasks, -1)
-    for t in range(tasks):
-        bits = flat[t].numpy()[where].view(np.uint8)
-        yield t, bits, bucket * np.uint16(tasks) + count
-        count += bits
+def encode_masks(masks: torch.Tensor, positions: Positions) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One entry's masks (bool [T, *shape]) -> its probability table (uint16 [T, buckets]:
+    P(bit = 1) * 2**16 per task and bucket, fitted on these bits, Laplace-smoothed) and one coded
+    stream (uint32 words) per task."""
+    starts = np.array([start for _, start, _ in positions.runs], np.int64)
+    sizes = np.array([end - start for _, start, end in positions.runs], np.int64)
+    table = np.full((len(masks), BUCKETS), _PRECISION // 2, np.uint16)
+    streams = []
+    for t, mask in enumerate(masks):
+        symbols = positions.bits(mask)[positions.order]
+        if starts.size:
+            ones = np.add.reduceat(symbols, starts, dtype=np.int64)
+            p = (ones + 0.5) / (sizes + 1.0)
+            table[t, [c for c, _, _ in positions.runs]] = np.clip(np.rint(p * _PRECISION), 1, _PRECISION - 1)
+        encoder = constriction.stream.queue.RangeEncoder()
+        symbols = symbols.astype(np.int32)
+        for c, start, end in positions.runs:
+            encoder.encode(symbols[start:end], _model(table[t, c]))
+        streams.append(torch.from_numpy(encoder.get_compressed().astype(np.uint32, copy=False)))
+    return torch.from_numpy(table), streams
 
 
-def encode_masks(masks: torch.Tensor, vector: torch.Tensor, table: torch.Tensor) -> list[torch.Tensor]:
-    """One entry's masks (bool [T, *shape]) -> T coded streams (uint32 words)."""
-    where, bucket = coded_positions(vector)
-    tasks = masks.shape[0]
-    return [_encode(bits, ctx, table[t].numpy()) for t, bits, ctx in _contexts(masks, where, bucket, tasks)]
-
-
-def decode_mask(streams, task: int, vector: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Task ``task``'s mask (bool, ``vector``'s shape); ``streams(s)`` gives task s's words.
-
-    Bits where the vector is zero come out 0."""
-    where, bucket = coded_positions(vector)
-    tasks = table.shape[0]
-    count = np.zeros(where.size, np.uint16)
-    for s in range(task + 1):
-        bits = _decode(streams(s), bucket * np.uint16(tasks) + count, table[s].numpy())
-        count += bits
-    mask = np.zeros(vector.numel(), np.bool_)
-    mask[where] = bits.astype(np.bool_)
-    return torch.from_numpy(mask).reshape(vector.shape)
-
-
-def _runs(ctx: np.ndarray, contexts: int):
-    """A stable order grouping equal contexts, and each context's (start, end) in it."""
-    order = np.argsort(ctx, kind="stable")
-    ends = np.cumsum(np.bincount(ctx, minlength=contexts))
-    return order, [
-        (c, int(e - n), int(e)) for c, (n, e) in enumerate(zip(np.diff(ends, prepend=0), ends)) if n
-    ]
-
-
-def _model(q: int):
-    return constriction.stream.model.Bernoulli(int(q) / _PRECISION, perfect=False)
-
-
-def _encode(bits: np.ndarray, ctx: np.ndarray, probs: np.ndarray) -> torch.Tensor:
-    encoder = constriction.stream.queue.RangeEncoder()
-    order, runs = _runs(ctx, probs.size)
-    symbols = bits[order].astype(np.int32)
-    for c, start, end in runs:
-        encoder.encode(symbols[start:end], _model(probs[c]))
-    return torch.from_numpy(encoder.get_compressed().astype(np.uint32, copy=False))
-
-
-def _decode(words: torch.Tensor, ctx: np.ndarray, probs: np.ndarray) -> np.ndarray:
+def decode_bits(words: torch.Tensor, positions: Positions, probs: torch.Tensor) -> np.ndarray:
+    """Inverse of :func:`encode_masks`, for one task: the task's coded bits (uint8), in position order."""
     decoder = constriction.stream.queue.RangeDecoder(words.numpy().astype(np.uint32, copy=False))
-    order, runs = _runs(ctx, probs.size)
-    bits = np.zeros(ctx.size, np.uint8)
-    for c, start, end in runs:
-        bits[order[start:end]] = decoder.decode(_model(probs[c]), end - start)
+    bits = np.empty(positions.where.size, np.uint8)
+    for c, start, end in positions.runs:
+        bits[positions.order[start:end]] = decoder.decode(_model(probs[c]), end - start)
     return bits
 
 
+def decode_mask(words: torch.Tensor, positions: Positions, probs: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`encode_masks`, for one task: the task's mask (bool, the vector's shape)."""
+    return positions.mask(decode_bits(words, positions, probs))
+
+
+def bits_digest(bits: np.ndarray) -> bytes:
+    """What a mask's checksum covers: its coded bits, packed, in position order."""
+    return np.packbits(bits).tobytes()
+
+
+def _model(q) -> constriction.stream.model.Bernoulli:
+    return constriction.stream.model.Bernoulli(int(q) / _PRECISION, perfect=False)
+
+
 # -- vector -------------------------------------------------------------------------------------
-def encode_vector(vector: torch.Tensor) -> tuple[str, torch.Tensor]:
-    """``("zstd", uint8 stream)`` of the byte planes, or ``("raw", vector)`` if that is smaller."""
-    size = vector.element_size()
-    raw = vector.contiguous().reshape(-1).view(torch.uint8).numpy().reshape(-1, size)
+def check_format(name: str) -> None:
+    if name not in FORMATS:
+        raise TallmergeError(f"unknown vector dtype {name!r} (choose from {', '.join(FORMATS)})")
+
+
+def encode_vector(vector: torch.Tensor, fmt: str) -> tuple[str, dict[str, torch.Tensor]]:
+    """``vector`` in format ``fmt`` -> ``(codec, parts)``: the codec of its values (``"zstd"``
+    or ``"raw"``) and the tensors to store, ``{"values": ...}`` plus ``{"scales": fp16}`` for an
+    integer format. Raises if a value does not fit the format."""
+    if fmt in FLOAT_FORMATS:
+        stored = vector.to(FLOAT_FORMATS[fmt])
+        if not all_finite(stored):
+            raise _does_not_fit(fmt)
+        codec, values = _zstd_planes(stored)
+        return codec, {"values": values}
+    q, scales = quantize(vector, fmt)
+    codec, values = _zstd_planes(torch.from_numpy(_pack(q, INT_FORMATS[fmt])))
+    return codec, {"values": values, "scales": scales}
+
+
+def decode_vector(codec: str, parts, fmt: str, shape) -> torch.Tensor:
+    """Inverse of :func:`encode_vector`; ``parts(name)`` gives a stored part. A float format
+    decodes to its dtype, an integer one to float32 (q * s)."""
+    count = math.prod(shape)
+    if fmt in FLOAT_FORMATS:
+        dtype = FLOAT_FORMATS[fmt]
+        return _planes(codec, parts("values"), dtype, count).reshape(tuple(shape))
+    bits = INT_FORMATS[fmt]
+    packed = _planes(codec, parts("values"), torch.uint8, -(-count * bits // 8)).numpy()
+    scales = parts("scales")
+    blocks = -(-count // BLOCK)
+    if scales.dtype != torch.bfloat16 or tuple(scales.shape) != (blocks,):
+        raise TallmergeError(
+            f"stored scales are {scales.dtype} {list(scales.shape)}, expected bfloat16 [{blocks}]"
+        )
+    q = _unpack(packed, bits, count)
+    return dequantize(q, scales, shape)
+
+
+def quantize(vector: torch.Tensor, fmt: str) -> tuple[np.ndarray, torch.Tensor]:
+    """Block-wise symmetric absmax quantization: (q int8 [numel], scales bfloat16 [blocks]).
+    Each scale is max|v| / q_max rounded up to a bfloat16, so that no value needs clipping."""
+    qmax = (1 << (INT_FORMATS[fmt] - 1)) - 1
+    flat = vector.reshape(-1).float()
+    count = flat.numel()
+    if not all_finite(flat):
+        raise _does_not_fit(fmt)
+    blocks = torch.nn.functional.pad(flat, (0, -count % BLOCK)).reshape(-1, BLOCK)
+    exact = blocks.abs().amax(1) / qmax
+    scales = exact.to(torch.bfloat16)
+    low = scales.float() < exact  # rounded down: take the next bfloat16 up (positive: bits + 1)
+    scales[low] = (scales[low].view(torch.int16) + 1).view(torch.bfloat16)
+    if not torch.isfinite(scales).all():
+        raise _does_not_fit(fmt)
+    s = scales.float()[:, None]
+    q = torch.where(s > 0, torch.round(blocks / s.clamp_min(torch.finfo(torch.float32).tiny)), 0.0)
+    return q.clamp(-qmax, qmax).to(torch.int8).reshape(-1)[:count].numpy(), scales
+
+
+def dequantize(q: np.ndarray, scales: torch.Tensor, shape) -> torch.Tensor:
+    """v = q * s in float32, the vector's ``shape``."""
+    count = q.size
+    values = torch.from_numpy(np.pad(q, (0, -count % BLOCK))).float().reshape(-1, BLOCK)
+    return (values * scales.float()[:, None]).reshape(-1)[:count].reshape(tuple(shape))
+
+
+def _pack(q: np.ndarray, bits: int) -> np.ndarray:
+    """int8 values in [-2^(bits-1)+1, 2^(bits-1)-1] -> bytes holding 8 / bits values each."""
+    if bits == 8:
+        return q.view(np.uint8)
+    per = 8 // bits
+    u = (q.astype(np.int16) + (1 << (bits - 1))).astype(np.uint8)
+    u = np.pad(u, (0, -u.size % per)).reshape(-1, per)
+    out = np.zeros(u.shape[0], np.uint8)
+    for i in range(per):
+        out |= u[:, i] << np.uint8(bits * (per - 1 - i))
+    return out
+
+
+def _unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    if bits == 8:
+        return packed.view(np.int8)[:count]
+    per, low = 8 // bits, np.uint8((1 << bits) - 1)
+    u = np.stack([(packed >> np.uint8(bits * (per - 1 - i))) & low for i in range(per)], 1)
+    return (u.reshape(-1)[:count].astype(np.int16) - (1 << (bits - 1))).astype(np.int8)
+
+
+def _does_not_fit(fmt: str) -> TallmergeError:
+    return TallmergeError(f"does not fit --vector-dtype {fmt}; use fp32")
+
+
+def _zstd_planes(stored: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """``("zstd", uint8 stream)`` of the byte planes, or ``("raw", stored)`` if that is smaller."""
+    size = stored.element_size()
+    raw = stored.contiguous().reshape(-1).view(torch.uint8).numpy().reshape(-1, size)
     coded = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(np.ascontiguousarray(raw.T).tobytes())
     if len(coded) >= raw.size:
-        return "raw", vector
+        return "raw", stored.reshape(-1) if stored.dtype == torch.uint8 else stored
     return "zstd", torch.frombuffer(bytearray(coded), dtype=torch.uint8)
 
 
-def decode_vector(codec: str, stored: torch.Tensor, dtype: torch.dtype, shape) -> torch.Tensor:
-    """Inverse of :func:`encode_vector`."""
+def _planes(codec: str, stored: torch.Tensor, dtype: torch.dtype, count: int) -> torch.Tensor:
+    """Inverse of :func:`_zstd_planes`: ``count`` values of ``dtype`` (flat)."""
     if codec == "raw":
-        if stored.dtype != dtype or tuple(stored.shape) != tuple(shape):
+        if stored.dtype != dtype or stored.numel() != count:
             raise TallmergeError(
-                f"stored vector is {stored.dtype} {list(stored.shape)}, expected {dtype} {list(shape)}"
+                f"stored vector is {stored.dtype} {list(stored.shape)}, expected {count} values of {dtype}"
             )
-        return stored
+        return stored.reshape(-1)
     if codec != "zstd":
         raise TallmergeError(f"unknown vector codec {codec!r}")
-    size, count = torch.empty(0, dtype=dtype).element_size(), math.prod(shape)
+    size = torch.empty(0, dtype=dtype).element_size()
     try:
         planes = zstandard.ZstdDecompressor().decompress(
             stored.numpy().tobytes(), max_output_size=size * count
@@ -174,5 +270,11 @@ def decode_vector(codec: str, stored: torch.Tensor, dtype: torch.dtype, shape) -
         raise TallmergeError(f"corrupted vector stream ({e})") from None
     if len(planes) != size * count:
         raise TallmergeError(f"corrupted vector stream ({len(planes)} bytes, expected {size * count})")
-    raw = np.frombuffer(planes, np.uint8).reshape(size, count).T.copy()
-    return torch.from_numpy(raw.reshape(-1)).view(dtype).reshape(tuple(shape))
+    planes = np.frombuffer(planes, np.uint8).reshape(size, count)
+    if size == 1:
+        return torch.from_numpy(planes[0].copy()).view(dtype)
+    word = {2: np.uint16, 4: np.uint32, 8: np.uint64}[size]  # little-endian: plane i is byte i
+    out = planes[0].astype(word)
+    for i in range(1, size):
+        out |= planes[i].astype(word) << word(8 * i)
+    return torch.from_numpy(out).view(dtype)

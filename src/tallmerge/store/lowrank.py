@@ -1,7 +1,8 @@
 """The per-task low-rank store (TSV-C, Gargiulo et al., CVPR 2025): task t is rebuilt as
 theta_0 + its own low-rank task vector, with no merged vector and no masks.
 
-A folder, format ``tallmerge.store`` version 1 with ``"scheme": "tsv-c"``::
+A folder, format ``tallmerge.store`` version 2 (the same as version 1, which is read too) with
+``"scheme": "tsv-c"``::
 
     manifest.json        as a mask store's (tasks, vector dtype, tensors, weights, files with
                          sizes and SHA-256, fine-tuned bytes, sources, manifest_sha256), and the
@@ -10,7 +11,7 @@ A folder, format ``tallmerge.store`` version 1 with ``"scheme": "tsv-c"``::
     factors.safetensors  per task index t and floating-point entry: for a matrix, ``t/<key>/us``
                          (U_k diag(S_k), [rows, k]) and ``t/<key>/vh`` (V_k^T, [k, columns]),
                          k = max(1, min(rows, columns) // T); any other entry whole as ``t/<key>``;
-                         in the vector dtype
+                         in the vector dtype (fp32, bf16 or fp16: the factors are not quantized)
 
 Task t = theta_0 + us @ vh on matrices (computed in float32), theta_0 + tau_t elsewhere, stored
 in the base's dtypes. Writing is atomic and reading verifies the manifest and every file as for
@@ -33,10 +34,10 @@ from tallmerge.formats.tensorfile import DTYPES, TensorFile, spool_tensors
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.store.build import file_entries, seal, tensor_entries
+from tallmerge.store.codec import FLOAT_FORMATS
 from tallmerge.store.manifest import (
     FORMAT,
     MANIFEST,
-    VECTOR_DTYPES,
     VERSION,
     Corrupted,
     field,
@@ -50,11 +51,11 @@ FILES = {"base": "base.safetensors", "factors": "factors.safetensors"}
 
 def compress_low_rank(out: str | os.PathLike, ckpts: Checkpoints, vector_dtype: str = "fp32") -> dict:
     """Write the TSV-C store of ``ckpts`` to the folder ``out`` (one pass); return its manifest."""
-    if vector_dtype not in VECTOR_DTYPES:
+    if vector_dtype not in FLOAT_FORMATS:
         raise TallmergeError(
-            f"unknown vector dtype {vector_dtype!r} (choose from {', '.join(VECTOR_DTYPES)})"
+            f"--scheme {SCHEME} stores its factors as {', '.join(FLOAT_FORMATS)}, not {vector_dtype!r}"
         )
-    dtype, out = VECTOR_DTYPES[vector_dtype], Path(out)
+    dtype, out = FLOAT_FORMATS[vector_dtype], Path(out)
     replaced = replaceable_store(out)
     ranks = {}
     with temporary_dir(out) as tmp:
@@ -87,7 +88,7 @@ def compress_low_rank(out: str | os.PathLike, ckpts: Checkpoints, vector_dtype: 
 
 
 def _fits(tensor: torch.Tensor, key: str, vector_dtype: str) -> torch.Tensor:
-    if not torch.isfinite(tensor).all():
+    if not maths.all_finite(tensor):
         raise TallmergeError(
             f"a low-rank factor of '{key}' does not fit --vector-dtype {vector_dtype}; use fp32"
         )
@@ -98,13 +99,15 @@ class LowRankStore(Store):
     """A TSV-C store opened for reading: :class:`Store`'s manifest and file checks, with the
     factors in place of the vector and masks."""
 
+    READS = (1, VERSION)  # the format did not change in version 2
+
     def _read_manifest(self, manifest: dict) -> None:
         tasks = field(manifest, "tasks", list)
         if not tasks or not all(isinstance(t, str) and t for t in tasks) or len(set(tasks)) != len(tasks):
             raise Corrupted("'tasks' must list distinct task names")
         self.tasks = tasks
         dtype = field(manifest, "vector_dtype", str)
-        if dtype not in VECTOR_DTYPES:
+        if dtype not in FLOAT_FORMATS:
             raise Corrupted(f"unknown vector_dtype {dtype[:20]!r}")
         self.tensors = []
         for entry in field(manifest, "tensors", list):
@@ -149,11 +152,17 @@ class LowRankStore(Store):
                 else:
                     update = factors.get(f"{t}/{key}/us").float() @ factors.get(f"{t}/{key}/vh").float()
                 rebuilt = (theta.float() + update).to(dtype)
-                if not torch.isfinite(rebuilt).all():
+                if not maths.all_finite(rebuilt):
                     raise TallmergeError(
                         f"{self.path}: task '{task}' rebuilds tensor '{key}' beyond what {dtype} holds"
                     )
                 yield key, rebuilt
+
+    def _rebuild(self, tasks: list[str]) -> Iterator[tuple[str, list[torch.Tensor]]]:
+        """Every task asked for, entry by entry (:meth:`Store.reconstruct_all`)."""
+        models = [self.model(task) for task in tasks]
+        for entries in zip(*models):
+            yield entries[0][0], [tensor for _, tensor in entries]
 
     def _made_how(self) -> dict:
         return {"scheme": SCHEME}
@@ -177,7 +186,7 @@ class LowRankStore(Store):
         ranks = sorted({r for *_, r in self.tensors if r is not None})
         return "\n".join(
             [
-                f"{self.path}: {FORMAT} format version {VERSION}, scheme {SCHEME} (per-task low-rank task vectors)",
+                f"{self.path}: {FORMAT} format version {self.manifest['version']}, scheme {SCHEME} (per-task low-rank task vectors)",
                 f"tasks ({len(self.tasks)}): {', '.join(self.tasks)}",
                 f"rank kept per matrix: {', '.join(map(str, ranks)) or 'none'}; factors stored as {self.manifest['vector_dtype']}",
                 f"weights per model: {self.weights:,}",
@@ -205,7 +214,7 @@ def open_store(path: str | os.PathLike):
     if (
         isinstance(manifest, dict)
         and manifest.get("format") == FORMAT
-        and manifest.get("version") == VERSION
+        and manifest.get("version") in LowRankStore.READS
         and manifest.get("scheme") == SCHEME
     ):
         return LowRankStore(path)

@@ -1,23 +1,29 @@
 """The compressed store's format: its files, its manifest and how the manifest is checked.
 
 Task t is rebuilt as theta_0 + m_t * v (the paper's TALL reconstruction when v = tau_MTL and
-m_t is the task's TALL mask). A store is a folder, format ``tallmerge.store`` version 1::
+m_t is the task's TALL mask). A store is a folder, format ``tallmerge.store`` version 2::
 
     manifest.json        what is stored and how (below); written last
     base.safetensors     theta_0, a byte copy of the base checkpoint (every key and dtype)
-    vector.safetensors   v per floating-point entry, in the store's vector dtype (fp32, bf16 or
-                         fp16); each entry either raw (its dtype and shape) or, where smaller,
-                         its byte planes zstd-coded (a uint8 stream under the same key)
-    masks.safetensors    ``probabilities`` (uint16 [T, 16 * T], the context model); per entry,
-                         ``<key>``: the T tasks' coded mask bits, one stream of uint32 words per
-                         task, concatenated in task order; ``lengths`` (int64 [entries, T]): each
-                         stream's length in words
+    vector.safetensors   v per floating-point entry, in the store's vector dtype: fp32, bf16 or
+                         fp16 (its byte planes zstd-coded, a uint8 stream under the entry's key,
+                         or raw where that is smaller), or int8, int4 or int2 (the packed
+                         block-quantized integers under the key, coded the same way, and
+                         ``scales/<key>``: one bfloat16 scale per block of 128 values)
+    masks.safetensors    per entry, ``probabilities/<key>`` (uint16 [T, 16], its context model)
+                         and, per task index t, ``<t>/<key>``: task t's coded mask bits (uint32
+                         words), so a task is decoded from its own streams alone
+
+Version 1 coded task t's mask given the masks of tasks 0..t-1 (one stream per entry, with a
+``lengths`` table); this tallmerge does not read it and says so: rebuild such a store from its
+checkpoints with ``tallmerge compress``, whose options the old manifest records.
 
 See :mod:`tallmerge.store.codec` for both codings. The manifest (JSON) records the format and
 version, the tasks in coding order, how the masks were made (``{"kind": "tall", "lambdas":
 {task: lambda}}`` or ``{"kind": "magnitude", "topk": k}``), tau_MTL's recipe, the vector dtype,
 every tensor (key, dtype, shape, vector codec or ``null`` for entries copied from the base), the
-number of weights, each file's size and SHA-256, a SHA-256 of each task's decoded mask bits, the
+number of weights, each file's size and SHA-256, a SHA-256 of each task's decoded mask bits
+(packed, where the vector is non-zero, in order), the
 fine-tuned checkpoints' total size, the fingerprints of the checkpoints the store was built from
 (``sources``, see :meth:`Checkpoints.sources`), and ``manifest_sha256``: a SHA-256 of all the
 rest (:func:`manifest_digest`), so that any edit of the manifest is detected.
@@ -38,19 +44,34 @@ import os
 import re
 from pathlib import Path
 
-import torch
-
 from tallmerge.errors import TallmergeError
-from tallmerge.merging.recipes import STORED_VECTOR_DTYPES
 
 FORMAT = "tallmerge.store"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"
 FILES = {"base": "base.safetensors", "vector": "vector.safetensors", "masks": "masks.safetensors"}
-VECTOR_DTYPES = {name: getattr(torch, dtype) for name, dtype in STORED_VECTOR_DTYPES.items()}
-PROBABILITIES = "probabilities"
-LENGTHS = "lengths"
+
+
+def probabilities_key(key: str) -> str:
+    """Where entry ``key``'s mask model (uint16 [T, 16]) is, in masks.safetensors."""
+    return f"probabilities/{key}"
+
+
+def mask_key(task_index: int, key: str) -> str:
+    """Where task ``task_index``'s coded mask of entry ``key`` is, in masks.safetensors."""
+    return f"{task_index}/{key}"
+
+
+def scales_key(key: str) -> str:
+    """Where entry ``key``'s block scales are, in vector.safetensors (integer vector dtypes)."""
+    return f"scales/{key}"
+
+
+def stored_parts(vectors, key: str):
+    """``parts(name)`` for :func:`tallmerge.store.codec.decode_vector`: entry ``key``'s stored
+    values and scales in the open vector file ``vectors``."""
+    return lambda part: vectors.get(key if part == "values" else scales_key(key))
 
 
 def manifest_digest(manifest: dict) -> str:

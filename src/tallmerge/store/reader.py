@@ -1,9 +1,16 @@
 """Reading a compressed store: :class:`Store` checks the manifest on open, every file's size
 and checksum before the first model is rebuilt, and each decoded mask against its own checksum.
+
+Any task is rebuilt from the base, the vector and its own mask streams, in the same time for
+every task: to a file (:meth:`Store.reconstruct`, or every task in one pass with
+:meth:`Store.reconstruct_all`), as a state dict (:meth:`Store.state`) or into a loaded model in
+place (:meth:`Store.apply`, to switch a served model between tasks without files). Entries are
+decoded in parallel threads (:mod:`tallmerge.store.pool`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -12,33 +19,37 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tallmerge.errors import TallmergeError, one_line
+from tallmerge.formats.files import temporary_dir
 from tallmerge.formats.tensorfile import DTYPES, TensorFile, write_tensors
+from tallmerge.merging.maths import all_finite
 from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.store import codec
 from tallmerge.store.manifest import (
     FILES,
     FORMAT,
-    LENGTHS,
     MANIFEST,
     MANIFEST_DIGEST,
     MISSING,
-    PROBABILITIES,
-    VECTOR_DTYPES,
     VERSION,
     Corrupted,
     field,
     file_sha256,
     manifest_digest,
+    mask_key,
+    probabilities_key,
+    stored_parts,
 )
+from tallmerge.store.pool import ordered_map
 
 
 class Store:
     """A store opened for reading: the manifest is checked on open, the files' checksums on
     :meth:`verify` (done once, before the first model is rebuilt)."""
+
+    READS = (VERSION,)  # the format versions this class reads
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -53,9 +64,17 @@ class Store:
             raise TallmergeError(f"{manifest_path}: corrupted manifest (not JSON)") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise TallmergeError(f"{manifest_path}: not a tallmerge store manifest")
-        if manifest.get("version") != VERSION:
+        version = manifest.get("version")
+        if version == 1 and "scheme" not in manifest:
             raise TallmergeError(
-                f"{manifest_path}: store format version {manifest.get('version')!r}, this tallmerge reads {VERSION}"
+                f"{manifest_path}: store format version 1 (its tasks decode in sequence); this tallmerge "
+                f"reads version {VERSION}: rebuild it from the checkpoints with `tallmerge compress` "
+                "(the manifest's 'masks', 'mtv' and 'vector_dtype' record the options)"
+            )
+        if version not in self.READS:
+            raise TallmergeError(
+                f"{manifest_path}: store format version {version!r}, this tallmerge reads "
+                f"{' and '.join(map(str, self.READS))}"
             )
         try:
             self._read_manifest(manifest)
@@ -78,9 +97,9 @@ class Store:
             raise Corrupted("'tasks' must list distinct task names")
         self.tasks: list[str] = tasks
         dtype = field(manifest, "vector_dtype", str)
-        if dtype not in VECTOR_DTYPES:
+        if dtype not in codec.FORMATS:
             raise Corrupted(f"unknown vector_dtype {dtype[:20]!r}")
-        self.vector_dtype = VECTOR_DTYPES[dtype]
+        self.vector_format = dtype
         self.tensors = []
         for entry in field(manifest, "tensors", list):
             if not isinstance(entry, dict):
@@ -190,56 +209,141 @@ class Store:
         theta_0 + m_t * v for floating-point entries (computed in float32, stored in the base's
         dtype), theta_0 for the others. The files are verified first; the decoded masks'
         checksum is checked after the last entry, so consume the whole iterator (as
-        :meth:`state` and :meth:`reconstruct` do) before trusting the result."""
-        self._check_task(task)
-        if not self._verified:
-            self.verify()
-        index = self.tasks.index(task)
-        scale = self.made["rescalers"][task] if self.made.get("kind") == "emr" else None
-        base_path, vector_path, masks_path = (self.files[p][0] for p in FILES)
-        with (
-            TensorFile(base_path) as base,
-            TensorFile(vector_path) as vectors,
-            TensorFile(masks_path) as masks,
-        ):
-            table, lengths = masks.get(PROBABILITIES), masks.get(LENGTHS)
-            digest, entry = hashlib.sha256(), 0
-            for key, dtype, shape, vector_codec in self.tensors:
-                theta = base.get(key)
-                if vector_codec is None:
-                    yield key, theta
-                    continue
-                vector = codec.decode_vector(vector_codec, vectors.get(key), self.vector_dtype, shape)
-                streams = masks.get(key).split(lengths[entry].tolist())
-                mask = codec.decode_mask(streams.__getitem__, index, vector, table)
-                entry += 1
-                digest.update(np.packbits(mask.reshape(-1).numpy()).tobytes())
-                update = vector.float() * mask
-                if scale is not None:  # EMR: s_t * m_t * tau_uni
-                    update = update * scale
-                rebuilt = (theta.float() + update).to(dtype)
-                if not torch.isfinite(rebuilt).all():
-                    raise TallmergeError(
-                        f"{self.path}: task '{task}' rebuilds tensor '{key}' beyond what {dtype} holds"
-                    )
-                yield key, rebuilt
-            if digest.hexdigest() != self.mask_sha256[task]:
-                raise TallmergeError(
-                    f"{masks_path}: task '{task}' decodes to masks that do not match their checksum"
-                )
+        :meth:`state`, :meth:`apply` and :meth:`reconstruct` do) before trusting the result."""
+        for key, (tensor,) in self._rebuild([task]):
+            yield key, tensor
 
     def state(self, task: str) -> dict[str, torch.Tensor]:
-        """Task ``task``'s rebuilt weights in memory (for small models and evaluation)."""
+        """Task ``task``'s rebuilt weights in memory."""
         return dict(self.model(task))
+
+    def apply(self, task: str, module: torch.nn.Module) -> None:
+        """Load task ``task``'s weights into ``module`` in place (a model whose state dict has the
+        store's keys, e.g. the visual encoder the checkpoints came from): switch a loaded model
+        between tasks without files. The task is decoded and checked in full first, so a failure
+        leaves ``module`` as it was."""
+        params = module.state_dict()
+        missing = [key for key, *_ in self.tensors if key not in params]
+        if missing or len(params) != len(self.tensors):
+            extra = sorted(set(params) - {key for key, *_ in self.tensors})
+            raise TallmergeError(
+                f"{self.path}: the model does not have the store's weights "
+                f"({f'missing {missing[0]!r}' if missing else f'extra {extra[0]!r}'})"
+            )
+        rebuilt = self.state(task)
+        for key, target in params.items():
+            if target.shape != rebuilt[key].shape:
+                raise TallmergeError(
+                    f"{self.path}: the model's '{key}' is {list(target.shape)}, the store's {list(rebuilt[key].shape)}"
+                )
+        with torch.no_grad():
+            for key, target in params.items():
+                target.copy_(rebuilt.pop(key))
 
     def reconstruct(self, task: str, out: str | os.PathLike) -> None:
         """Write task ``task``'s rebuilt model to ``out`` (safetensors, the base's keys and
         dtypes), atomically: a failed check leaves nothing behind."""
         self._check_task(task)
         specs = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
-        with write_tensors(out, specs, {"store": str(self.path), "task": task, **self._made_how()}) as put:
+        with write_tensors(out, specs, self._metadata(task)) as put:
             for key, tensor in self.model(task):
                 put(key, tensor)
+
+    def reconstruct_all(self, out_dir: str | os.PathLike) -> list[Path]:
+        """Write every task's rebuilt model to ``out_dir/<task>.safetensors`` in one pass over the
+        store (each entry's vector is read and decoded once for all tasks); all files appear
+        together, or none. Returns their paths."""
+        out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise TallmergeError(f"{out_dir}: exists and is not a folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        specs = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
+        names = [f"{task}.safetensors" for task in self.tasks]
+        if any("/" in name or name.startswith(".") for name in names):
+            raise TallmergeError(f"{self.path}: a task name cannot be a file name; use reconstruct --task")
+        with temporary_dir(out_dir / "reconstruct") as tmp, contextlib.ExitStack() as files:
+            puts = [
+                files.enter_context(write_tensors(Path(tmp) / name, specs, self._metadata(task)))
+                for task, name in zip(self.tasks, names)
+            ]
+            for key, tensors in self._rebuild(self.tasks):
+                for put, tensor in zip(puts, tensors):
+                    put(key, tensor)
+            files.close()  # every file complete: move them into place together
+            for name in names:
+                os.replace(Path(tmp) / name, out_dir / name)
+        return [out_dir / name for name in names]
+
+    def _rebuild(self, tasks: list[str]) -> Iterator[tuple[str, list[torch.Tensor]]]:
+        """``(key, [rebuilt tensor of each task])`` per entry in file order; each task's decoded
+        masks are checked against their checksum after the last entry."""
+        for task in tasks:
+            self._check_task(task)
+        if not self._verified:
+            self.verify()
+        indices = [self.tasks.index(task) for task in tasks]
+        rescalers = self.made.get("rescalers") if self.made.get("kind") == "emr" else None
+        base_path, vector_path, masks_path = (self.files[p][0] for p in FILES)
+        with (
+            TensorFile(base_path) as base,
+            TensorFile(vector_path) as vectors,
+            TensorFile(masks_path) as masks,
+        ):
+
+            def read():  # in this thread: the files, entry by entry
+                for key, dtype, shape, vector_codec in self.tensors:
+                    theta = base.get(key)
+                    if vector_codec is None:
+                        yield key, dtype, shape, theta, None, None
+                        continue
+                    parts = stored_parts(vectors, key)
+                    stored = {"values": parts("values")}
+                    if self.vector_format in codec.INT_FORMATS:
+                        stored["scales"] = parts("scales")
+                    table = masks.get(probabilities_key(key))
+                    if table.dtype != torch.uint16 or tuple(table.shape) != (len(self.tasks), codec.BUCKETS):
+                        raise TallmergeError(
+                            f"{masks_path}: corrupted mask model of '{key}' ({table.dtype} {list(table.shape)})"
+                        )
+                    streams = [(table[i], masks.get(mask_key(i, key))) for i in indices]
+                    yield key, dtype, shape, theta, (vector_codec, stored), streams
+
+            def decode(item):  # in a worker thread: one entry for every task asked for
+                key, dtype, shape, theta, vector, streams = item
+                if vector is None:
+                    return key, [theta] * len(indices), []
+                vector = codec.decode_vector(vector[0], vector[1].__getitem__, self.vector_format, shape)
+                positions = codec.Positions(vector)
+                base_values, values = theta.float(), vector.float()
+                added = None if rescalers else base_values + values  # theta_0 + v, shared by the tasks
+                rebuilt, packed = [], []
+                for task, (probs, words) in zip(tasks, streams):
+                    bits = codec.decode_bits(words, positions, probs)
+                    packed.append(codec.bits_digest(bits))
+                    if rescalers is not None:  # EMR: theta_0 + s_t * v where m_t is on
+                        added = base_values + values * rescalers[task]
+                    # theta_0 + m_t * v: theta_0 + v where the mask is on, theta_0 itself elsewhere
+                    tensor = torch.where(positions.mask(bits), added, base_values).to(dtype)
+                    if not all_finite(tensor):
+                        raise TallmergeError(
+                            f"{self.path}: task '{task}' rebuilds tensor '{key}' beyond what {dtype} holds"
+                        )
+                    rebuilt.append(tensor)
+                return key, rebuilt, packed
+
+            digests = [hashlib.sha256() for _ in tasks]
+            for key, rebuilt, packed in ordered_map(decode, read()):
+                for digest, bits in zip(digests, packed):
+                    digest.update(bits)
+                yield key, rebuilt
+            for task, digest in zip(tasks, digests):
+                if digest.hexdigest() != self.mask_sha256[task]:
+                    raise TallmergeError(
+                        f"{masks_path}: task '{task}' decodes to masks that do not match their checksum"
+                    )
+
+    def _metadata(self, task: str) -> dict:
+        return {"store": str(self.path), "task": task, **self._made_how()}
 
     def _made_how(self) -> dict:
         """What a rebuilt model's metadata records of how the store was made."""
@@ -280,7 +384,7 @@ class Store:
             how = f"magnitude masks, top-{made.get('topk')}% of each task vector"
         nbytes, bpw = sizes["bytes"], sizes["bits_per_weight"]
         lines = [
-            f"{self.path}: {FORMAT} format version {VERSION}",
+            f"{self.path}: {FORMAT} format version {self.manifest['version']}",
             f"tasks ({len(self.tasks)}, in coding order): {', '.join(self.tasks)}",
             f"masks: {how}",
             f"merged vector: {self.mtv}, stored as {self.manifest['vector_dtype']}",
