@@ -12,7 +12,8 @@ What it measures
     - ``compress fp32`` / ``compress bf16`` / ``compress int4``: ``tallmerge compress --lambda
       0.4 --mtv ta --vector-dtype ...`` (a pass computing the TALL masks into a scratch file, a
       pass writing the merged vector and fitting the mask model, then the mask coding, each
-      entry's tasks in parallel threads);
+      entry's tasks in parallel threads); ``compress bf16 (1 thread)``: the same with
+      ``TALLMERGE_THREADS=1``, to see what the threads buy;
     - ``reconstruct first`` / ``reconstruct last``: ``tallmerge reconstruct`` of the first and
       the last task from the bf16 store (format version 2: every task decodes from its own
       streams, so they should take the same time); ``reconstruct last (fp32)`` / ``(int4)``:
@@ -106,10 +107,11 @@ def child(argv: list[str]) -> dict:
     return {"wall_s": time.perf_counter() - start, "peak_rss_kib": mm._rss_kib(), "idle_rss_kib": before}
 
 
-def run_command(argv: list[str], inputs: list[Path]) -> dict:
+def run_command(argv: list[str], inputs: list[Path], extra_env: dict | None = None) -> dict:
     """Warm ``inputs`` into the page cache, then run the command in a fresh interpreter."""
     mm.warm(inputs)
     env = {**os.environ, "OMP_NUM_THREADS": str(mm.THREADS), "MKL_NUM_THREADS": str(mm.THREADS)}
+    env.update(extra_env or {})
     src = str(ROOT / "src")
     env["PYTHONPATH"] = src + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else src
     proc = subprocess.run(
@@ -159,6 +161,16 @@ def plan_runs(paths: list[Path], out: Path) -> list[dict]:
             ],
         },
     ]
+    runs.append(
+        {
+            "run": "compress bf16 (1 thread)",
+            "vs": "merge all",
+            "files": paths,
+            "env": {"TALLMERGE_THREADS": "1"},
+            "argv": ["compress", *inputs, "--lambda", str(LAM), "--mtv", "ta", "--vector-dtype", "bf16"]
+            + ["--out", str(out / "store-bf16-1thread")],
+        }
+    )
     for dtype in stores:
         runs.append(
             {
@@ -315,7 +327,7 @@ def measure(runs: list[dict], paths: list[Path], keys: list[str]) -> list[dict]:
         row = {
             "run": run["run"],
             "command": "tallmerge " + " ".join(run["argv"]),
-            **run_command(run["argv"], files),
+            **run_command(run["argv"], files, run.get("env")),
         }
         if "error" in row:
             print(f" FAILED: {row['error']}", flush=True)

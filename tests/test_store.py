@@ -686,3 +686,31 @@ def test_the_overhead_is_the_projection_beyond_the_fp32_zero_shot_model():
         base = projected_gbit(arch, 20, vector_bits=0, mask_bits=0)
         assert overhead_gbit(arch, 20, 10.0, 0.5) == pytest.approx(projected_gbit(arch, 20, 10.0, 0.5) - base)
     assert round(projected_gbit("ViT-B-32", 20, 0, 0), 2) == 3.63  # the paper's fp32 ViT-B/32
+
+
+def test_thread_count_comes_from_the_environment(monkeypatch):
+    from tallmerge.store import pool
+
+    monkeypatch.setenv("TALLMERGE_THREADS", "3")
+    assert pool.workers() == 3
+    assert list(pool.ordered_map(lambda x: x * x, range(10))) == [x * x for x in range(10)]
+    monkeypatch.setenv("TALLMERGE_THREADS", "0")
+    with pytest.raises(TallmergeError, match="TALLMERGE_THREADS must be a positive integer, got '0'"):
+        pool.workers()
+    monkeypatch.delenv("TALLMERGE_THREADS")
+    assert pool.workers() >= 1
+
+
+def test_a_failing_entry_stops_the_ordered_map():
+    from tallmerge.store import pool
+
+    def square_or_fail(x):
+        if x == 5:
+            raise ValueError("entry 5")
+        return x * x
+
+    seen = []
+    with pytest.raises(ValueError, match="entry 5"):
+        for value in pool.ordered_map(square_or_fail, range(100), threads=2):
+            seen.append(value)
+    assert seen == [0, 1, 4, 9, 16]

@@ -10,12 +10,19 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from tallmerge.errors import TallmergeError
+
 A = TypeVar("A")
 B = TypeVar("B")
 
 
 def workers() -> int:
-    """Threads to use: the cores this process may run on."""
+    """Threads to use: ``TALLMERGE_THREADS`` if set, else the cores this process may run on."""
+    value = os.environ.get("TALLMERGE_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise TallmergeError(f"TALLMERGE_THREADS must be a positive integer, got {value!r}")
+        return int(value)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
