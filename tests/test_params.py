@@ -67,7 +67,10 @@ def test_invalid_finetune_values_name_their_key(changes, key):
 
 
 def test_gradient_clipping_is_optional_and_per_task():
-    assert make().finetune("digits").clip_grad is None  # absent: no clipping
+    raw = copy.deepcopy(BASE)
+    raw["finetune"].pop("clip_grad", None)
+    raw["tasks"] = {"digits": {}}
+    assert Params(raw).finetune("digits").clip_grad is None  # absent: no clipping
     params = make(finetune__clip_grad=1, tasks={"digits": {"clip_grad": None}, "shapes": {}})
     assert params.finetune("shapes").clip_grad == 1.0
     assert params.finetune("digits").clip_grad is None
