@@ -99,7 +99,11 @@ def main() -> None:
     results["nonzero only + zstd-19"] = {"bits": per_mask(len(nz19))}
 
     def encode():
-        return {key: codec.encode_masks(stacks[key], codec.Positions(v)) for key, v in vectors.items()}
+        coded = {}
+        for key, vector in vectors.items():
+            positions = codec.Positions(vector)
+            coded[key] = codec.encode_masks([positions.bits(m) for m in stacks[key]], positions)
+        return coded
 
     coded_masks, t_enc = timed(encode)
     coded = sum(table.numel() * 2 + sum(w.numel() * 4 for w in s) for table, s in coded_masks.values())
@@ -119,7 +123,7 @@ def main() -> None:
         "decode_all_tasks_s": t_dec,
     }
     bits = [codec.Positions(v) for v in vectors.values()]
-    bucket = np.concatenate([p.bucket for p in bits]).astype(np.int64)
+    bucket = np.concatenate([p.buckets() for p in bits])
     on = np.concatenate(
         [np.stack([p.bits(m) for m in stacks[key]]) for p, key in zip(bits, vectors)], axis=1
     ).astype(np.int64)

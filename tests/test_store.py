@@ -297,18 +297,32 @@ def test_refuses_to_replace_what_is_not_a_store(case, tmp_path):
 
 
 # -- codecs ---------------------------------------------------------------------------------------
-def test_magnitude_buckets_are_half_octaves_below_the_largest():
+def test_magnitude_buckets_are_half_exponent_cells_below_the_largest():
     v = torch.tensor([0.0, 1.0, 0.75, 0.7, 0.5, 0.36, 0.25, -1.0, 1e-30, 0.0])
     positions = codec.Positions(v)
-    assert positions.where.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
-    # half-octave cells [2^(k/2), 2^((k+1)/2)): 1.0 and -1.0 share the top cell, 0.75 is in
-    # [1/sqrt2, 1), 0.7 and 0.5 in [1/2, 1/sqrt2), 0.36 in [1/(2 sqrt2), 1/2), 0.25 below; 1e-30 clips
-    assert positions.bucket.tolist() == [0, 1, 2, 2, 3, 4, 0, 15]
+    # cells [2^e, 1.5 2^e) and [1.5 2^e, 2^(e+1)): 1.0 and -1.0 share the top cell, 0.75 is in
+    # [0.75, 1), 0.7 and 0.5 in [0.5, 0.75), 0.36 and 0.25 in [0.25, 0.375); 1e-30 clips at 15;
+    # zeros are not coded. Coding order: by bucket, then by index.
+    assert positions.order.tolist() == [1, 7, 2, 3, 4, 5, 6, 8]
+    assert positions.runs == [(0, 0, 2), (1, 2, 3), (2, 3, 5), (4, 5, 7), (15, 7, 8)]
+    assert positions.buckets().tolist() == [0, 0, 1, 2, 2, 4, 4, 15]
+
+
+def test_magnitude_buckets_follow_the_logarithm():
+    g = torch.Generator().manual_seed(3)
+    v = torch.randn(50_000, generator=g) * 10 ** torch.randint(-12, 4, (50_000,), generator=g).float()
+    v[0] = 1e-45  # a subnormal: below every cell, so the last bucket
+    positions = codec.Positions(v)
+    a = v.double().abs()[torch.from_numpy(positions.order)]
+    exponent = torch.floor(torch.log2(a))
+    level = 2 * exponent + (a / 2**exponent >= 1.5)
+    expected = torch.clamp(level.max() - level, max=codec.BUCKETS - 1)
+    assert torch.equal(torch.from_numpy(positions.buckets()), expected.long())
 
 
 def code_masks(masks, vector):
     positions = codec.Positions(vector)
-    table, streams = codec.encode_masks(masks, positions)
+    table, streams = codec.encode_masks([positions.bits(m) for m in masks], positions)
     assert table.dtype == torch.uint16 and table.shape == (len(masks), codec.BUCKETS)
     return positions, table, streams
 
@@ -666,17 +680,6 @@ def test_ties_passes_run_once_per_compress(case, tmp_path, monkeypatch):
     _, _, base_path, paths = case
     build(tmp_path, base_path, paths, mtv=MultiTaskVector("ties", topk=30.0, agg="sum"))
     assert len(calls) == 1
-
-
-def test_magnitude_buckets_read_from_the_bits_agree_with_frexp():
-    g = torch.Generator().manual_seed(3)
-    values = (torch.randn(50_000, generator=g) * 10 ** torch.randint(-12, 4, (50_000,), generator=g)).numpy()
-    values = np.concatenate([values, np.float32([2**-126, 0.70710677, 0.7071067, 1.4142135, -3e-41])])
-    fast = codec._half_octaves(values[:-1])  # normal numbers: from the bits
-    slow = codec._half_octaves(values)  # a subnormal among them: frexp
-    mantissa, exponent = np.frexp(np.abs(values))
-    assert np.array_equal(slow, 2 * exponent + (mantissa >= np.float32(math.sqrt(0.5))))
-    assert np.array_equal(fast - fast.max(), slow[:-1] - slow[:-1].max())
 
 
 def test_the_overhead_is_the_projection_beyond_the_fp32_zero_shot_model():

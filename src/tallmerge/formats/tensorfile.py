@@ -1,8 +1,8 @@
 """Safetensors read and written one tensor at a time, so memory never holds a whole checkpoint.
 
 :class:`TensorFile` parses and validates the header up front (dtypes, shapes, offsets that tile
-the data exactly, the file's length) and then reads each tensor with a plain positioned read:
-no memory map, so tensors already merged do not stay resident. :func:`write_tensors` writes the
+the data exactly, the file's length) and then reads each tensor with a plain positioned read (``pread``, so threads may read one open file
+at once): no memory map, so tensors already merged do not stay resident. :func:`write_tensors` writes the
 header from a declared list of tensors and then their bytes as they are produced; the file is
 renamed into place only when every declared tensor has been written; :func:`spool_tensors` does
 the same for tensors whose sizes are known only once produced (coded streams). Both follow the public
@@ -122,8 +122,7 @@ class TensorFile(Closable):
         if end == start:
             return torch.empty(shape, dtype=dtype)
         buffer = bytearray(end - start)
-        self._file.seek(self._data_start + start)
-        if self._file.readinto(buffer) != len(buffer):
+        if _read_at(self._file, buffer, self._data_start + start) != len(buffer):
             raise TallmergeError(f"{self.path}: corrupted safetensors file (tensor '{key}' is cut short)")
         return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
 
@@ -166,6 +165,18 @@ class TensorFile(Closable):
 
     def close(self) -> None:
         self._file.close()
+
+
+def _read_at(f, buffer: bytearray, offset: int) -> int:
+    """Fill ``buffer`` from ``offset`` of the open file ``f`` without moving its position (safe
+    from several threads); the number of bytes read."""
+    view, done = memoryview(buffer), 0
+    while done < len(buffer):
+        n = os.preadv(f.fileno(), [view[done:]], offset + done)
+        if n == 0:
+            break
+        done += n
+    return done
 
 
 def _naturals(values) -> bool:

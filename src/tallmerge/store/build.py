@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.files import temporary_dir, temporary_name, write_json
@@ -112,8 +113,9 @@ def compress(
     out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vector_dtype: str = "fp32"
 ) -> dict:
     """Write the store for ``ckpts`` with ``source``'s masks to the folder ``out``; return its
-    manifest. One pass over the checkpoints: this thread reads each entry and forms tau_MTL and
-    the masks; worker threads code the vector and the masks (:mod:`tallmerge.store.pool`)."""
+    manifest. One pass over the checkpoints: worker threads each take an entry (read it, form
+    tau_MTL and the masks, code them; :mod:`tallmerge.store.pool`), this thread writes them in
+    order."""
     codec.check_format(vector_dtype)
     tasks = ckpts.names
     out = Path(out)
@@ -125,21 +127,20 @@ def compress(
         )
     merged = prepare_recipe(source.mtv, ckpts)
 
-    def entries():  # in this thread: the checkpoints, tau_MTL and the masks, entry by entry
-        for key, _, taus in ckpts.sweep("store"):
-            vector = merged(taus)
-            yield key, vector, source.stacked(key, taus, vector)
-
-    def code(entry):  # in a worker thread: the stored vector, then the masks where it is non-zero
-        key, vector, masks = entry
+    def code(key):  # in a worker thread: one entry, from the checkpoints to its coded streams
+        _, taus = ckpts.read(key)
+        vector = merged(taus)
+        masks = source.stacked(key, taus, vector)
+        del taus
         try:
             name, parts = codec.encode_vector(vector, vector_dtype)
         except TallmergeError as e:
             raise TallmergeError(f"tau_MTL tensor '{key}' {e}") from None
         stored = codec.decode_vector(name, parts.__getitem__, vector_dtype, vector.shape)
         positions = codec.Positions(stored)  # the decoder's view: as it will read the vector
-        table, streams = codec.encode_masks(masks, positions)
-        return key, name, parts, table, streams, [codec.bits_digest(positions.bits(m)) for m in masks]
+        bits = [positions.bits(m) for m in masks]
+        table, streams = codec.encode_masks(bits, positions)
+        return key, name, parts, table, streams, [codec.bits_digest(b) for b in bits]
 
     with temporary_dir(out) as tmp:
         shutil.copyfile(ckpts.base.path, tmp / FILES["base"])
@@ -148,7 +149,8 @@ def compress(
             spool_tensors(tmp / FILES["vector"], {"format": FORMAT, "dtype": vector_dtype}) as put_vector,
             spool_tensors(tmp / FILES["masks"], {"format": FORMAT}) as put_masks,
         ):
-            for key, name, parts, table, streams, packed in ordered_map(code, entries()):
+            keys = tqdm(ckpts.float_keys, desc="store", unit="tensor", disable=None, leave=False)
+            for key, name, parts, table, streams, packed in ordered_map(code, keys):
                 codecs[key] = name
                 put_vector(key, parts["values"])
                 if "scales" in parts:

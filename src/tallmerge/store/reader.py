@@ -5,7 +5,7 @@ Any task is rebuilt from the base, the vector and its own mask streams, in the s
 every task: to a file (:meth:`Store.reconstruct`, or every task in one pass with
 :meth:`Store.reconstruct_all`), as a state dict (:meth:`Store.state`) or into a loaded model in
 place (:meth:`Store.apply`, to switch a served model between tasks without files). Entries are
-decoded in parallel threads (:mod:`tallmerge.store.pool`).
+read and decoded in parallel threads (:mod:`tallmerge.store.pool`), and written in order.
 """
 
 from __future__ import annotations
@@ -290,35 +290,27 @@ class Store:
             TensorFile(masks_path) as masks,
         ):
 
-            def read():  # in this thread: the files, entry by entry
-                for key, dtype, shape, vector_codec in self.tensors:
-                    theta = base.get(key)
-                    if vector_codec is None:
-                        yield key, dtype, shape, theta, None, None
-                        continue
-                    parts = stored_parts(vectors, key)
-                    stored = {"values": parts("values")}
-                    if self.vector_format in codec.INT_FORMATS:
-                        stored["scales"] = parts("scales")
-                    table = masks.get(probabilities_key(key))
-                    if table.dtype != torch.uint16 or tuple(table.shape) != (len(self.tasks), codec.BUCKETS):
-                        raise TallmergeError(
-                            f"{masks_path}: corrupted mask model of '{key}' ({table.dtype} {list(table.shape)})"
-                        )
-                    streams = [(table[i], masks.get(mask_key(i, key))) for i in indices]
-                    yield key, dtype, shape, theta, (vector_codec, stored), streams
-
-            def decode(item):  # in a worker thread: one entry for every task asked for
-                key, dtype, shape, theta, vector, streams = item
-                if vector is None:
+            def decode(entry):  # in a worker thread: one entry for every task asked for
+                key, dtype, shape, vector_codec = entry
+                theta = base.get(key)
+                if vector_codec is None:
                     return key, [theta] * len(indices), []
-                vector = codec.decode_vector(vector[0], vector[1].__getitem__, self.vector_format, shape)
-                positions = codec.Positions(vector)
+                parts = stored_parts(vectors, key)
+                stored = {"values": parts("values")}
+                if self.vector_format in codec.INT_FORMATS:
+                    stored["scales"] = parts("scales")
+                table = masks.get(probabilities_key(key))
+                if table.dtype != torch.uint16 or tuple(table.shape) != (len(self.tasks), codec.BUCKETS):
+                    raise TallmergeError(
+                        f"{masks_path}: corrupted mask model of '{key}' ({table.dtype} {list(table.shape)})"
+                    )
+                vector = codec.decode_vector(vector_codec, stored.__getitem__, self.vector_format, shape)
                 base_values, values = theta.float(), vector.float()
+                positions = codec.Positions(values)
                 added = None if rescalers else base_values + values  # theta_0 + v, shared by the tasks
                 rebuilt, packed = [], []
-                for task, (probs, words) in zip(tasks, streams):
-                    bits = codec.decode_bits(words, positions, probs)
+                for task, i in zip(tasks, indices):
+                    bits = codec.decode_bits(masks.get(mask_key(i, key)), positions, table[i])
                     packed.append(codec.bits_digest(bits))
                     if rescalers is not None:  # EMR: theta_0 + s_t * v where m_t is on
                         added = base_values + values * rescalers[task]
@@ -332,7 +324,7 @@ class Store:
                 return key, rebuilt, packed
 
             digests = [hashlib.sha256() for _ in tasks]
-            for key, rebuilt, packed in ordered_map(decode, read()):
+            for key, rebuilt, packed in ordered_map(decode, self.tensors):
                 for digest, bits in zip(digests, packed):
                     digest.update(bits)
                 yield key, rebuilt
