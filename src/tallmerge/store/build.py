@@ -27,15 +27,16 @@ from tallmerge.store import codec
 from tallmerge.store.manifest import (
     FILES,
     FORMAT,
+    LENGTHS,
     MANIFEST,
     MANIFEST_DIGEST,
+    PROBABILITIES,
     VERSION,
     file_sha256,
     manifest_digest,
-    mask_key,
-    probabilities_key,
     replaceable_store,
     scales_key,
+    streams_key,
 )
 from tallmerge.store.pool import ordered_map
 
@@ -144,22 +145,31 @@ def compress(
 
     with temporary_dir(out) as tmp:
         shutil.copyfile(ckpts.base.path, tmp / FILES["base"])
-        codecs, digests, sizes = {}, {t: hashlib.sha256() for t in tasks}, dict.fromkeys(tasks, 0)
-        with (
-            spool_tensors(tmp / FILES["vector"], {"format": FORMAT, "dtype": vector_dtype}) as put_vector,
-            spool_tensors(tmp / FILES["masks"], {"format": FORMAT}) as put_masks,
-        ):
+        codecs, digests = {}, {t: hashlib.sha256() for t in tasks}
+        tables, lengths, coded = [], [], [[] for _ in tasks]  # the masks, held until the end
+        with spool_tensors(tmp / FILES["vector"], {"format": FORMAT, "dtype": vector_dtype}) as put:
             keys = tqdm(ckpts.float_keys, desc="store", unit="tensor", disable=None, leave=False)
             for key, name, parts, table, streams, packed in ordered_map(code, keys):
                 codecs[key] = name
-                put_vector(key, parts["values"])
+                put(key, parts["values"])
                 if "scales" in parts:
-                    put_vector(scales_key(key), parts["scales"])
-                put_masks(probabilities_key(key), table)
+                    put(scales_key(key), parts["scales"])
+                tables.append(table)
+                lengths.append([stream.numel() for stream in streams])
                 for t, (task, stream, bits) in enumerate(zip(tasks, streams, packed)):
-                    put_masks(mask_key(t, key), stream)
-                    sizes[task] += stream.numel() * 4
+                    coded[t].append(stream)
                     digests[task].update(bits)
+        with spool_tensors(tmp / FILES["masks"], {"format": FORMAT}) as put:
+            put(
+                PROBABILITIES,
+                torch.stack(tables)
+                if tables
+                else torch.zeros(0, len(tasks), codec.BUCKETS, dtype=torch.uint16),
+            )
+            put(LENGTHS, torch.tensor(lengths, dtype=torch.int64).reshape(-1, len(tasks)).T.contiguous())
+            for t, streams in enumerate(coded):
+                put(streams_key(t), torch.cat(streams) if streams else torch.zeros(0, dtype=torch.uint32))
+        sizes = {task: 4 * sum(n[t] for n in lengths) for t, task in enumerate(tasks)}
         manifest = {
             "format": FORMAT,
             "version": VERSION,

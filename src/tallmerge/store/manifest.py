@@ -10,8 +10,10 @@ m_t is the task's TALL mask). A store is a folder, format ``tallmerge.store`` ve
                          or raw where that is smaller), or int8, int4 or int2 (the packed
                          block-quantized integers under the key, coded the same way, and
                          ``scales/<key>``: one bfloat16 scale per block of 128 values)
-    masks.safetensors    per entry, ``probabilities/<key>`` (uint16 [T, 16], its context model)
-                         and, per task index t, ``<t>/<key>``: task t's coded mask bits (uint32
+    masks.safetensors    ``probabilities`` (uint16 [entries, T, 16]: each floating-point entry's
+                         context model), ``lengths`` (int64 [T, entries]: the words of each
+                         task's stream of each entry) and, per task index t, ``streams/<t>``:
+                         task t's coded mask bits of every entry, one after the other (uint32
                          words), so a task is decoded from its own streams alone
 
 Version 1 coded task t's mask given the masks of tasks 0..t-1 (one stream per entry, with a
@@ -53,14 +55,14 @@ MANIFEST_DIGEST = "manifest_sha256"
 FILES = {"base": "base.safetensors", "vector": "vector.safetensors", "masks": "masks.safetensors"}
 
 
-def probabilities_key(key: str) -> str:
-    """Where entry ``key``'s mask model (uint16 [T, 16]) is, in masks.safetensors."""
-    return f"probabilities/{key}"
+PROBABILITIES = "probabilities"  # masks.safetensors: uint16 [entries, T, 16], each entry's model
+LENGTHS = "lengths"  # masks.safetensors: int64 [T, entries], words of each task's stream per entry
 
 
-def mask_key(task_index: int, key: str) -> str:
-    """Where task ``task_index``'s coded mask of entry ``key`` is, in masks.safetensors."""
-    return f"{task_index}/{key}"
+def streams_key(task_index: int) -> str:
+    """Where task ``task_index``'s coded masks are, in masks.safetensors: its streams of every
+    entry (uint32 words), one after the other in entry order."""
+    return f"streams/{task_index}"
 
 
 def scales_key(key: str) -> str:

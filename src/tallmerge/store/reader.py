@@ -30,17 +30,18 @@ from tallmerge.store import codec
 from tallmerge.store.manifest import (
     FILES,
     FORMAT,
+    LENGTHS,
     MANIFEST,
     MANIFEST_DIGEST,
     MISSING,
+    PROBABILITIES,
     VERSION,
     Corrupted,
     field,
     file_sha256,
     manifest_digest,
-    mask_key,
-    probabilities_key,
     stored_parts,
+    streams_key,
 )
 from tallmerge.store.pool import ordered_map
 
@@ -289,6 +290,8 @@ class Store:
             TensorFile(vector_path) as vectors,
             TensorFile(masks_path) as masks,
         ):
+            tables, streams = self._mask_streams(masks, masks_path, indices)
+            entry_index = {key: n for n, (key, *_) in enumerate(e for e in self.tensors if e[3] is not None)}
 
             def decode(entry):  # in a worker thread: one entry for every task asked for
                 key, dtype, shape, vector_codec = entry
@@ -299,18 +302,14 @@ class Store:
                 stored = {"values": parts("values")}
                 if self.vector_format in codec.INT_FORMATS:
                     stored["scales"] = parts("scales")
-                table = masks.get(probabilities_key(key))
-                if table.dtype != torch.uint16 or tuple(table.shape) != (len(self.tasks), codec.BUCKETS):
-                    raise TallmergeError(
-                        f"{masks_path}: corrupted mask model of '{key}' ({table.dtype} {list(table.shape)})"
-                    )
+                table = tables[entry_index[key]]
                 vector = codec.decode_vector(vector_codec, stored.__getitem__, self.vector_format, shape)
                 base_values, values = theta.float(), vector.float()
                 positions = codec.Positions(values)
                 added = None if rescalers else base_values + values  # theta_0 + v, shared by the tasks
                 rebuilt, packed = [], []
                 for task, i in zip(tasks, indices):
-                    bits = codec.decode_bits(masks.get(mask_key(i, key)), positions, table[i])
+                    bits = codec.decode_bits(streams[i][entry_index[key]], positions, table[i])
                     packed.append(codec.bits_digest(bits))
                     if rescalers is not None:  # EMR: theta_0 + s_t * v where m_t is on
                         added = base_values + values * rescalers[task]
@@ -333,6 +332,26 @@ class Store:
                     raise TallmergeError(
                         f"{masks_path}: task '{task}' decodes to masks that do not match their checksum"
                     )
+
+    def _mask_streams(self, masks: TensorFile, path: Path, indices: list[int]):
+        """The entries' mask models and, for each task index asked for, its streams per entry."""
+        entries = sum(1 for *_, c in self.tensors if c is not None)
+        tables, lengths = masks.get(PROBABILITIES), masks.get(LENGTHS)
+        if (
+            tables.dtype != torch.uint16
+            or tuple(tables.shape) != (entries, len(self.tasks), codec.BUCKETS)
+            or lengths.dtype != torch.int64
+            or tuple(lengths.shape) != (len(self.tasks), entries)
+            or (lengths < 0).any()
+        ):
+            raise TallmergeError(f"{path}: corrupted mask models or stream lengths")
+        streams = {}
+        for i in indices:
+            words = masks.get(streams_key(i))
+            if words.dtype != torch.uint32 or words.numel() != int(lengths[i].sum()):
+                raise TallmergeError(f"{path}: corrupted streams of task '{self.tasks[i]}'")
+            streams[i] = words.split(lengths[i].tolist())
+        return tables, streams
 
     def _metadata(self, task: str) -> dict:
         return {"store": str(self.path), "task": task, **self._made_how()}
