@@ -52,7 +52,7 @@ import zstandard
 
 from tallmerge.errors import TallmergeError
 from tallmerge.merging.maths import all_finite
-from tallmerge.merging.recipes import QUANTIZED_VECTOR_BITS, STORED_VECTOR_DTYPES
+from tallmerge.merging.recipes import QUANTIZED_VECTOR_BITS, STORED_VECTOR_DTYPES, VECTOR_FORMATS
 
 BUCKETS = 16
 ZSTD_LEVEL = 6  # levels 3-19 differ by <4% in size on task vectors; 6 codes ~40 MB/s
@@ -60,7 +60,7 @@ _PRECISION = 1 << 16  # probabilities are stored as uint16 numerators over 2**16
 
 FLOAT_FORMATS = {name: getattr(torch, dtype) for name, dtype in STORED_VECTOR_DTYPES.items()}
 INT_FORMATS = QUANTIZED_VECTOR_BITS  # name -> bits per value
-FORMATS = (*FLOAT_FORMATS, *INT_FORMATS)
+FORMATS = VECTOR_FORMATS  # the floating-point ones, then the integer ones
 BLOCK = 128
 
 

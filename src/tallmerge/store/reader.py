@@ -298,12 +298,10 @@ class Store:
                 theta = base.get(key)
                 if vector_codec is None:
                     return key, [theta] * len(indices), []
-                parts = stored_parts(vectors, key)
-                stored = {"values": parts("values")}
-                if self.vector_format in codec.INT_FORMATS:
-                    stored["scales"] = parts("scales")
                 table = tables[entry_index[key]]
-                vector = codec.decode_vector(vector_codec, stored.__getitem__, self.vector_format, shape)
+                vector = codec.decode_vector(
+                    vector_codec, stored_parts(vectors, key), self.vector_format, shape
+                )
                 base_values, values = theta.float(), vector.float()
                 positions = codec.Positions(values)
                 added = None if rescalers else base_values + values  # theta_0 + v, shared by the tasks
