@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from helpers import finetuned_args, make_case, run, save_case
 from tallmerge.cli import main
+from tallmerge.errors import exit_on_error
 from tallmerge.formats.files import clean_stale_temporaries, output_lock
 from tallmerge.merging import maths
 from tallmerge.store.manifest import MANIFEST_DIGEST, VERSION, manifest_digest
@@ -400,6 +401,33 @@ def test_signals_end_a_real_process_in_one_line(case, tmp_path):
             continue
         assert proc.returncode == 130 and err == "interrupted\n", (proc.returncode, err)
         assert not out.exists() and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_an_import_waits_for_the_import(sig, tmp_path, monkeypatch, capsys):
+    """A signal that lands while a module is imported must not cross the import (torch's C++
+    initialisation aborts the process when it does): the module finishes loading, then the
+    command ends as interrupted."""
+    (tmp_path / "slow_module_for_signals.py").write_text(
+        f"import os, signal, time\nos.kill(os.getpid(), {int(sig)})\ntime.sleep(0.2)\ndone = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reached = []
+
+    def command():
+        import slow_module_for_signals
+
+        reached.append(slow_module_for_signals.done)
+        time.sleep(5)
+        reached.append("slept")
+
+    before = signal.getsignal(sig)
+    with pytest.raises(SystemExit) as exit:
+        exit_on_error(command)
+    assert exit.value.code == 130 and capsys.readouterr().err == "interrupted\n"
+    assert reached == [True]
+    assert signal.getsignal(sig) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    sys.modules.pop("slow_module_for_signals", None)
 
 
 def test_a_bug_is_one_line_and_debug_shows_the_traceback(case, tmp_path, capsys, monkeypatch):

@@ -10,7 +10,7 @@ what escaped                                          status  line
 ====================================================  ======  ==================================
 :class:`TallmergeError` (bad input, a refused write)  2       ``error: <message>``
 :class:`OSError` (unreadable, unwritable, disk full)  2       ``error: <file>: <reason>``
-:class:`KeyboardInterrupt` (Ctrl-C), SIGTERM          130     ``interrupted``
+:class:`KeyboardInterrupt`, SIGINT (Ctrl-C), SIGTERM  130     ``interrupted``
 anything else (a bug)                                 1       ``internal error: ...``
 ====================================================  ======  ==================================
 
@@ -54,7 +54,33 @@ def describe_os_error(e: OSError) -> str:
     return reason
 
 
-def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C, so `finally` blocks clean up
+_signalled = False
+_RETRY_S = 0.02
+
+
+def _importing(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupted(signum, frame):
+    """SIGINT and SIGTERM unwind as KeyboardInterrupt, so ``finally`` blocks clean up.
+
+    Not while a module is being imported: torch's C++ initialisation aborts the process
+    (``terminate called after throwing ...``) when a Python exception crosses it, and other
+    libraries swallow the interrupt and leave half-imported modules behind. There the
+    interrupt is put off, and a timer raises it as soon as the import is done. The flag
+    remembers the signal, so whatever ends the command then is reported as an interruption.
+    """
+    global _signalled
+    _signalled = True
+    if _importing(frame) and hasattr(signal, "setitimer"):
+        signal.signal(signal.SIGALRM, _interrupted)
+        signal.setitimer(signal.ITIMER_REAL, _RETRY_S)
+        return
     raise KeyboardInterrupt
 
 
@@ -62,29 +88,51 @@ def exit_on_error(main, *args, debug: bool = False, **kwargs):
     """Call ``main``; turn whatever escapes it into one line on stderr and an exit status
     (table above). With ``debug`` or ``TALLMERGE_DEBUG`` set, exceptions propagate."""
     debug = debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    previous = signal.getsignal(signal.SIGTERM)
+    global _signalled
+    _signalled = False
+    previous = {}
     try:
-        signal.signal(signal.SIGTERM, _terminated)
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGALRM", None)):
+            if sig is not None:
+                previous[sig] = signal.getsignal(sig)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupted)
     except ValueError:  # not the main thread: leave signals alone
-        previous = None
+        previous = {}
     try:
-        return main(*args, **kwargs)
+        try:
+            return main(*args, **kwargs)
+        finally:
+            _restore(previous)
     except BaseException as e:
         if debug or isinstance(e, SystemExit):
             raise
         status, line = _report(e)
         _print(line)
         raise SystemExit(status) from None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+
+
+def _restore(previous: dict) -> None:
+    """Put the signal handlers back. A signal that lands meanwhile only sets the flag: the
+    command has already ended (its result stands) or is failing (and is then reported as
+    interrupted)."""
+    while True:
+        try:
+            if previous and hasattr(signal, "setitimer"):
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            for sig, handler in previous.items():
+                if handler is not None:  # None: installed outside Python, cannot be restored
+                    signal.signal(sig, handler)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _report(e: BaseException) -> tuple[int, str]:
+    if _signalled or isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
     if isinstance(e, TallmergeError):
         return EXIT_ERROR, f"error: {one_line(e)}"
-    if isinstance(e, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted"
     if isinstance(e, BrokenPipeError):  # `tallmerge tasks | head`: the reader left
         try:  # and Python's own flush at exit must not complain either
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
