@@ -156,6 +156,7 @@ def test_bad_checkpoints_fail_without_output(case, tmp_path, capsys, change, nee
     [
         (["merge", "consensus-ta", "--lambda", "0.4"], ["at least 2 tasks"]),
         (["masks", "--lambda", "0.4"], ["at least 2 tasks"]),
+        (["compress", "--lambda", "0.4"], ["at least 2 tasks"]),
     ],
 )
 def test_too_few_tasks(case, tmp_path, capsys, args, needles):

@@ -57,13 +57,19 @@ def check_lambdas(lambdas: Sequence[float]) -> list[float]:
     return out
 
 
+def check_tall_inputs(ckpts: Checkpoints, lambdas: Sequence[float]) -> list[float]:
+    """The lambdas as floats, checked, for TALL masks of ``ckpts``' tasks (which need at least 2)."""
+    lambdas = check_lambdas(lambdas)
+    if len(ckpts) < 2:
+        raise TallmergeError(f"TALL masks need at least 2 tasks, got {len(ckpts)}")
+    return lambdas
+
+
 def write_masks(
     path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[float], mtv: MultiTaskVector
 ) -> None:
     """Compute every task's TALL masks at every lambda in one pass (after tau_MTL's own passes)."""
-    lambdas = check_lambdas(lambdas)
-    if len(ckpts) < 2:
-        raise TallmergeError(f"TALL masks need at least 2 tasks, got {len(ckpts)}")
+    lambdas = check_tall_inputs(ckpts, lambdas)
     vector = prepare_recipe(mtv, ckpts)
     names = ckpts.names
     specs = [

@@ -20,7 +20,7 @@ from tallmerge.formats.files import temporary_dir, temporary_name, write_json
 from tallmerge.formats.tensorfile import DTYPE_NAMES, spool_tensors
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
-from tallmerge.merging.masks import MaskFile, check_lambdas
+from tallmerge.merging.masks import MaskFile, check_tall_inputs
 from tallmerge.merging.recipes import OPTIONS, MultiTaskVector
 from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
 from tallmerge.store import codec
@@ -67,9 +67,7 @@ def tall_mask_source(masks: MaskFile, ckpts: Checkpoints) -> MaskSource:
 
 def tall_mask_source_at(ckpts: Checkpoints, lam: float, mtv: MultiTaskVector) -> MaskSource:
     """TALL masks of every task at one lambda, computed as the store is written."""
-    check_lambdas([lam])
-    if len(ckpts) < 2:
-        raise TallmergeError(f"TALL masks need at least 2 tasks, got {len(ckpts)}")
+    check_tall_inputs(ckpts, [lam])
     return MaskSource(
         mtv,
         {"kind": "tall", "lambdas": dict.fromkeys(ckpts.names, lam)},
