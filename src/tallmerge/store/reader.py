@@ -290,8 +290,8 @@ class Store:
             TensorFile(vector_path) as vectors,
             TensorFile(masks_path) as masks,
         ):
-            tables, streams = self._mask_streams(masks, masks_path, indices)
             entry_index = {key: n for n, (key, *_) in enumerate(e for e in self.tensors if e[3] is not None)}
+            tables, streams = self._mask_streams(masks, masks_path, indices, len(entry_index))
 
             def decode(entry):  # in a worker thread: one entry for every task asked for
                 key, dtype, shape, vector_codec = entry
@@ -331,9 +331,9 @@ class Store:
                         f"{masks_path}: task '{task}' decodes to masks that do not match their checksum"
                     )
 
-    def _mask_streams(self, masks: TensorFile, path: Path, indices: list[int]):
-        """The entries' mask models and, for each task index asked for, its streams per entry."""
-        entries = sum(1 for *_, c in self.tensors if c is not None)
+    def _mask_streams(self, masks: TensorFile, path: Path, indices: list[int], entries: int):
+        """The ``entries`` coded entries' mask models and, for each task index asked for, its
+        streams per entry."""
         tables, lengths = masks.get(PROBABILITIES), masks.get(LENGTHS)
         if (
             tables.dtype != torch.uint16
