@@ -16,11 +16,9 @@ is more likely to be in each task's mask. The model is one table of 16-bit proba
 entry, [T, buckets], fitted on the entry's masks and stored beside them (on the pocket
 benchmark's masks, one table per entry costs the same as one for the whole model, 0.698 bits
 per weight and mask, tables included, and it lets a store be written in one pass). Bits sharing
-a context are coded as one run with one Bernoulli model, about 20 times faster than a model per
-bit, and within a run 8 bits are one symbol of the equivalent byte model (a third of the time of
-single bits). Grouping the bits by bucket (the same order for every task of an entry) is a
-counting sort compiled with numba, which runs without the GIL; it took about 50 ns per weight
-as numpy's stable argsort, as much as the range coder, and takes a third of that or less.
+a context are coded as one run with one Bernoulli model (a stable sort by bucket, the same for
+every task of an entry), about 20 times faster than a model per bit, and within a run 8 bits
+are one symbol of the equivalent byte model (a third of the time of single bits).
 
 Conditioning on the other tasks' masks buys little: on the pocket benchmark's TALL + TIES masks
 (8 tasks) the empirical entropy given the bucket is 0.698 bits per weight and mask, given the
@@ -48,7 +46,6 @@ import functools
 import math
 
 import constriction
-import numba
 import numpy as np
 import torch
 import zstandard
@@ -76,7 +73,13 @@ class Positions:
     def __init__(self, vector: torch.Tensor):
         values = vector.reshape(-1).float().numpy()
         self.numel, self.shape = values.size, tuple(vector.shape)
-        self.order, counts = _group_by_bucket(values.view(np.uint32))
+        magnitude = values.view(np.uint32) & np.uint32(0x7FFFFFFF)  # |v|'s bits: exponent, mantissa
+        level = (magnitude >> np.uint32(22)).astype(np.int16)  # 2 * exponent + first mantissa bit
+        top = level.max() if level.size else 0
+        bucket = np.minimum(top - level, BUCKETS - 1)
+        bucket[magnitude == 0] = BUCKETS  # zeros: never read, never coded (sorted last)
+        counts = np.bincount(bucket, minlength=BUCKETS + 1)
+        self.order = np.argsort(bucket, kind="stable")[: self.numel - counts[BUCKETS]]  # a radix sort
         ends = np.cumsum(counts[:BUCKETS])
         self.runs = [(c, int(e - n), int(e)) for c, (n, e) in enumerate(zip(counts, ends)) if n]
 
@@ -90,76 +93,13 @@ class Positions:
 
     def bits(self, mask: torch.Tensor) -> np.ndarray:
         """A mask's coded bits (uint8), in coding order."""
-        return _gather(mask.reshape(-1).numpy().view(np.uint8), self.order)
+        return mask.reshape(-1).numpy()[self.order].view(np.uint8)
 
     def mask(self, bits: np.ndarray) -> torch.Tensor:
         """The full mask (bool, the vector's shape) from its coded bits."""
-        return torch.from_numpy(_scatter(bits, self.order, self.numel).view(np.bool_)).reshape(self.shape)
-
-
-@numba.njit(cache=True, nogil=True)
-def _group_by_bucket(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A counting sort, by bucket, of the float32 values whose ``bits`` (uint32) are given: the
-    indices of the non-zero values grouped by bucket, in index order within a bucket, and the
-    count of each bucket (zeros counted last). Compiled, without the GIL: one pass for the
-    largest magnitude, one for the buckets, one for the counts (four interleaved histograms,
-    so that runs of one bucket do not wait on one counter) and one to place the indices."""
-    n, zero = bits.size, np.uint8(BUCKETS)
-    largest = np.uint32(0)
-    for i in range(n):
-        largest = max(largest, bits[i] & np.uint32(0x7FFFFFFF))
-    top = np.int64(largest >> np.uint32(22))  # level: 2 * exponent + first mantissa bit
-    bucket = np.empty(n, np.uint8)
-    for i in range(n):
-        magnitude = bits[i] & np.uint32(0x7FFFFFFF)
-        below = min(top - np.int64(magnitude >> np.uint32(22)), BUCKETS - 1)
-        bucket[i] = np.uint8(below) if magnitude != 0 else zero
-    histograms = np.zeros((4, BUCKETS + 1), np.int64)
-    whole = n - n % 4
-    for i in range(0, whole, 4):
-        histograms[0, bucket[i]] += 1
-        histograms[1, bucket[i + 1]] += 1
-        histograms[2, bucket[i + 2]] += 1
-        histograms[3, bucket[i + 3]] += 1
-    for i in range(whole, n):
-        histograms[0, bucket[i]] += 1
-    counts = histograms.sum(axis=0)
-    slot = np.zeros(BUCKETS + 1, np.int64)  # where each bucket's next index goes (zeros last)
-    for c in range(1, BUCKETS + 1):
-        slot[c] = slot[c - 1] + counts[c - 1]
-    order = np.empty(n, np.int64)
-    for i in range(n):
-        c = bucket[i]
-        order[slot[c]] = i
-        slot[c] += 1
-    return order[: n - counts[BUCKETS]], counts
-
-
-@numba.njit(cache=True, nogil=True)
-def _gather(mask: np.ndarray, order: np.ndarray) -> np.ndarray:
-    out = np.empty(order.size, np.uint8)
-    for k in range(order.size):
-        out[k] = mask[order[k]]
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _scatter(bits: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros(n, np.uint8)
-    for k in range(order.size):
-        out[order[k]] = bits[k]
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _run_sums(bits: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """The ones in each run of ``bits`` (uint8), the runs starting at ``starts``."""
-    sums = np.zeros(starts.size, np.int64)
-    for r in range(starts.size):
-        end = starts[r + 1] if r + 1 < starts.size else bits.size
-        for k in range(starts[r], end):
-            sums[r] += bits[k]
-    return sums
+        out = np.zeros(self.numel, np.bool_)
+        out[self.order] = bits.view(np.bool_)
+        return torch.from_numpy(out).reshape(self.shape)
 
 
 def encode_masks(bits: list[np.ndarray], positions: Positions) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -173,7 +113,7 @@ def encode_masks(bits: list[np.ndarray], positions: Positions) -> tuple[torch.Te
     streams = []
     for t, symbols in enumerate(bits):
         if starts.size:
-            ones = _run_sums(symbols, starts)
+            ones = np.add.reduceat(symbols, starts, dtype=np.int64)
             table[t, present] = np.clip(np.rint((ones + 0.5) / (sizes + 1.0) * _PRECISION), 1, _PRECISION - 1)
         encoder = constriction.stream.queue.RangeEncoder()
         for c, start, end in positions.runs:

@@ -1,6 +1,6 @@
 """Entry-level parallelism of the store: the coding and decoding of one entry's vector and masks
-run in threads (torch, zstd and the compiled kernels release the GIL for their bulk work; the
-range coder holds it), while files are read and written by the calling thread, in order."""
+run in threads (numpy, zstd and the range coder release the GIL for their bulk work), while
+files are read and written by the calling thread, in order."""
 
 from __future__ import annotations
 
