@@ -326,6 +326,11 @@ def test_magnitude_buckets_follow_the_logarithm():
     level = 2 * exponent + (a / 2**exponent >= 1.5)
     expected = torch.clamp(level.max() - level, max=codec.BUCKETS - 1)
     assert torch.equal(torch.from_numpy(positions.buckets()), expected.long())
+    v[::3] = 0  # zeros are left out; every other index once, ascending within its bucket
+    positions = codec.Positions(v)
+    assert sorted(positions.order.tolist()) == torch.nonzero(v).flatten().tolist()
+    for _, start, end in positions.runs:
+        assert (np.diff(positions.order[start:end]) > 0).all()
 
 
 def code_masks(masks, vector):
