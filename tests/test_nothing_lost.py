@@ -375,25 +375,13 @@ def test_signals_end_a_real_process_in_one_line(case, tmp_path, capsys):
     and no output but a complete one (a signal may land after the output was moved into place,
     on a busy machine)."""
     _, _, base_path, paths = case
+    merge = ["merge", "average", "--base", str(base_path), "--finetuned", *map(str, paths.values()), "--out"]
     complete = tmp_path / "complete.safetensors"
-    args = ["merge", "average", "--base", base_path, "--finetuned", *paths.values(), "--out", complete]
-    assert run(args, capsys)[0] == 0
+    assert run([*merge, complete], capsys)[0] == 0
     for sig in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / f"merged-{sig}.safetensors"
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tallmerge.cli",
-                "merge",
-                "average",
-                "--base",
-                str(base_path),
-                "--finetuned",
-                *[str(p) for p in paths.values()],
-                "--out",
-                str(out),
-            ],
+            [sys.executable, "-m", "tallmerge.cli", *merge, str(out)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
