@@ -79,7 +79,7 @@ METHODS = {
     *(f"tall-{m}" for m in MTVS),
     "magnitude-masking",
 }
-MASK_STAGES = {f"{stage}@{m}" for stage in ("masks", "tall", "consensus") for m in MTVS} | {
+MASK_STAGES = {f"{stage}@{m}" for stage in ("tall", "consensus") for m in MTVS} | {
     "compress",
     "report",
 }

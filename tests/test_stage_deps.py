@@ -178,7 +178,7 @@ def test_closure_follows_lazy_relative_and_parent_imports(tmp_path):
 
 
 def test_an_uncovered_module_is_named():
-    stage = {"cmd": "python stages/masks.py ta", "deps": ["stages/masks.py", "src/tallmerge/merging"]}
+    stage = {"cmd": "python stages/tall.py ta", "deps": ["stages/tall.py", "src/tallmerge/merging"]}
     problems = uncovered(stage)
     assert any(p.startswith("src/tallmerge/formats/tensorfile.py") for p in problems), problems
     assert not any(p.startswith("src/tallmerge/merging/") for p in problems), problems

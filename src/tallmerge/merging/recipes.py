@@ -133,7 +133,7 @@ class Recipe:
     defaults where tau_MTL inside TALL masks and consensus follows the paper's code differently.
     """
 
-    name: str  # as tau_MTL: params `mtv.<name>`, masks@<name>, tall-<name>, consensus-<name>
+    name: str  # as tau_MTL: params `mtv.<name>`, tall@<name>, tall-<name>, consensus-<name>
     method: str | None  # the single-model merge method that applies it (None: a store's vector only)
     label: str
     vector: str

@@ -45,7 +45,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-from sklearn.datasets import load_digits
 
 from tallmerge.errors import TallmergeError
 from tallmerge.tasks.registry import SPLITS, WEB_SPLIT, register_task
@@ -253,6 +252,8 @@ def _glyph_atlas() -> np.ndarray:
 @functools.cache
 def _handwritten() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1797 real 8x8 handwritten digits as smooth 32x32 masks, and their labels."""
+    from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes seconds
+
     data = load_digits()
     masks = []
     for img in data.images:
