@@ -21,18 +21,20 @@ from tallmerge.results.evaluation import Benchmark, method_result, search_lambda
 
 def main(mtv: str) -> None:
     params = Params.load()
+    recipe = params.mtv(mtv)
     with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts:
-        write_masks(layout.masks(mtv), ckpts, params.lambdas, params.mtv(mtv))
-        with MaskFile(layout.masks(mtv)) as masks:
-            base, tau_mtl = to_state(ckpts, mtv_vectors(ckpts, masks.mtv))
+        write_masks(layout.masks(mtv), ckpts, params.lambdas, recipe)
+        base, tau_mtl = to_state(ckpts, mtv_vectors(ckpts, recipe))
 
-            def rebuilt(task: str, index: int):
-                return apply(base, {k: v * masks.mask(task, index, k) for k, v in tau_mtl.items()})
+    bench = Benchmark.from_params(params)
+    with MaskFile(layout.masks(mtv)) as masks:
 
-            bench = Benchmark.from_params(params)
-            chosen, search, known = search_lambda(bench, rebuilt, masks.lambdas)
-            write_selection(masks, chosen, layout.selected_masks(mtv))
-            rows = bench.rows(lambda task: rebuilt(task, masks.lambdas[task].index(chosen[task])), known)
+        def rebuilt(task: str, index: int):
+            return apply(base, {k: v * masks.mask(task, index, k) for k, v in tau_mtl.items()})
+
+        chosen, search, known = search_lambda(bench, rebuilt, masks.lambdas)
+        write_selection(masks, chosen, layout.selected_masks(mtv))
+        rows = bench.rows(lambda task: rebuilt(task, masks.lambdas[task].index(chosen[task])), known)
     write_json(
         method_result(f"tall-{mtv}", rows, {"lambda": chosen}, search=search),
         layout.method_metrics_path(f"tall-{mtv}"),
