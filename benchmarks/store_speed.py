@@ -25,7 +25,10 @@ What it measures
     Each command runs in a fresh subprocess (2 torch threads) that calls ``tallmerge.cli.main``
     with the command's arguments and reports its own wall time (the command only; interpreter
     and library imports excluded) and its peak resident set size (``ru_maxrss``, which includes
-    the ~0.3 GB an idle Python + torch process already holds). A command's input files are read
+    the ~0.3 GB an idle Python + torch process already holds). Each command runs ``--repeat``
+    times (default 3) and its median time is the one compared: single runs of the same command
+    on this 2-core machine have differed by a third (merge one: 2.2 s in one run, 3.0 s in
+    another), enough to move a ratio across a target. A command's input files are read
     once by the parent right before it runs, so every run starts with them in the page cache.
 
     Every reconstruction written to a file is checked: for the first, the largest and the last
@@ -50,7 +53,8 @@ How to run
     in DIR for the next run. Timings assume an otherwise idle machine: each run uses 2 threads.
 
 What the numbers mean
-    ``wall s``: seconds for the command, files to files. ``peak GB``: peak RSS of the process
+    ``wall s``: seconds for the command, files to files, the median of the repeats (``range
+    s``: the fastest and the slowest). ``peak GB``: the largest peak RSS of the processes
     running it (1 GB = 1e9 bytes). ``vs``: the baseline; ``time x`` / ``mem x``: the run's wall
     time / peak RSS divided by the baseline's. ``output``: ``exact`` when the reconstruction
     matched bit for bit.
@@ -63,6 +67,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -277,19 +282,32 @@ def store_sizes(store: Path, finetuned_bytes: int, weights: int, tasks: int) -> 
 
 # -- reporting -------------------------------------------------------------------------------------
 def runs_table(rows: list[dict]) -> str:
-    head = ["run", "wall s", "peak GB", "vs", "time x", "mem x", "output"]
+    head = ["run", "wall s", "range s", "peak GB", "vs", "time x", "mem x", "output"]
     lines = [head]
     for r in rows:
         if "error" in r:
-            lines.append([r["run"], "failed", "-", "-", "-", "-", "-"])
+            lines.append([r["run"], "failed", "-", "-", "-", "-", "-", "-"])
             continue
         check = r.get("check")
         output = "-" if check is None else "exact" if check["exact"] else "MISMATCH"
         ratios = [f"{r[k]:.2f}" if k in r else "-" for k in ("time_ratio", "mem_ratio")]
         lines.append(
-            [r["run"], f"{r['wall_s']:.2f}", f"{r['peak_rss_gb']:.2f}", r.get("vs", "-"), *ratios, output]
+            [
+                r["run"],
+                f"{r['wall_s']:.2f}",
+                spread(r),
+                f"{r['peak_rss_gb']:.2f}",
+                r.get("vs", "-"),
+                *ratios,
+                output,
+            ]
         )
     return _columns(lines)
+
+
+def spread(row: dict) -> str:
+    walls = row.get("wall_s_runs", [])
+    return f"{min(walls):.2f}-{max(walls):.2f}" if len(walls) > 1 else "-"
 
 
 def sizes_table(stores: dict, finetuned_bytes: int) -> str:
@@ -318,8 +336,23 @@ def _columns(lines: list[list[str]]) -> str:
 
 
 # -- the benchmark ---------------------------------------------------------------------------------
-def measure(runs: list[dict], paths: list[Path], keys: list[str]) -> list[dict]:
-    """Run every command in order; ratios against the baseline; check the reconstructions."""
+def repeated(argv: list[str], files: list[Path], env: dict | None, repeat: int) -> dict:
+    """The command run ``repeat`` times: the median wall time (every run's kept in
+    ``wall_s_runs``) and the largest peak memory; the first failure if one fails."""
+    results = []
+    for _ in range(repeat):
+        result = run_command(argv, files, env)
+        if "error" in result:
+            return result
+        results.append(result)
+    walls = sorted(r["wall_s"] for r in results)
+    peak = max(results, key=lambda r: r["peak_rss_kib"])
+    return {**peak, "wall_s": statistics.median(walls), "wall_s_runs": [r["wall_s"] for r in results]}
+
+
+def measure(runs: list[dict], paths: list[Path], keys: list[str], repeat: int = 1) -> list[dict]:
+    """Run every command in order (each ``repeat`` times); ratios of the median times against
+    the baseline's; check the reconstructions."""
     rows = []
     for run in runs:
         print(f"{run['run']} ...", end="", flush=True)
@@ -327,7 +360,7 @@ def measure(runs: list[dict], paths: list[Path], keys: list[str]) -> list[dict]:
         row = {
             "run": run["run"],
             "command": "tallmerge " + " ".join(run["argv"]),
-            **run_command(run["argv"], files, run.get("env")),
+            **repeated(run["argv"], files, run.get("env"), repeat),
         }
         if "error" in row:
             print(f" FAILED: {row['error']}", flush=True)
@@ -338,7 +371,8 @@ def measure(runs: list[dict], paths: list[Path], keys: list[str]) -> list[dict]:
             row["vs"] = baseline["run"]
             row["time_ratio"] = row["wall_s"] / baseline["wall_s"]
             row["mem_ratio"] = row["peak_rss_kib"] / baseline["peak_rss_kib"]
-        print(f" {row['wall_s']:.2f} s, {row['peak_rss_gb']:.2f} GB", end="", flush=True)
+        spread = f" ({min(row['wall_s_runs']):.2f}-{max(row['wall_s_runs']):.2f})" if repeat > 1 else ""
+        print(f" {row['wall_s']:.2f} s{spread}, {row['peak_rss_gb']:.2f} GB", end="", flush=True)
         if "check" in run:
             c = run["check"]
             row["check"] = check_reconstruction(c["rebuilt"], paths, c["task"], c["vector_dtype"], keys)
@@ -367,6 +401,12 @@ def main() -> int:
         help=f"results file (default {DEFAULT_JSON.relative_to(ROOT)}; none with --quick)",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each command; times are medians (default 3; 1 with --quick)",
+    )
     ap.add_argument("--child", metavar="ARGV", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -405,7 +445,10 @@ def main() -> int:
     try:
         paths = mm.generate(specs, tasks, folder, args.seed)
         shutil.rmtree(out, ignore_errors=True)
-        rows = measure(plan_runs(paths, out), paths, keys)
+        repeat = 1 if args.quick else args.repeat
+        if repeat < 1:
+            ap.error("--repeat must be at least 1")
+        rows = measure(plan_runs(paths, out), paths, keys, repeat)
         finetuned_bytes = sum(p.stat().st_size for p in paths[1:])
         stores = {
             d: store_sizes(out / f"store-{d}", finetuned_bytes, weights, tasks)

@@ -465,8 +465,16 @@ def test_altered_store_file_is_refused(built, tmp_path, part, capsys):
     data[len(data) // 2] ^= 0x10
     path.write_bytes(bytes(data))
     out = tmp_path / "rebuilt.safetensors"
-    line = fails(["reconstruct", built, "--task", "task0", "--out", out], capsys, str(path), "checksum")
+    line = fails(
+        ["reconstruct", built, "--task", "task0", "--out", out],
+        capsys,
+        str(path),
+        "corrupted store file (checksum does not match the manifest)",
+    )
     assert "\n" not in line and not out.exists()
+    # the same from the library, where verification runs beside the decoding: its error wins
+    with pytest.raises(TallmergeError, match="checksum does not match the manifest"):
+        Store(built).state("task1")
 
 
 @pytest.mark.parametrize("part", sorted(FILES))
@@ -474,7 +482,7 @@ def test_truncated_or_missing_store_file_is_refused(built, tmp_path, part, capsy
     path = built / FILES[part]
     path.write_bytes(path.read_bytes()[:-9])
     out = tmp_path / "rebuilt.safetensors"
-    fails(["reconstruct", built, "--task", "task0", "--out", out], capsys, str(path), "bytes")
+    fails(["reconstruct", built, "--task", "task0", "--out", out], capsys, str(path), "the manifest records")
     path.unlink()
     fails(["reconstruct", built, "--task", "task0", "--out", out], capsys, str(path), "missing")
     assert not out.exists()

@@ -76,9 +76,9 @@ class Positions:
         magnitude = values.view(np.uint32) & np.uint32(0x7FFFFFFF)  # |v|'s bits: exponent, mantissa
         level = (magnitude >> np.uint32(22)).astype(np.int16)  # 2 * exponent + first mantissa bit
         top = level.max() if level.size else 0
-        bucket = np.minimum(top - level, BUCKETS - 1)
-        bucket[magnitude == 0] = BUCKETS  # zeros: never read, never coded (sorted last)
-        counts = np.bincount(bucket, minlength=BUCKETS + 1)
+        below = np.minimum(top - level, BUCKETS - 1).astype(np.uint8)
+        bucket = np.where(magnitude == 0, np.uint8(BUCKETS), below)  # zeros: never coded (sorted last)
+        counts = torch.bincount(torch.from_numpy(bucket), minlength=BUCKETS + 1).numpy()
         self.order = np.argsort(bucket, kind="stable")[: self.numel - counts[BUCKETS]]  # a radix sort
         ends = np.cumsum(counts[:BUCKETS])
         self.runs = [(c, int(e - n), int(e)) for c, (n, e) in enumerate(zip(counts, ends)) if n]

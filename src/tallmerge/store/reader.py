@@ -1,5 +1,6 @@
 """Reading a compressed store: :class:`Store` checks the manifest on open, every file's size
-and checksum before the first model is rebuilt, and each decoded mask against its own checksum.
+and checksum while the first model is rebuilt (nothing is written or returned before that check
+passes), and each decoded mask against its own checksum.
 
 Any task is rebuilt from the base, the vector and its own mask streams, in the same time for
 every task: to a file (:meth:`Store.reconstruct`, or every task in one pass with
@@ -16,7 +17,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -48,7 +50,7 @@ from tallmerge.store.pool import ordered_map
 
 class Store:
     """A store opened for reading: the manifest is checked on open, the files' checksums on
-    :meth:`verify` (done once, before the first model is rebuilt)."""
+    :meth:`verify` (done once, beside the first model's decoding)."""
 
     READS = (VERSION,)  # the format versions this class reads
 
@@ -208,8 +210,8 @@ class Store:
     def model(self, task: str) -> Iterator[tuple[str, torch.Tensor]]:
         """Task ``task``'s rebuilt weights, ``(key, tensor)`` one entry at a time in file order:
         theta_0 + m_t * v for floating-point entries (computed in float32, stored in the base's
-        dtype), theta_0 for the others. The files are verified first; the decoded masks'
-        checksum is checked after the last entry, so consume the whole iterator (as
+        dtype), theta_0 for the others. The files' checksums (on first use) and the decoded masks'
+        are checked after the last entry, so consume the whole iterator (as
         :meth:`state`, :meth:`apply` and :meth:`reconstruct` do) before trusting the result."""
         for key, (tensor,) in self._rebuild([task]):
             yield key, tensor
@@ -280,8 +282,30 @@ class Store:
         masks are checked against their checksum after the last entry."""
         for task in tasks:
             self._check_task(task)
-        if not self._verified:
-            self.verify()
+        with self._verifying() as verified:
+            yield from self._decode(tasks)
+            verified()
+
+    @contextlib.contextmanager
+    def _verifying(self) -> Iterator[Callable[[], None]]:
+        """Verify the files (:meth:`verify`, once per store) in a thread while the caller decodes,
+        which reads them anyway: the caller calls the function it is given before trusting its
+        result, and that raises verification's error. If the decoding fails first, verification's
+        error (when it has one) is the one raised: a corrupted file is reported as such, not as
+        whatever decoding it produced."""
+        if self._verified:
+            yield lambda: None
+            return
+        with ThreadPoolExecutor(1) as pool:
+            checking = pool.submit(self.verify)
+            try:
+                yield checking.result
+            except Exception:
+                if checking.exception() is not None:
+                    raise checking.exception() from None
+                raise
+
+    def _decode(self, tasks: list[str]) -> Iterator[tuple[str, list[torch.Tensor]]]:
         indices = [self.tasks.index(task) for task in tasks]
         rescalers = self.made.get("rescalers") if self.made.get("kind") == "emr" else None
         base_path, vector_path, masks_path = (self.files[p][0] for p in FILES)
