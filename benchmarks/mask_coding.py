@@ -12,10 +12,12 @@ task) with the merged vector they index:
   range-coded on its own with the context model P(bit | magnitude bucket); it includes its
   probability tables (one per entry).
 
-And three empirical entropies of the coded bits (no table, no coder: the bounds of a static
-model with that context): given the bucket (what the store codes with), given the bucket and
-the number of earlier tasks on (format version 1's context, which made task t decode tasks
-0..t-1 first), and the joint entropy of all T bits of a weight given its bucket, per mask.
+And empirical entropies of the coded bits (no table, no coder: the bounds of a static model
+with that context): given the bucket (what the store codes with), given the bucket and the
+number of earlier tasks on (format version 1's context, which made task t decode tasks 0..t-1
+first), the joint entropy of all T bits of a weight given its bucket, per mask, and three
+contexts from a weight matrix's layout: its row's or its column's share of mask bits on (8
+levels, their side information counted) and its bucket counted within its row.
 
 Reported per weight and mask (bits over T x weights), with encode and decode times of the
 codings that have both. Run after `dvc repro` (it needs the masks and fine-tuned models)::
@@ -60,6 +62,42 @@ def entropy(symbols: np.ndarray, context: np.ndarray) -> float:
     _, joint = np.unique(np.stack([context, symbols]), axis=1, return_counts=True)
     _, marginal = np.unique(context, return_counts=True)
     return float(-(joint * np.log2(joint)).sum() + (marginal * np.log2(marginal)).sum())
+
+
+def structural_entropies(vectors: dict, stacks: dict, tasks: int) -> dict[str, float]:
+    """Entropies (total bits) of the coded bits, fitted per entry as the store's tables are:
+    given the bucket alone, and given it and a context from the matrix's layout, for every 2-D
+    entry (others: given the bucket alone). A row's (column's) rate is the
+    share of its coded bits that are on in the task's mask, in 8 levels, sent as side
+    information (3 bits per row or column and task, counted); the bucket within the row is the
+    bucket counted from the row's largest |v| instead of the tensor's."""
+    names = ("bucket, per entry", "bucket, row rate", "bucket, column rate", "bucket, bucket within row")
+    totals = dict.fromkeys(names, 0.0)
+    for key, vector in vectors.items():
+        positions = codec.Positions(vector)
+        bucket = positions.buckets()
+        on = [positions.bits(m).astype(np.int64) for m in stacks[key]]
+        if vector.dim() != 2 or min(vector.shape) < 2:
+            for name in totals:
+                totals[name] += sum(entropy(bits, bucket) for bits in on)
+            continue
+        rows_n, cols_n = vector.shape
+        rows, cols = np.divmod(positions.order, cols_n)
+        level = (np.abs(vector.float().numpy()).view(np.uint32) >> np.uint32(22)).astype(np.int64)
+        in_row = np.minimum(level.max(1, keepdims=True) - level, codec.BUCKETS - 1).reshape(-1)[
+            positions.order
+        ]
+        for bits in on:
+            totals["bucket, per entry"] += entropy(bits, bucket)
+            for name, where, count in (
+                ("bucket, row rate", rows, rows_n),
+                ("bucket, column rate", cols, cols_n),
+            ):
+                rate = np.bincount(where, bits, count) / np.maximum(np.bincount(where, minlength=count), 1)
+                level8 = np.minimum((rate * 8).astype(np.int64), 7)
+                totals[name] += entropy(bits, bucket * 8 + level8[where]) + 3 * count
+            totals["bucket, bucket within row"] += entropy(bits, bucket * codec.BUCKETS + in_row)
+    return totals
 
 
 def main() -> None:
@@ -136,6 +174,7 @@ def main() -> None:
         ),
         "joint, given bucket": entropy(pattern, bucket),
     }
+    entropies.update(structural_entropies(vectors, stacks, tasks))
     for name, total in entropies.items():
         results[f"entropy {name}"] = {"bits": total / (tasks * weights)}
 
