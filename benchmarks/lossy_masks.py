@@ -1,5 +1,5 @@
 """What lossy masks would buy: bits per mask weight against rebuilt accuracy, on the pipeline's own
-TALL + TIES masks and the kept store's int4 vector.
+TALL + TIES masks and the kept store's vector format (``--vector-dtype`` for another).
 
 The store codes every mask bit where the stored vector v is non-zero, losslessly. A lossy
 variant leaves the bits of the smallest |v| uncoded: those at magnitude bucket ``cut`` or below
@@ -12,7 +12,7 @@ test, of the 8 models rebuilt as theta_0 + m'_t * v. The lossless row is the sto
 
 Run after ``dvc repro`` (it needs the masks, the fine-tuned models and the evaluation data)::
 
-    python benchmarks/lossy_masks.py [--json OUT]
+    python benchmarks/lossy_masks.py [--vector-dtype FORMAT] [--json OUT]
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--vector-dtype", choices=codec.FORMATS, help="default: the kept store's")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    fmt = args.vector_dtype or json.loads(layout.COMPRESSION.read_text())["vector_dtype"]
 
     params = Params.load()
     bench = Benchmark.from_params(params)
@@ -52,7 +54,7 @@ def main() -> None:
     ):
         masks.check_matches(ckpts)
         selection = masks.selection()
-        vectors = {key: stored(v, "int4") for key, _, v in mtv_vectors(ckpts, masks.mtv)}
+        vectors = {key: stored(v, fmt) for key, _, v in mtv_vectors(ckpts, masks.mtv)}
         stacks = {key: masks.stacked(key, ckpts.names, selection) for key in vectors}
         base = {key: ckpts.base.get(key) for key in ckpts.keys}
         tasks = ckpts.names
@@ -96,7 +98,7 @@ def main() -> None:
         return result
 
     results = [measure(None, 0)] + [measure(cut, fill) for cut in CUTS[1:] for fill in FILLS]
-    print(f"{len(tasks)} tasks x {weights:,} weights, TALL + TIES masks, int4 vector")
+    print(f"{len(tasks)} tasks x {weights:,} weights, TALL + TIES masks, {fmt} vector")
     print(f"{'bits dropped':<22} {'share':>6} {'bits/mask weight':>17} {'val':>6} {'test':>6}")
     for r in results:
         what = "none (lossless)" if r["cut"] is None else f"bucket >= {r['cut']} as {r['fill']}"
@@ -106,7 +108,11 @@ def main() -> None:
         )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"tasks": len(tasks), "weights": weights, "results": results}, f, indent=2)
+            json.dump(
+                {"tasks": len(tasks), "weights": weights, "vector_dtype": fmt, "results": results},
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

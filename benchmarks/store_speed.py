@@ -9,15 +9,14 @@ What it measures
       checkpoint, write one model): the baseline of every rebuild;
     - ``merge all``: ``tallmerge merge task-arithmetic --alpha 0.4`` over the T checkpoints: the
       baseline of compress;
-    - ``compress fp32`` / ``compress bf16`` / ``compress int4``: ``tallmerge compress --lambda
-      0.4 --mtv ta --vector-dtype ...`` (a pass computing the TALL masks into a scratch file, a
-      pass writing the merged vector and fitting the mask model, then the mask coding, each
-      entry's tasks in parallel threads); ``compress bf16 (1 thread)``: the same with
-      ``TALLMERGE_THREADS=1``, to see what the threads buy;
+    - ``compress fp32`` / ``bf16`` / ``int4`` / ``int3``: ``tallmerge compress --lambda 0.4
+      --mtv ta --vector-dtype ...`` (one pass over the checkpoints: worker threads each take an
+      entry, form tau_MTL and the TALL masks and code them); ``compress bf16 (1 thread)``: the
+      same with ``TALLMERGE_THREADS=1``, to see what the threads buy;
     - ``reconstruct first`` / ``reconstruct last``: ``tallmerge reconstruct`` of the first and
       the last task from the bf16 store (format version 2: every task decodes from its own
-      streams, so they should take the same time); ``reconstruct last (fp32)`` / ``(int4)``:
-      the last task from the other stores;
+      streams, so they should take the same time); ``reconstruct last (fp32)`` / ``(int4)`` /
+      ``(int3)``: the last task from the other stores;
     - ``switch first`` / ``switch last``: the in-memory switch, ``Store.state(task)`` on a
       store opened and verified beforehand (not timed), no file written;
     - ``reconstruct --all``: every task from the bf16 store in one pass.
@@ -83,7 +82,7 @@ DEFAULT_JSON = ROOT / "benchmarks" / "results" / "store_speed.json"
 LAM = 0.4  # compress: the TALL masks' lambda
 ALPHA = 0.4  # the baseline merge's scaling
 QUICK_TASKS = 3
-STORES = ("fp32", "bf16", "int4")
+STORES = ("fp32", "bf16", "int4", "int3")
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 
 
@@ -192,6 +191,7 @@ def plan_runs(paths: list[Path], out: Path) -> list[dict]:
         ("last", last, "bf16"),
         ("last (fp32)", last, "fp32"),
         ("last (int4)", last, "int4"),
+        ("last (int3)", last, "int3"),
     ]:
         rebuilt = out / f"{names[index]}-{dtype}.safetensors"
         runs.append(

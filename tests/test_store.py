@@ -136,7 +136,7 @@ def test_reduced_precision_vector(case, tmp_path, dtype):
                 assert torch.equal(a[key], b[key])
 
 
-@pytest.mark.parametrize("fmt", ["int8", "int4", "int2"])
+@pytest.mark.parametrize("fmt", ["int8", "int4", "int3", "int2"])
 def test_quantized_store_rebuilds_theta_0_plus_the_mask_times_the_dequantized_vector(case, tmp_path, fmt):
     """Bit for bit: theta_0 + m_t * v_hat, with v_hat = q * s the block-quantized tau_MTL and m_t
     the TALL mask of the unquantized tau_MTL."""
@@ -396,7 +396,7 @@ def test_incompressible_vector_is_kept_raw():
     assert torch.equal(codec.decode_vector(name, parts.__getitem__, "fp32", (1,)), v)
 
 
-@pytest.mark.parametrize("fmt", ["int8", "int4", "int2"])
+@pytest.mark.parametrize("fmt", ["int8", "int4", "int3", "int2"])
 @pytest.mark.parametrize("shape", [(3, 300), (129,), (), (0, 5)], ids=["matrix", "odd", "scalar", "empty"])
 def test_quantized_vector_is_within_half_a_step_of_each_value(fmt, shape):
     g = torch.Generator().manual_seed(2)
@@ -418,7 +418,7 @@ def test_quantized_vector_is_within_half_a_step_of_each_value(fmt, shape):
         assert parts["values"].numel() < v.numel() * codec.INT_FORMATS[fmt] / 8 + 64
 
 
-@pytest.mark.parametrize("fmt", ["int8", "int4", "int2"])
+@pytest.mark.parametrize("fmt", ["int8", "int4", "int3", "int2"])
 def test_packing_round_trips_every_level(fmt):
     bits = codec.INT_FORMATS[fmt]
     qmax = (1 << (bits - 1)) - 1
@@ -426,6 +426,13 @@ def test_packing_round_trips_every_level(fmt):
     packed = codec._pack(q, bits)
     assert packed.size == -(-q.size * bits // 8)
     assert np.array_equal(codec._unpack(packed, bits, q.size), q)
+
+
+def test_int3_packs_eight_values_in_three_bytes_first_value_highest():
+    """The stored layout: q + 4 in 3 bits each, the first value in the highest bits."""
+    q = np.array([-3, -2, -1, 0, 1, 2, 3, 0], np.int8)  # 001 010 011 100 101 110 111 100
+    assert codec._pack(q, 3).tolist() == [0x29, 0xCB, 0xBC]
+    assert codec._pack(q[:3], 3).tolist() == [0x29, 0x80]  # ceil(9 / 8) bytes, padding bits 0
 
 
 @pytest.mark.parametrize("fmt,value", [("fp16", 1e6), ("int8", float("nan")), ("int4", float("inf"))])

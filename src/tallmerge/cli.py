@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=VECTOR_FORMATS,
         default="fp32",
         help="precision of the stored merged vector: fp32 (the default: reconstruction is exact), "
-        "bf16, fp16, or int8 / int4 / int2 (block-quantized, 128 values per scale)",
+        "bf16, fp16, or int8 / int4 / int3 / int2 (block-quantized, 128 values per scale)",
     )
     compress.add_argument(
         "--out",

@@ -25,7 +25,7 @@ from typing import Any
 from tallmerge.errors import TallmergeError
 
 STORED_VECTOR_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # name -> torch dtype
-QUANTIZED_VECTOR_BITS = {"int8": 8, "int4": 4, "int2": 2}  # block-quantized stored vectors: bits
+QUANTIZED_VECTOR_BITS = {"int8": 8, "int4": 4, "int3": 3, "int2": 2}  # block-quantized stored vectors: bits
 VECTOR_FORMATS = (*STORED_VECTOR_DTYPES, *QUANTIZED_VECTOR_BITS)  # how a store may hold a vector
 AGGREGATIONS = ("mean", "sum")  # TIES's disjoint aggregation of the agreeing entries
 

@@ -29,14 +29,14 @@ per mask. Version 2 pays those 3 % for random access.
 **Vector.** Stored in one of :data:`FORMATS`. Floating-point formats (fp32, bf16, fp16) are
 exact in their dtype: the values' byte planes (all first bytes, then all second bytes, ...) are
 zstd-compressed, as a float's sign-and-exponent byte is highly predictable and its low
-mantissa bytes are not. Integer formats (int8, int4, int2) quantize: the flattened tensor is
+mantissa bytes are not. Integer formats (int8, int4, int3, int2) quantize: the flattened tensor is
 cut into blocks of :data:`BLOCK` values, each block gets the scale s = max|v| / q_max (rounded
 up to a bfloat16, so no value is clipped) and each value the integer q = round(v / s) in
-[-q_max, q_max] (q_max = 127, 7, 1); the decoder reads v = q * s in float32, so every value is
+[-q_max, q_max] (q_max = 127, 7, 3, 1); the decoder reads v = q * s in float32, so every value is
 within s / 2 of tau_MTL's. Symmetric block-wise absmax quantization with a 16-bit scale per
 block is the layout of common 8- and 4-bit weight formats; bfloat16 rather than float16 because
 task-vector scales (1e-6 to 1e-4) fall in float16's subnormal range, and 128 values per block
-make the scales cost 0.125 bits per weight. The integers are packed (8 / bits per byte) and zstd-compressed. A tensor whose
+make the scales cost 0.125 bits per weight. The integers are packed (8 / bits per byte; int3: 8 values in 3 bytes) and zstd-compressed. A tensor whose
 coded form is not smaller is kept raw.
 """
 
@@ -251,9 +251,12 @@ def dequantize(q: np.ndarray, scales: torch.Tensor, shape) -> torch.Tensor:
 
 
 def _pack(q: np.ndarray, bits: int) -> np.ndarray:
-    """int8 values in [-2^(bits-1)+1, 2^(bits-1)-1] -> bytes holding 8 / bits values each."""
+    """int8 values in [-2^(bits-1)+1, 2^(bits-1)-1] -> bytes holding 8 / bits values each (3
+    bits: 8 values in 3 bytes), the first value in the highest bits, ceil(n * bits / 8) bytes."""
     if bits == 8:
         return q.view(np.uint8)
+    if bits == 3:
+        return _pack3(q)
     per = 8 // bits
     u = (q.astype(np.int16) + (1 << (bits - 1))).astype(np.uint8)
     u = np.pad(u, (0, -u.size % per)).reshape(-1, per)
@@ -266,9 +269,35 @@ def _pack(q: np.ndarray, bits: int) -> np.ndarray:
 def _unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     if bits == 8:
         return packed.view(np.int8)[:count]
+    if bits == 3:
+        return _unpack3(packed, count)
     per, low = 8 // bits, np.uint8((1 << bits) - 1)
     u = np.stack([(packed >> np.uint8(bits * (per - 1 - i))) & low for i in range(per)], 1)
     return (u.reshape(-1)[:count].astype(np.int16) - (1 << (bits - 1))).astype(np.int8)
+
+
+def _pack3(q: np.ndarray) -> np.ndarray:
+    u = (q.astype(np.int16) + 4).astype(np.uint32)
+    u = np.pad(u, (0, -u.size % 8)).reshape(-1, 8)
+    word = np.zeros(len(u), np.uint32)  # 8 values, 24 bits
+    for i in range(8):
+        word |= u[:, i] << np.uint32(21 - 3 * i)
+    out = np.empty((len(u), 3), np.uint8)
+    for j in range(3):
+        out[:, j] = word >> np.uint32(16 - 8 * j)  # big-endian: the first value's bits first
+    return out.reshape(-1)[: -(-q.size * 3 // 8)]
+
+
+def _unpack3(packed: np.ndarray, count: int) -> np.ndarray:
+    groups = -(-count // 8)
+    b = np.pad(packed, (0, groups * 3 - packed.size)).reshape(groups, 3).astype(np.uint32)
+    word = (b[:, 0] << np.uint32(16)) | (b[:, 1] << np.uint32(8)) | b[:, 2]
+    u = np.empty((groups, 8), np.int8)
+    for i in range(8):
+        u[:, i] = (word >> np.uint32(21 - 3 * i)) & np.uint32(7)
+    q = u.reshape(-1)[:count]
+    q -= 4
+    return q
 
 
 def _does_not_fit(fmt: str) -> TallmergeError:

@@ -7,7 +7,7 @@ m_t is the task's TALL mask). A store is a folder, format ``tallmerge.store`` ve
     base.safetensors     theta_0, a byte copy of the base checkpoint (every key and dtype)
     vector.safetensors   v per floating-point entry, in the store's vector dtype: fp32, bf16 or
                          fp16 (its byte planes zstd-coded, a uint8 stream under the entry's key,
-                         or raw where that is smaller), or int8, int4 or int2 (the packed
+                         or raw where that is smaller), or int8, int4, int3 or int2 (the packed
                          block-quantized integers under the key, coded the same way, and
                          ``scales/<key>``: one bfloat16 scale per block of 128 values)
     masks.safetensors    ``probabilities`` (uint16 [entries, T, 16]: each floating-point entry's
