@@ -64,7 +64,7 @@ def entropy(symbols: np.ndarray, context: np.ndarray) -> float:
     return float(-(joint * np.log2(joint)).sum() + (marginal * np.log2(marginal)).sum())
 
 
-def structural_entropies(vectors: dict, stacks: dict, tasks: int) -> dict[str, float]:
+def structural_entropies(vectors: dict, positions: dict, stacks: dict) -> dict[str, float]:
     """Entropies (total bits) of the coded bits, fitted per entry as the store's tables are:
     given the bucket alone, and given it and a context from the matrix's layout, for every 2-D
     entry (others: given the bucket alone). A row's (column's) rate is the
@@ -74,18 +74,18 @@ def structural_entropies(vectors: dict, stacks: dict, tasks: int) -> dict[str, f
     names = ("bucket, per entry", "bucket, row rate", "bucket, column rate", "bucket, bucket within row")
     totals = dict.fromkeys(names, 0.0)
     for key, vector in vectors.items():
-        positions = codec.Positions(vector)
-        bucket = positions.buckets()
-        on = [positions.bits(m).astype(np.int64) for m in stacks[key]]
+        where_coded = positions[key]
+        bucket = where_coded.buckets()
+        on = [where_coded.bits(m).astype(np.int64) for m in stacks[key]]
         if vector.dim() != 2 or min(vector.shape) < 2:
             for name in totals:
                 totals[name] += sum(entropy(bits, bucket) for bits in on)
             continue
         rows_n, cols_n = vector.shape
-        rows, cols = np.divmod(positions.order, cols_n)
+        rows, cols = np.divmod(where_coded.order, cols_n)
         level = (np.abs(vector.float().numpy()).view(np.uint32) >> np.uint32(22)).astype(np.int64)
         in_row = np.minimum(level.max(1, keepdims=True) - level, codec.BUCKETS - 1).reshape(-1)[
-            positions.order
+            where_coded.order
         ]
         for bits in on:
             totals["bucket, per entry"] += entropy(bits, bucket)
@@ -160,10 +160,10 @@ def main() -> None:
         "encode_s": t_enc,
         "decode_all_tasks_s": t_dec,
     }
-    bits = [codec.Positions(v) for v in vectors.values()]
-    bucket = np.concatenate([p.buckets() for p in bits])
+    positions = {key: codec.Positions(v) for key, v in vectors.items()}
+    bucket = np.concatenate([p.buckets() for p in positions.values()])
     on = np.concatenate(
-        [np.stack([p.bits(m) for m in stacks[key]]) for p, key in zip(bits, vectors)], axis=1
+        [np.stack([p.bits(m) for m in stacks[key]]) for key, p in positions.items()], axis=1
     ).astype(np.int64)
     earlier = np.cumsum(on, axis=0) - on
     pattern = (on << np.arange(tasks)[:, None]).sum(0)
@@ -174,7 +174,7 @@ def main() -> None:
         ),
         "joint, given bucket": entropy(pattern, bucket),
     }
-    entropies.update(structural_entropies(vectors, stacks, tasks))
+    entropies.update(structural_entropies(vectors, positions, stacks))
     for name, total in entropies.items():
         results[f"entropy {name}"] = {"bits": total / (tasks * weights)}
 

@@ -345,9 +345,9 @@ def repeated(argv: list[str], files: list[Path], env: dict | None, repeat: int) 
         if "error" in result:
             return result
         results.append(result)
-    walls = sorted(r["wall_s"] for r in results)
+    walls = [r["wall_s"] for r in results]
     peak = max(results, key=lambda r: r["peak_rss_kib"])
-    return {**peak, "wall_s": statistics.median(walls), "wall_s_runs": [r["wall_s"] for r in results]}
+    return {**peak, "wall_s": statistics.median(walls), "wall_s_runs": walls}
 
 
 def measure(runs: list[dict], paths: list[Path], keys: list[str], repeat: int = 1) -> list[dict]:
@@ -371,8 +371,8 @@ def measure(runs: list[dict], paths: list[Path], keys: list[str], repeat: int = 
             row["vs"] = baseline["run"]
             row["time_ratio"] = row["wall_s"] / baseline["wall_s"]
             row["mem_ratio"] = row["peak_rss_kib"] / baseline["peak_rss_kib"]
-        spread = f" ({min(row['wall_s_runs']):.2f}-{max(row['wall_s_runs']):.2f})" if repeat > 1 else ""
-        print(f" {row['wall_s']:.2f} s{spread}, {row['peak_rss_gb']:.2f} GB", end="", flush=True)
+        runs = f" ({spread(row)})" if repeat > 1 else ""
+        print(f" {row['wall_s']:.2f} s{runs}, {row['peak_rss_gb']:.2f} GB", end="", flush=True)
         if "check" in run:
             c = run["check"]
             row["check"] = check_reconstruction(c["rebuilt"], paths, c["task"], c["vector_dtype"], keys)
@@ -409,6 +409,8 @@ def main() -> int:
     )
     ap.add_argument("--child", metavar="ARGV", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
 
     if args.child:
         print(json.dumps(child(json.loads(args.child))), flush=True)
@@ -426,6 +428,7 @@ def main() -> int:
         specs = got["specs"]
     if tasks < 2:
         ap.error("TALL masks need T >= 2")
+    repeat = 1 if args.quick else args.repeat
     json_path = args.json or (None if args.quick else DEFAULT_JSON)
 
     import torch
@@ -445,9 +448,6 @@ def main() -> int:
     try:
         paths = mm.generate(specs, tasks, folder, args.seed)
         shutil.rmtree(out, ignore_errors=True)
-        repeat = 1 if args.quick else args.repeat
-        if repeat < 1:
-            ap.error("--repeat must be at least 1")
         rows = measure(plan_runs(paths, out), paths, keys, repeat)
         finetuned_bytes = sum(p.stat().st_size for p in paths[1:])
         stores = {
