@@ -58,7 +58,7 @@ def probe() -> dict:
     matmul = fingerprint({"ab": a @ b})
 
     clip = create_clip("pocket-vit", seed=0)
-    images, concepts, concept_list = web_mix(["colors", "shapes"], 256, seed=0)
+    images, concepts, concept_list = web_mix(["colors", "shapes"], 256, seed=0, variety=0.25)
     captions, counts = caption_tokens(concept_list, tokenizer("pocket-vit"))
     pretrain_clip(
         clip,
@@ -67,7 +67,7 @@ def probe() -> dict:
         captions,
         counts,
         *image_stats(clip),
-        PretrainConfig(steps=5, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=1, images=256),
+        PretrainConfig(steps=5, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=1, images=256, web_variety=0.25),
         seed=0,
     )
     pretrained = fingerprint(clip.state_dict())

@@ -30,7 +30,7 @@ def main() -> None:
         return
     cfg, seed = params.pretrain, params.seed
     model = create_clip(arch, seed)
-    images, concepts, concept_list = web_mix(POCKET_TASKS, cfg.images, seed)
+    images, concepts, concept_list = web_mix(POCKET_TASKS, cfg.images, seed, cfg.web_variety)
     captions, counts = caption_tokens(concept_list, tokenizer(arch))
     pretrain_clip(model, images, concepts, captions, counts, *image_stats(model), cfg, seed)
     save_clip(model, arch, layout.PRETRAINED_VISUAL, layout.PRETRAINED_TEXT)

@@ -94,6 +94,10 @@ def test_unknown_task_lists_the_available_ones():
 def test_invalid_pretrain_and_data_values():
     with pytest.raises(TallmergeError, match=r"pretrain\.images"):
         make(pretrain__images=-5).pretrain
+    assert make(pretrain__web_variety=0).pretrain.web_variety == 0.0
+    for bad in (-0.1, 1.5, "half"):
+        with pytest.raises(TallmergeError, match=r"'pretrain\.web_variety' must be"):
+            make(pretrain__web_variety=bad).pretrain
     with pytest.raises(TallmergeError, match=r"data\.val"):
         make(data__val=0).data
     with pytest.raises(TallmergeError, match=r"missing key 'evaluate.batch_size'"):

@@ -16,7 +16,15 @@ BIN = Path(sys.executable).parent
 TINY = {
     "tasks": {"colors": {}, "shapes": {}},
     "data": {"train": 160, "val": 40, "test": 40},
-    "pretrain": {"images": 800, "steps": 12, "batch_size": 64, "lr": 0.001, "weight_decay": 0.1, "warmup": 2},
+    "pretrain": {
+        "images": 800,
+        "web_variety": 0.25,
+        "steps": 12,
+        "batch_size": 64,
+        "lr": 0.001,
+        "weight_decay": 0.1,
+        "warmup": 2,
+    },
     "finetune": {"steps": 8, "batch_size": 32, "lr": 0.001, "weight_decay": 0.1, "warmup": 1},
     "lambda": [0.3, 0.5],
 }

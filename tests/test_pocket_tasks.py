@@ -187,6 +187,18 @@ def test_digits_never_renders_handwritten_images_outside_their_split_pools():
     """The varied web style is not a split: asking digits for it must fail, not leak a pool."""
     import dataclasses
 
-    leaky = dataclasses.replace(get_task("digits"), web_variety=1.0)
+    leaky = dataclasses.replace(get_task("digits"), varied_web=True)
     with pytest.raises(TallmergeError, match="no pool of handwritten digits"):
-        leaky.generate("web", 16, 0)
+        leaky.generate("web", 16, 0, web_variety=1.0)
+
+
+def test_web_variety_is_the_share_of_varied_web_images():
+    """The web split's varied share follows ``web_variety``; tasks without a varied web ignore it."""
+    scenes, signs = get_task("scenes"), get_task("signs")
+    canonical, _ = scenes.generate("web", 64, 0, web_variety=0.0)
+    default, _ = scenes.generate("web", 64, 0)
+    assert np.array_equal(default, scenes.generate("web", 64, 0, web_variety=0.25)[0])
+    assert not np.array_equal(canonical, default)
+    assert np.array_equal(
+        signs.generate("web", 64, 0, web_variety=0.0)[0], signs.generate("web", 64, 0, web_variety=1.0)[0]
+    )

@@ -39,6 +39,7 @@ class TrainConfig:
 @dataclass(frozen=True, kw_only=True)
 class PretrainConfig(TrainConfig):
     images: int  # size of the captioned pre-training mix
+    web_variety: float  # share of a concept's web images drawn in its task's varied style
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,12 @@ class Params:
 
     @property
     def pretrain(self) -> PretrainConfig:
-        return self._config(PretrainConfig, self._mapping("pretrain"), lambda k: f"pretrain.{k}")
+        config = self._config(PretrainConfig, self._mapping("pretrain"), lambda k: f"pretrain.{k}")
+        if config.web_variety > 1:
+            raise TallmergeError(
+                f"{self.source}: 'pretrain.web_variety' must be a share between 0 and 1, got {config.web_variety!r}"
+            )
+        return config
 
     def finetune(self, task: str) -> TrainConfig:
         """The fine-tuning recipe of ``task``: the ``finetune`` defaults, then its overrides."""
@@ -310,7 +316,9 @@ class Params:
             if values[key] is None and field.default is None:
                 out[key] = None
             elif typ in ("float", float, "float | None"):
-                out[key] = self._float(key_of(key), values[key], allow_zero=key == "weight_decay")
+                out[key] = self._float(
+                    key_of(key), values[key], allow_zero=key in ("weight_decay", "web_variety")
+                )
             else:
                 out[key] = self._int(key_of(key), values[key], minimum=0 if key == "warmup" else 1)
         config = cls(**out)

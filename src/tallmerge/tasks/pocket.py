@@ -26,8 +26,8 @@ task               stands in for       skill (and nuisances)
 Every split draws from its own random stream (``train``/``val``/``test``/``web``), so splits
 never share an image; ``digits`` also partitions its 1797 source images into disjoint pools.
 The ``web`` split is what the tiny CLIP is pre-trained on: the same concepts, mostly in a clean
-canonical look and partly (``web_variety``) in the task's own varied style, as web images of a
-concept are. ``digits`` (typed, never handwritten), ``colors``, ``landcover``, ``signs``,
+canonical look and partly (a share, ``pretrain.web_variety`` in params.yaml) in the task's own
+varied style, as web images of a concept are. ``digits`` (typed, never handwritten), ``colors``, ``landcover``, ``signs``,
 ``faces`` and ``tissue`` show only the canonical look, so their tasks keep the largest domain gap.
 
 Images are rendered a batch at a time with shared numpy helpers: smooth-noise backgrounds, a
@@ -1039,9 +1039,13 @@ class PocketTask:
     noise: float = 10.0  # largest per-image pixel-noise std (0..255 scale)
     blur: float = 0.5  # largest per-image weight of a 3x3 blur
     jitter: float = 0.15  # contrast/brightness jitter
-    web_variety: float = 0.25  # share of web images drawn in the task's own varied style
+    varied_web: bool = True  # whether the web also shows the concepts in the task's varied style
 
-    def generate(self, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def generate(
+        self, split: str, n: int, seed: int, web_variety: float = 0.25
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` images and labels of ``split``; on the ``web`` split, a share ``web_variety`` of
+        them (none unless ``varied_web``) is drawn in the task's varied style."""
         rng = _split_rng(seed, self.name, split)
         if int(n) != n or n < 0:
             raise TallmergeError(f"number of images must be a non-negative integer, got {n!r}")
@@ -1050,7 +1054,7 @@ class PocketTask:
         for start in range(0, int(n), _CHUNK):
             chunk = labels[start : start + _CHUNK]
             if split == WEB_SPLIT:  # canonical images, and some in the varied task style
-                varied = rng.random(len(chunk)) < self.web_variety
+                varied = rng.random(len(chunk)) < (web_variety if self.varied_web else 0.0)
                 out = images[start : start + len(chunk)]
                 out[~varied] = self._draw(rng, chunk[~varied], WEB_SPLIT, clean=True)
                 out[varied] = self._draw(rng, chunk[varied], _VARIED_STYLE, clean=False)
@@ -1068,7 +1072,7 @@ class PocketTask:
 # The style a renderer is asked for when the web shows a concept the way the task does: any
 # name but WEB_SPLIT means "varied", and the images come from the web's own random stream. It is
 # not a split, so ``digits``, whose real images live in per-split pools, refuses it rather than
-# leak them (it keeps ``web_variety=0``: the web only has typed digits).
+# leak them (it keeps ``varied_web=False``: the web only has typed digits).
 _VARIED_STYLE = "varied"
 
 
@@ -1077,7 +1081,7 @@ _TASKS = (
         "digits", NUMBER_WORDS,
         ("a photo of the digit {}.", "a handwritten {}.", "the number {} written by hand.",
          "a picture of the number {}."),
-        _render_digits, noise=12, blur=0.6, web_variety=0.0,
+        _render_digits, noise=12, blur=0.6, varied_web=False,
     ),
     PocketTask(
         "house-numbers", NUMBER_WORDS,
@@ -1099,7 +1103,7 @@ _TASKS = (
     PocketTask(
         "colors", COLORS,
         ("a photo of something {}.", "a {} object.", "the colour {}.", "something that is {}."),
-        _render_colors, noise=8, jitter=0.05, web_variety=0.0,
+        _render_colors, noise=8, jitter=0.05, varied_web=False,
     ),
     PocketTask(
         "textures", TEXTURES,
@@ -1117,12 +1121,12 @@ _TASKS = (
         "landcover", LANDCOVER,
         ("a satellite photo of {}.", "an aerial view of {}.", "a satellite image of {}.",
          "a top-down photo of {}."),
-        _render_landcover, noise=8, jitter=0.1, web_variety=0.0,
+        _render_landcover, noise=8, jitter=0.1, varied_web=False,
     ),
     PocketTask(
         "signs", SIGNS,
         ("a photo of a {} sign.", "a {} traffic sign.", "a road sign: {}.", "a close-up of the {} sign."),
-        _render_signs, noise=12, blur=0.8, jitter=0.2, web_variety=0.0,
+        _render_signs, noise=12, blur=0.8, jitter=0.2, varied_web=False,
     ),
     PocketTask(
         "clothing", CLOTHING,
@@ -1132,7 +1136,7 @@ _TASKS = (
     PocketTask(
         "faces", EXPRESSIONS,
         ("a photo of a {} face.", "a face that looks {}.", "someone who is {}.", "a {} expression."),
-        _render_faces, web_variety=0.0,
+        _render_faces, varied_web=False,
     ),
     PocketTask(
         "vehicles", VEHICLES,
@@ -1142,7 +1146,7 @@ _TASKS = (
     PocketTask(
         "tissue", TISSUE,
         ("a histology slide of {}.", "a microscope image of {}.", "a stained sample of {}."),
-        _render_tissue, noise=8, blur=0.6, web_variety=0.0,
+        _render_tissue, noise=8, blur=0.6, varied_web=False,
     ),
     PocketTask(
         "scenes", SCENES,

@@ -16,9 +16,11 @@ from tallmerge.tasks.registry import WEB_SPLIT, get_task
 
 
 def web_mix(
-    task_names: Sequence[str], n: int, seed: int
+    task_names: Sequence[str], n: int, seed: int, variety: float
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
-    """``n`` web images from the given tasks (as balanced as n allows), shuffled.
+    """``n`` web images from the given tasks (as balanced as n allows), shuffled; a share
+    ``variety`` of each task's images shows its concepts in the task's own varied style (for the
+    tasks whose web has one), the rest in their clean canonical look.
 
     Returns ``(images, concepts, concept_list)``: image ``i`` shows ``concept_list[concepts[i]]``,
     a ``(task, classname)`` pair.
@@ -27,7 +29,7 @@ def web_mix(
     for i, name in enumerate(task_names):
         task = get_task(name)
         count = n // len(task_names) + (i < n % len(task_names))
-        x, y = task.generate(WEB_SPLIT, count, seed)
+        x, y = task.generate(WEB_SPLIT, count, seed, web_variety=variety)
         images.append(x)
         concepts.append(y + len(concept_list))
         concept_list += [(name, c) for c in task.classnames]
