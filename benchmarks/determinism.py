@@ -67,7 +67,9 @@ def probe() -> dict:
         captions,
         counts,
         *image_stats(clip),
-        PretrainConfig(steps=5, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=1, images=256, web_variety=0.25),
+        PretrainConfig(
+            steps=5, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=1, images=256, web_variety=0.25
+        ),
         seed=0,
     )
     pretrained = fingerprint(clip.state_dict())

@@ -47,7 +47,9 @@ def test_contrastive_pretraining_lowers_the_loss():
     images, concepts, concept_list = web_mix(["colors", "shapes"], 512, seed=0, variety=0.25)
     captions, counts = caption_tokens(concept_list, tokenizer("pocket-vit"))
     assert captions.shape[0] == len(concept_list) == 16
-    cfg = PretrainConfig(steps=30, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=3, images=512, web_variety=0.25)
+    cfg = PretrainConfig(
+        steps=30, batch_size=64, lr=1e-3, weight_decay=0.1, warmup=3, images=512, web_variety=0.25
+    )
     losses = pretrain_clip(clip, images, concepts, captions, counts, *image_stats(clip), cfg, seed=0)
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
 
