@@ -29,11 +29,15 @@ def np_tsv_m(taus):
     return _polar(u) @ np.diag(s) @ _polar(v).T
 
 
+def authors_split(r, t, fraction):
+    """Iso-CTS's directions per task and common ones, as the authors' code rounds them."""
+    s_task = round((r - int(r * fraction)) / t)
+    return r - s_task * t, s_task
+
+
 def np_iso_cts(taus, fraction):
     t, m, n = taus.shape
-    r = min(m, n)
-    s_task = (r - int(fraction * r)) // t
-    k_c = r - s_task * t
+    k_c, s_task = authors_split(min(m, n), t, fraction)
     u, s, vh = np.linalg.svd(taus.sum(0), full_matrices=False)
     us, ss, vs = [u[:, :k_c]], [s[:k_c]], [vh[:k_c].T]
     for tau in taus if s_task else []:
@@ -166,8 +170,40 @@ def test_iso_cts_with_the_whole_common_subspace_is_iso_c():
     torch.testing.assert_close(maths.iso_cts(taus, 1.0), maths.iso_c(taus))
 
 
+@pytest.mark.parametrize(
+    "rank,tasks,expected",
+    [(768, 20, (608, 8)), (128, 14, (100, 2)), (768, 8, (616, 19)), (128, 8, (104, 3)), (24, 3, (18, 2))],
+    ids=["B/32 x 20", "pocket x 14", "B/32 x 8", "pocket x 8", "24 x 40 x 3"],
+)
+def test_iso_cts_splits_the_rank_as_its_authors(rank, tasks, expected):
+    """Round, not floor: at B/32 x 20 a floor gives 7 directions per task (628 common), the
+    authors' code 8 (608); at the pocket encoder's r = 128 with 14 tasks, 1 against 2."""
+    assert maths.iso_cts_split(rank, tasks, 0.8) == authors_split(rank, tasks, 0.8) == expected
+
+
+def test_iso_cts_where_round_and_floor_differ_matches_the_authors_rule():
+    taus = _taus(11, 3, (24, 40))  # r = 24: (24 - 19) / 3 = 1.67 -> 2 directions per task, not 1
+    np.testing.assert_allclose(maths.iso_cts(taus, 0.8).numpy(), np_iso_cts(taus.numpy(), 0.8), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "tasks,shape",
+    [(14, (512, 128)), (14, (128, 512)), (20, (768, 768))],
+    ids=["pocket x 14", "wide", "B/32 x 20"],
+)
+def test_iso_cts_at_the_shapes_where_round_and_floor_differ(tasks, shape):
+    """The pocket encoder's MLP matrices with 14 tasks (2 directions per task, not 1), and a
+    ViT-B/32 attention output matrix with 20 tasks (8, not 7), against the numpy formula."""
+    taus = _taus(14, tasks, shape)
+    np.testing.assert_allclose(maths.iso_cts(taus, 0.8).numpy(), np_iso_cts(taus.numpy(), 0.8), atol=1e-10)
+
+
+def test_iso_cts_split_never_leaves_a_negative_common_subspace():
+    assert maths.iso_cts_split(6, 4, 0.1) == (2, 1)  # the authors' round(6 / 4) = 2 would leave -2 common
+
+
 def test_iso_cts_spectrum_is_flat_over_the_full_rank():
-    taus = _taus(8, 3, (12, 9))  # r = 9; at fraction 0.5: (9 - 4) // 3 = 1 direction per task, 6 common
+    taus = _taus(8, 3, (12, 9))  # r = 9, fraction 0.5: round((9 - 4) / 3) = 2 per task, 3 common
     s = torch.linalg.svdvals(maths.iso_cts(taus, 0.5))
     assert torch.allclose(s, s[0].expand_as(s))
 
@@ -272,3 +308,34 @@ def test_an_svd_that_fails_to_converge_is_redone_in_float64(monkeypatch):
             lambda m, full_matrices=True: (_ for _ in ()).throw(torch.linalg.LinAlgError("x")),
         )
         maths.thin_svd(taus[0])
+
+
+# -- the triplets the spectral merges keep -----------------------------------------------------------
+@pytest.mark.parametrize("shape", [(40, 12), (12, 40), (16, 16)], ids=["tall", "wide", "square"])
+@pytest.mark.parametrize("k", [1, 3, 8, 12])
+def test_top_triplets_are_the_svds_leading_ones(shape, k):
+    """Whether from the Gram matrix (k up to half the rank) or the full SVD: the k largest
+    singular values, and vectors that rebuild the SVD's rank-k approximation."""
+    matrix = _taus(12, 1, shape)[0]
+    k = min(k, min(shape))
+    u, s, v = maths.top_triplets(matrix, k)
+    assert u.shape == (shape[0], k) and s.shape == (k,) and v.shape == (shape[1], k)
+    uf, sf, vhf = np.linalg.svd(matrix.numpy(), full_matrices=False)
+    np.testing.assert_allclose(s.numpy(), sf[:k], rtol=1e-12)
+    np.testing.assert_allclose(((u * s) @ v.T).numpy(), (uf[:, :k] * sf[:k]) @ vhf[:k], atol=1e-12)
+    np.testing.assert_allclose((u.T @ u).numpy(), np.eye(k), atol=1e-12)
+    np.testing.assert_allclose((v.T @ v).numpy(), np.eye(k), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(30, 10), (10, 30)], ids=["tall", "wide"])
+def test_top_triplets_of_a_low_rank_matrix_end_in_zeros(shape):
+    """Asked for more triplets than the rank, the extra singular values come out zero to
+    rounding (norms of A v, not square roots of the Gram's rounding noise), so the spectral
+    merges drop them."""
+    g = torch.Generator().manual_seed(13)
+    matrix = torch.randn(shape[0], 2, generator=g, dtype=torch.float64) @ torch.randn(
+        2, shape[1], generator=g, dtype=torch.float64
+    )
+    _, s, _ = maths.top_triplets(matrix, 4)
+    assert s[2:].max() < 1e-13 * s[0]
+    assert len(maths._significant(*maths.top_triplets(matrix, 4))[1]) == 2

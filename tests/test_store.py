@@ -582,7 +582,9 @@ def test_compress_reconstruct_info_commands(case, tmp_path, capsys):
 @pytest.mark.parametrize("tasks,zero", [(3, ()), (3, (0,)), (1, ())], ids=["T3", "zero-task", "T1"])
 def test_tsv_c_store_rebuilds_each_tasks_low_rank_vector_exactly(tmp_path, tasks, zero):
     """fp32: theta_0 + (U_k diag(S_k)) V_k^T per matrix (k = r // T), the whole tau_t elsewhere,
-    bit for bit; T = 1 keeps the full rank, so it rebuilds the fine-tuned model up to rounding."""
+    bit for bit with the factors of ``maths.top_triplets`` (whose product is the SVD's rank-k
+    approximation up to rounding); T = 1 keeps the full rank, so it rebuilds the fine-tuned model
+    up to rounding."""
     from tallmerge.merging import maths
     from tallmerge.store.lowrank import compress_low_rank, open_store
 
@@ -597,7 +599,9 @@ def test_tsv_c_store_rebuilds_each_tasks_low_rank_vector_exactly(tmp_path, tasks
             return taus[t]
         k = maths.task_rank(taus)
         u, sv, vh = torch.linalg.svd(taus[t], full_matrices=False)
-        return (u[:, :k] * sv[:k]) @ vh[:k]
+        uk, sk, vk = maths.top_triplets(taus[t], k)
+        torch.testing.assert_close((uk * sk) @ vk.T, (u[:, :k] * sv[:k]) @ vh[:k], atol=1e-5, rtol=1e-5)
+        return (uk * sk) @ vk.T
 
     assert_rebuilds(store, base, finetuned, update)
     if tasks == 1:

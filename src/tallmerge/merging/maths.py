@@ -20,9 +20,12 @@ r = min(rows, columns) and k = r // T (at least 1):
 - TSV-M (Gargiulo et al., CVPR 2025): each task's top-k singular triplets, concatenated; U and V
   replaced by their polar factors (the nearest matrices with orthonormal columns); U diag(S) V^T;
 - Iso-C (Marczak et al., ICML 2025): the SVD of sum_t tau_t with every singular value set to
-  their mean; Iso-CTS: the top ``common_fraction`` of that spectrum's directions plus each task's
-  own top directions outside them, orthogonalised as in TSV-M, singular values set to their mean;
+  their mean; Iso-CTS: the top directions of that spectrum (about ``common_fraction`` of the
+  rank, split as the authors' code rounds it) plus each task's own top directions outside them,
+  orthogonalised as in TSV-M, singular values set to their mean;
 - TSV-C: each task's rank-k approximation (a per-task low-rank store);
+- the few top triplets of a task matrix come from the eigenvectors of its smaller Gram matrix
+  (:func:`top_triplets`), not from a full SVD: equal to rounding, 2.5-4x faster;
 - in all of these, singular triplets whose value is zero up to rounding are left out (a task
   vector of zeros, a sum of lower rank than asked for), so they bring no arbitrary directions
   into the orthogonalisation or the flattened spectrum; for generic task vectors none is;
@@ -33,6 +36,8 @@ r = min(rows, columns) and k = r // T (at least 1):
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -88,17 +93,30 @@ def ties(taus: torch.Tensor, thresholds: torch.Tensor, majority: float, agg: str
     return total if agg == "sum" else total / count.clamp(min=1)
 
 
+def tall_mask_grid(
+    taus: torch.Tensor, mtv: torch.Tensor, lambdas: Sequence[float], out: torch.Tensor | None = None
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """TALL masks of every task at every lambda, as ``(t, i, mask)`` for task t and lambda i
+    (written into ``out[i, t]`` if given, a bool [L, T, *shape]). Per task, |tau_t| and
+    |tau_MTL - tau_t| are computed once into reused buffers of one entry's size; only the
+    scaling and the comparison are done per lambda (no temporaries of T entries: on a 20-task
+    ViT-B/32 MLP weight that alone made the masks 4x faster)."""
+    size, gap, scaled = torch.empty_like(mtv), torch.empty_like(mtv), torch.empty_like(mtv)
+    for t, tau in enumerate(taus):
+        torch.abs(tau, out=size)
+        torch.sub(mtv, tau, out=gap).abs_()
+        for i, lam in enumerate(lambdas):
+            torch.mul(gap, lam, out=scaled)
+            yield t, i, torch.gt(size, scaled) if out is None else torch.gt(size, scaled, out=out[i, t])
+
+
 def tall_masks(taus: torch.Tensor, mtv: torch.Tensor, lam: float) -> torch.Tensor:
-    """TALL masks of every task at one lambda: bool [T, *shape]. Task by task into two reused
-    buffers of one entry's size: the same values as ``taus.abs() > lam * (mtv - taus).abs()``,
-    without its four temporaries of T entries (on a 20-task ViT-B/32 MLP weight, 4x faster,
-    most of the difference being the kernel's time zeroing fresh pages)."""
-    out = torch.empty(taus.shape, dtype=torch.bool)
-    gap, size = torch.empty_like(mtv), torch.empty_like(mtv)
-    for tau, mask in zip(taus, out):
-        torch.sub(mtv, tau, out=gap).abs_().mul_(lam)
-        torch.gt(torch.abs(tau, out=size), gap, out=mask)
-    return out
+    """TALL masks of every task at one lambda, m_t = |tau_t| > lam |tau_MTL - tau_t|: bool
+    [T, *shape], the same values as ``taus.abs() > lam * (mtv - taus).abs()``."""
+    out = torch.empty((1, *taus.shape), dtype=torch.bool, device=taus.device)
+    for _ in tall_mask_grid(taus, mtv, [lam], out):
+        pass
+    return out[0]
 
 
 def consensus(mtv: torch.Tensor, masks: torch.Tensor, k: int) -> torch.Tensor:
@@ -117,6 +135,16 @@ def task_rank(taus: torch.Tensor) -> int:
     return max(1, min(taus.shape[1:]) // len(taus))
 
 
+def iso_cts_split(rank: int, tasks: int, common_fraction: float) -> tuple[int, int]:
+    """Iso-CTS's split of a rank r between the common subspace and the T tasks, as its authors'
+    code does it: s = round((r - int(common_fraction r)) / T) directions per task (Python's
+    round: halves to even), the k_c = r - T s others common. At ViT-B/32's r = 768 and 20 tasks:
+    s = 8, k_c = 608 (a floor would give 7 and 628). s is capped at r // T so that k_c is never
+    negative (the authors' code has no cap; it binds only at fractions far below their 0.8)."""
+    per_task = min(round((rank - int(common_fraction * rank)) / tasks), rank // tasks)
+    return rank - per_task * tasks, per_task
+
+
 def thin_svd(matrix: torch.Tensor):
     """Thin SVD. LAPACK's divide-and-conquer can fail to converge on a matrix with many (nearly)
     repeated singular values, such as a task vector with a subspace projected out or a stack of
@@ -130,28 +158,80 @@ def thin_svd(matrix: torch.Tensor):
         return u.to(matrix.dtype), s.to(matrix.dtype), vh.to(matrix.dtype)
 
 
+def top_triplets(matrix: torch.Tensor, k: int):
+    """The ``k`` largest singular triplets of ``matrix`` (m x n): ``u`` [m, k], ``s`` [k], ``v``
+    [n, k], singular values descending.
+
+    Up to half the rank they come from the eigendecomposition of the smaller Gram matrix (A^T A
+    or A A^T): one matrix product and a symmetric eigensolver, about 3x faster than the full SVD
+    at ViT-B/32's shapes. Each singular value is then the norm of A v (of A^T u), exact to
+    rounding even where it is zero, and the other singular vector that product divided by it.
+    Beyond half the rank, where the Gram's squared condition number would cost the small
+    values their accuracy, the thin SVD."""
+    rows, cols = matrix.shape
+    if 2 * k > min(rows, cols):
+        u, s, vh = thin_svd(matrix)
+        return u[:, :k], s[:k], vh[:k].T
+    if rows < cols:  # eigenvectors of A A^T: the left singular vectors
+        u = _top_eigenvectors(matrix @ matrix.T, k)
+        v, s = _normalized(matrix.T @ u)
+        return u, s, v
+    v = _top_eigenvectors(matrix.T @ matrix, k)
+    u, s = _normalized(matrix @ v)
+    return u, s, v
+
+
+def _normalized(columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``columns`` divided by their norms (zero columns left as they are), and the norms."""
+    norms = torch.linalg.vector_norm(columns, dim=0)
+    return columns / torch.where(norms > 0, norms, 1), norms
+
+
+def _top_eigenvectors(gram: torch.Tensor, k: int) -> torch.Tensor:
+    """The eigenvectors of the ``k`` largest eigenvalues of a symmetric matrix, largest first
+    (redone in float64 if the float32 solver fails to converge, as :func:`thin_svd`)."""
+    try:
+        _, vectors = torch.linalg.eigh(gram)
+    except torch.linalg.LinAlgError:
+        if gram.dtype == torch.float64:
+            raise
+        vectors = torch.linalg.eigh(gram.double())[1].to(gram.dtype)
+    return vectors[:, -k:].flip(1) if k else vectors[:, :0]
+
+
 def _orthonormal(columns: torch.Tensor) -> torch.Tensor:
-    """The polar factor P Q^T of ``columns`` = P Sigma Q^T: the closest matrix whose columns are
-    orthonormal (rows, if it is wider than tall)."""
+    """The polar factor P Q^T of ``columns`` = P Sigma Q^T (no more columns than rows): the
+    closest matrix whose columns are orthonormal. Computed as C (C^T C)^(-1/2) from the float64
+    eigendecomposition of the columns' Gram matrix, 17-25 % faster than the SVD at ViT-B/32
+    shapes and as accurate while the columns' condition number is below 1e4 (the Gram squares
+    it); beyond that, by the SVD."""
+    gram = columns.double().T @ columns.double()
+    values, vectors = torch.linalg.eigh(gram)
+    if values.numel() == 0 or values[0] > values[-1] * 1e-8:
+        return columns @ ((vectors * values.rsqrt()) @ vectors.T).to(columns.dtype)
     p, _, qh = thin_svd(columns)
     return p @ qh
 
 
-def _significant(u: torch.Tensor, s: torch.Tensor, v: torch.Tensor, rows: int):
-    """The first ``rows`` triplets of an SVD, without those whose singular value is zero up to
-    rounding (numpy's matrix-rank tolerance): a zero task vector, or a sum of lower rank than
+def _significant_mask(s: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Which singular values of a rows x cols matrix are not zero up to rounding (numpy's
+    matrix-rank tolerance, against the largest): a zero task vector, or a sum of lower rank than
     asked for, brings no arbitrary directions into the orthogonalisation or the flat spectrum."""
-    u, s, v = u[:, :rows], s[:rows], v[:rows]
     if s.numel() == 0:
-        return u, s, v.T
-    keep = s > s.max() * max(u.shape[0], v.shape[1]) * torch.finfo(s.dtype).eps
-    return u[:, keep], s[keep], v[keep].T
+        return s > 0
+    return s > s.max() * max(rows, cols) * torch.finfo(s.dtype).eps
+
+
+def _significant(u: torch.Tensor, s: torch.Tensor, v: torch.Tensor):
+    """Triplets without those whose singular value is zero up to rounding."""
+    keep = _significant_mask(s, u.shape[0], v.shape[0])
+    return u[:, keep], s[keep], v[:, keep]
 
 
 def _recombine(us: list, ss: list, vs: list, shape, flatten: bool) -> torch.Tensor:
     s = torch.cat(ss)
     if s.numel() == 0:
-        return torch.zeros(shape, dtype=s.dtype)
+        return torch.zeros(shape, dtype=s.dtype, device=s.device)
     u, v = _orthonormal(torch.cat(us, dim=1)), _orthonormal(torch.cat(vs, dim=1))
     if flatten:
         s = s.mean().expand_as(s)
@@ -165,7 +245,7 @@ def tsv_merge(taus: torch.Tensor) -> torch.Tensor:
     k = task_rank(taus)
     us, ss, vs = [], [], []
     for tau in taus:
-        u, s, v = _significant(*thin_svd(tau), k)
+        u, s, v = _significant(*top_triplets(tau, k))
         us.append(u), ss.append(s), vs.append(v)
     return _recombine(us, ss, vs, taus.shape[1:], flatten=False)
 
@@ -174,25 +254,33 @@ def iso_c(taus: torch.Tensor) -> torch.Tensor:
     """Iso-C: sum_t tau_t with its singular values all set to their mean."""
     if taus.dim() != 3:
         return taus.mean(dim=0)
-    u, s, v = _significant(*thin_svd(taus.sum(dim=0)), min(taus.shape[1:]))
+    u, s, vh = thin_svd(taus.sum(dim=0))
+    u, s, v = _significant(u, s, vh.T)
     return (u * s.mean()) @ v.T if s.numel() else torch.zeros_like(taus[0])
 
 
 def iso_cts(taus: torch.Tensor, common_fraction: float) -> torch.Tensor:
     """Iso-CTS: the common subspace (top directions of sum_t tau_t, about ``common_fraction`` of
-    the rank, so that the rest splits evenly) plus each task's top directions once the common ones
-    are projected out; orthogonalised, singular values set to their mean."""
+    the rank: :func:`iso_cts_split`) plus each task's top directions once the common ones are
+    projected out; orthogonalised, singular values set to their mean.
+
+    Where the sum's SVD spans the whole column space (a matrix no taller than wide), its other
+    left singular vectors Q are an orthonormal basis of what the projection leaves, so each
+    task's directions are those of the small Q^T tau_t (T s rows), mapped back by Q."""
     if taus.dim() != 3:
         return taus.mean(dim=0)
-    rank = min(taus.shape[1:])
-    per_task = (rank - int(common_fraction * rank)) // len(taus)
-    common = rank - per_task * len(taus)
-    u, s, v = _significant(*thin_svd(taus.sum(dim=0)), common)
-    us, ss, vs = [u], [s], [v]
-    if per_task:
-        for tau in taus:
-            ut, st, vt = _significant(*thin_svd(tau - u @ (u.T @ tau)), per_task)
-            us.append(ut), ss.append(st), vs.append(vt)
+    common, per_task = iso_cts_split(min(taus.shape[1:]), len(taus), common_fraction)
+    u, s, vh = thin_svd(taus.sum(dim=0))
+    kept = _significant_mask(s, *taus.shape[1:]) & (torch.arange(len(s), device=s.device) < common)
+    us, ss, vs = [u[:, kept]], [s[kept]], [vh[kept].T]
+    rest = u[:, ~kept] if u.shape[0] == u.shape[1] else None  # the complement of the common space
+    for tau in taus if per_task else ():
+        if rest is None:
+            ut, st, vt = _significant(*top_triplets(tau - us[0] @ (us[0].T @ tau), per_task))
+        else:
+            ut, st, vt = _significant(*top_triplets(rest.T @ tau, per_task))
+            ut = rest @ ut
+        us.append(ut), ss.append(st), vs.append(vt)
     return _recombine(us, ss, vs, taus.shape[1:], flatten=True)
 
 
@@ -203,8 +291,8 @@ def low_rank(taus: torch.Tensor) -> torch.Tensor:
     k = task_rank(taus)
     out = torch.empty_like(taus)
     for t, tau in enumerate(taus):
-        u, s, vh = thin_svd(tau)
-        out[t] = (u[:, :k] * s[:k]) @ vh[:k]
+        u, s, v = top_triplets(tau, k)
+        out[t] = (u * s) @ v.T
     return out
 
 

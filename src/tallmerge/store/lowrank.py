@@ -68,9 +68,9 @@ def compress_low_rank(out: str | os.PathLike, ckpts: Checkpoints, vector_dtype: 
                     continue
                 k = ranks[key] = maths.task_rank(taus)
                 for t, tau in enumerate(taus):
-                    u, s, vh = maths.thin_svd(tau)
-                    put(f"{t}/{key}/us", _fits((u[:, :k] * s[:k]).to(dtype), key, vector_dtype))
-                    put(f"{t}/{key}/vh", _fits(vh[:k].contiguous().to(dtype), key, vector_dtype))
+                    u, s, v = maths.top_triplets(tau.to(ckpts.device), k)
+                    put(f"{t}/{key}/us", _fits((u * s).to("cpu", dtype), key, vector_dtype))
+                    put(f"{t}/{key}/vh", _fits(v.T.to("cpu", dtype).contiguous(), key, vector_dtype))
         manifest = {
             "format": FORMAT,
             "version": VERSION,
