@@ -17,6 +17,7 @@ from tallmerge.errors import exit_on_error
 from tallmerge.formats.files import temporary_dir, write_json
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile
+from tallmerge.merging.methods import mtv_vectors
 from tallmerge.params import Params
 from tallmerge.results.evaluation import SPLITS, Benchmark, reference_top1, store_result
 from tallmerge.store.accounting import overhead_gbit, projected_gbit
@@ -35,9 +36,10 @@ def main() -> None:
         MaskFile(layout.selected_masks(config.mtv)) as masks,
         temporary_dir(layout.MODELS / "compress") as scratch,
     ):
+        tau_mtl = {key: vector for key, _, vector in mtv_vectors(ckpts, masks.mtv)}  # formed once
         stores = {}
         for dtype in config.vector_dtype:
-            compress(Path(scratch) / dtype, ckpts, tall_mask_source(masks, ckpts), dtype)
+            compress(Path(scratch) / dtype, ckpts, tall_mask_source(masks, ckpts), dtype, tau_mtl)
             stores[dtype] = store_result(Store(Path(scratch) / dtype), bench, reference)
         best = max(s["avg_normalized_val"] for s in stores.values())
         eligible = [d for d, s in stores.items() if s["avg_normalized_val"] >= best - config.tolerance]

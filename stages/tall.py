@@ -1,9 +1,10 @@
 """Stage tall@MTV: TALL masks and the reconstruction theta_0 + m_t * tau_MTL of each task.
 
-Every task's mask m_t = |tau_t| > lambda |tau_MTL - tau_t| is computed at every lambda of the
-grid in one pass and packed 1 bit per weight (tau_MTL formed by any recipe of the registry, with
-section mtv.<MTV>). Per task, lambda is the grid value whose model is most accurate on that task's
-validation split; the selected masks are kept for consensus merging and the compressed store."""
+tau_MTL is formed once, by any recipe of the registry with section mtv.<MTV>. Every task's mask
+m_t = |tau_t| > lambda |tau_MTL - tau_t| is computed from it at every lambda of the grid in one
+pass and packed 1 bit per weight. Per task, lambda is the grid value whose model is most accurate
+on that task's validation split; the selected masks are kept for consensus merging and the
+compressed store."""
 
 import argparse
 
@@ -23,8 +24,8 @@ def main(mtv: str) -> None:
     params = Params.load()
     recipe = params.mtv(mtv)
     with Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts:
-        write_masks(layout.masks(mtv), ckpts, params.lambdas, recipe)
         base, tau_mtl = to_state(ckpts, mtv_vectors(ckpts, recipe))
+        write_masks(layout.masks(mtv), ckpts, params.lambdas, recipe, tau_mtl)
 
     bench = Benchmark.from_params(params)
     with MaskFile(layout.masks(mtv)) as masks:

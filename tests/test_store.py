@@ -15,6 +15,7 @@ from reference import ref_emr_model, ref_magnitude_model, ref_tall_model
 from tallmerge.errors import TallmergeError
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile, write_masks, write_selection
+from tallmerge.merging.methods import mtv_vectors
 from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.store import codec
 from tallmerge.store.accounting import finetuned_gbit, projected_gbit
@@ -103,6 +104,22 @@ def test_masks_file_and_lambda_give_the_same_store(case, tmp_path):
     build(tmp_path, base_path, paths, lam=0.4, name="from-lambda")
     for name in FILES.values():
         assert (tmp_path / "from-file" / name).read_bytes() == (tmp_path / "from-lambda" / name).read_bytes()
+
+
+def test_a_tau_mtl_formed_once_gives_the_same_masks_and_stores(case, tmp_path):
+    """The pipeline forms tau_MTL once and hands it to the masks and to every store it builds:
+    the files are byte-identical to those of a run that forms it again for each."""
+    _, _, base_path, paths = case
+    mtv = MultiTaskVector("ties", topk=20.0, agg="sum")
+    with Checkpoints(base_path, paths) as ckpts:
+        formed = {key: vector for key, _, vector in mtv_vectors(ckpts, mtv)}
+        write_masks(tmp_path / "own.safetensors", ckpts, [0.2, 0.4], mtv)
+        write_masks(tmp_path / "given.safetensors", ckpts, [0.2, 0.4], mtv, formed)
+        compress(tmp_path / "own", ckpts, tall_mask_source_at(ckpts, 0.4, mtv), "int4")
+        compress(tmp_path / "given", ckpts, tall_mask_source_at(ckpts, 0.4, mtv), "int4", formed)
+    assert (tmp_path / "own.safetensors").read_bytes() == (tmp_path / "given.safetensors").read_bytes()
+    for name in FILES.values():
+        assert (tmp_path / "own" / name).read_bytes() == (tmp_path / "given" / name).read_bytes()
 
 
 def test_per_task_lambdas_are_recorded_and_used(case, tmp_path):

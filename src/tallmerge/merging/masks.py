@@ -66,11 +66,17 @@ def check_tall_inputs(ckpts: Checkpoints, lambdas: Sequence[float]) -> list[floa
 
 
 def write_masks(
-    path: str | os.PathLike, ckpts: Checkpoints, lambdas: Sequence[float], mtv: MultiTaskVector
+    path: str | os.PathLike,
+    ckpts: Checkpoints,
+    lambdas: Sequence[float],
+    mtv: MultiTaskVector,
+    vectors: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
-    """Compute every task's TALL masks at every lambda in one pass (after tau_MTL's own passes)."""
+    """Compute every task's TALL masks at every lambda in one pass over the checkpoints.
+    ``vectors``: tau_MTL already formed by ``mtv`` (entry -> tensor), as a stage that also
+    rebuilds models from it has it; otherwise it is formed here (after its recipe's own passes)."""
     lambdas = check_tall_inputs(ckpts, lambdas)
-    vector = prepare_recipe(mtv, ckpts)
+    formed = prepare_recipe(mtv, ckpts) if vectors is None else None
     names = ckpts.names
     specs = [
         (_name(task, i, key), torch.uint8, (math.ceil(math.prod(ckpts.base.shape(key)) / 8),))
@@ -82,11 +88,11 @@ def write_masks(
     metadata = _metadata(mtv, {task: lambdas for task in names}, shapes, ckpts.sources())
     with write_tensors(path, specs, metadata, checksum=True) as put:
         for key, _, taus in ckpts.sweep("masks"):
-            mtv_vector = vector(taus)
-            for i, lam in enumerate(lambdas):
-                masks = maths.tall_masks(taus, mtv_vector, lam)
+            mtv_vector = formed(taus) if vectors is None else vectors[key]
+            packed = {(i, t): pack(mask) for t, i, mask in maths.tall_mask_grid(taus, mtv_vector, lambdas)}
+            for i in range(len(lambdas)):
                 for t, task in enumerate(names):
-                    put(_name(task, i, key), pack(masks[t]))
+                    put(_name(task, i, key), packed[i, t])
 
 
 def _name(task: str, index: int, key: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,12 +109,17 @@ def emr_mask_source(ckpts: Checkpoints) -> MaskSource:
 
 
 def compress(
-    out: str | os.PathLike, ckpts: Checkpoints, source: MaskSource, vector_dtype: str = "fp32"
+    out: str | os.PathLike,
+    ckpts: Checkpoints,
+    source: MaskSource,
+    vector_dtype: str = "fp32",
+    vectors: Mapping[str, torch.Tensor] | None = None,
 ) -> dict:
     """Write the store for ``ckpts`` with ``source``'s masks to the folder ``out``; return its
     manifest. One pass over the checkpoints: worker threads each take an entry (read it, form
     tau_MTL and the masks, code them; :mod:`tallmerge.store.pool`), this thread writes them in
-    order."""
+    order. ``vectors``: tau_MTL already formed by ``source.mtv`` (entry -> tensor), for a caller
+    that builds several stores of one vector; otherwise it is formed here."""
     codec.check_format(vector_dtype)
     tasks = ckpts.names
     out = Path(out)
@@ -124,11 +129,11 @@ def compress(
         raise TallmergeError(
             f"tensor '{scales_key(clash[0])}' clashes with the store's name for the scales of '{clash[0]}'"
         )
-    merged = prepare_recipe(source.mtv, ckpts)
+    merged = prepare_recipe(source.mtv, ckpts) if vectors is None else None
 
     def code(key):  # in a worker thread: one entry, from the checkpoints to its coded streams
         _, taus = ckpts.read(key)
-        vector = merged(taus)
+        vector = merged(taus) if vectors is None else vectors[key]
         masks = source.stacked(key, taus, vector)
         del taus
         try:
