@@ -334,3 +334,47 @@ def test_masks_of_another_tau_mtl_are_refused(case, tmp_path, capsys):
         capsys,
     )
     assert status == 0
+
+
+# -- --device: where the per-tensor maths run -------------------------------------------------------
+@pytest.mark.parametrize("command", ["merge", "masks", "compress"])
+def test_an_unavailable_device_is_refused_before_any_work(case, tmp_path, capsys, command):
+    _, _, base_path, paths = case
+    out = tmp_path / "out"
+    args = {
+        "merge": ["merge", "tsv-m"],
+        "masks": ["masks", "--lambda", "0.4"],
+        "compress": ["compress", "--lambda", "0.4"],
+    }[command]
+    for device in ("meta", "no-such-device"):
+        fails(
+            [*args, "--base", base_path, *finetuned_args(paths), "--out", out, "--device", device],
+            capsys,
+            device,
+        )
+        assert not out.exists()
+
+
+def test_the_cpu_as_device_gives_the_default_merge(case, tmp_path, capsys):
+    _, _, base_path, paths = case
+    outs = [tmp_path / "default.safetensors", tmp_path / "cpu.safetensors"]
+    for out, extra in zip(outs, ([], ["--device", "cpu"])):
+        status, _, _ = run(
+            ["merge", "iso-cts", "--base", base_path, *finetuned_args(paths), "--out", out, *extra], capsys
+        )
+        assert status == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["ties", "tsv-m", "iso-cts", "consensus-ties"])
+def test_a_merge_on_the_gpu_equals_the_cpu_one(case, tmp_path, method):
+    from tallmerge.merging.methods import merge_files
+
+    _, _, base_path, paths = case
+    options = {"lam": 0.4} if method.startswith("consensus-") else {}
+    for device in ("cpu", "cuda"):
+        merge_files(method, base_path, paths, tmp_path / f"{device}.safetensors", device=device, **options)
+    cpu, gpu = (load_file(tmp_path / f"{d}.safetensors") for d in ("cpu", "cuda"))
+    for key, value in cpu.items():
+        torch.testing.assert_close(gpu[key], value, atol=1e-5, rtol=1e-4)

@@ -106,6 +106,7 @@ def _cmd_merge(args: argparse.Namespace) -> None:
             args.base,
             finetuned,
             args.out,
+            device=args.device,
             lam=args.lam,
             masks=args.masks,
             mtv=args.mtv,
@@ -136,7 +137,10 @@ def _cmd_masks(args: argparse.Namespace) -> None:
 
     mtv = mtv_from_args(args)
     finetuned = parse_finetuned(args.finetuned)
-    with writing(args.out, [args.base, *finetuned.values()]), Checkpoints(args.base, finetuned) as ckpts:
+    with (
+        writing(args.out, [args.base, *finetuned.values()]),
+        Checkpoints(args.base, finetuned, args.device) as ckpts,
+    ):
         write_masks(args.out, ckpts, args.lam, mtv)
         print(
             f"{args.out}: TALL masks of {len(ckpts)} tasks at lambda {', '.join(map(str, args.lam))} (tau_MTL: {mtv.kind})"
@@ -173,7 +177,7 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     mtv = mtv_from_args(args) if args.lam is not None else None
     finetuned = parse_finetuned(args.finetuned)
     inputs = [args.base, *finetuned.values(), *([args.masks] if args.masks else [])]
-    with writing(args.out, inputs), Checkpoints(args.base, finetuned) as ckpts:
+    with writing(args.out, inputs), Checkpoints(args.base, finetuned, args.device) as ckpts:
         replaceable_store(Path(args.out))  # refuse a folder that is not a store before any work
         if args.scheme == "tsv-c":
             compress_low_rank(args.out, ckpts, args.vector_dtype)
@@ -248,6 +252,11 @@ def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="[NAME=]PATH",
         help="fine-tuned checkpoints with the base's keys, shapes and dtypes; NAME defaults to the file stem",
+    )
+    parser.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="where the merge maths run, e.g. cuda or cuda:1 (default: the CPU); files stay on the CPU",
     )
 
 

@@ -30,16 +30,38 @@ from tallmerge.merging import maths
 T = TypeVar("T")
 
 
+def maths_device(device: str | torch.device | None) -> torch.device:
+    """``device`` checked: a torch device that this machine has (None: the CPU)."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+        torch.ones(1, device=device).cpu()  # a round trip: it computes, and results come back
+    except (RuntimeError, AssertionError, NotImplementedError) as e:  # unknown; not built; no data
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TallmergeError(f"device {str(device)!r} is not available here ({why})") from None
+    return device
+
+
 class Checkpoints(Closable):
     """A base checkpoint and T fine-tuned ones, validated against it up front.
 
     Every fine-tuned file must have exactly the base's keys, shapes and dtypes; values are
     checked to be finite as they are read. Use as a context manager.
+
+    ``device`` (``"cuda"``, ``"cuda:1"``, ...; default the CPU) is where the merge methods'
+    per-entry maths run (:meth:`on_device`); files are read, and results written, on the CPU.
     """
 
-    def __init__(self, base: str | os.PathLike, finetuned: Mapping[str, str | os.PathLike]):
+    def __init__(
+        self,
+        base: str | os.PathLike,
+        finetuned: Mapping[str, str | os.PathLike],
+        device: str | torch.device | None = None,
+    ):
         if not finetuned:
             raise TallmergeError("no fine-tuned checkpoints given")
+        self.device = maths_device(device)
         self.names = list(finetuned)
         self.base = TensorFile(base)
         self.files: list[TensorFile] = []
@@ -129,6 +151,13 @@ class Checkpoints(Closable):
         for key in tqdm(self.float_keys, desc=desc, unit="tensor", disable=None, leave=False):
             base, taus = self.read(key)
             yield key, base, taus
+
+    def on_device(self, function: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+        """``function`` (taus -> a tensor) run on :attr:`device`: the task vectors are copied
+        there, the result back to the CPU. On the CPU, ``function`` itself."""
+        if self.device.type == "cpu":
+            return function
+        return lambda taus: function(taus.to(self.device)).cpu()
 
     def cached(self, key, compute: Callable[[], T]) -> T:
         """``compute()`` the first time ``key`` is asked for on these checkpoints, the same

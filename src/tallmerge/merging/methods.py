@@ -125,13 +125,15 @@ def merge_files(
     base: str | os.PathLike,
     finetuned: Mapping[str, str | os.PathLike],
     out: str | os.PathLike,
+    device: str | None = None,
     **options,
 ) -> dict:
-    """Merge checkpoint files into ``out`` (a full model, the base's keys and dtypes), streaming.
+    """Merge checkpoint files into ``out`` (a full model, the base's keys and dtypes), streaming,
+    with the method's maths on ``device`` (default the CPU).
 
     Returns the description recorded in the output's metadata."""
     merge_plan = plan(method, **options)
-    with Checkpoints(base, finetuned) as ckpts:
+    with Checkpoints(base, finetuned, device) as ckpts:
         described = {**merge_plan.describe(len(ckpts)), "tasks": ckpts.names}
         write_model(
             out, ckpts, method_vectors(merge_plan, ckpts), merge_plan.alpha_for(len(ckpts)), described

@@ -81,14 +81,15 @@ def prepare_recipe(recipe: MultiTaskVector, ckpts: Checkpoints) -> VectorFn:
     """The per-entry function of ``recipe``, taus [T, *shape] -> vector [*shape], as its
     registry entry declares it (:data:`~tallmerge.merging.recipes.RECIPES`): a function of
     :mod:`~tallmerge.merging.maths` bound to the options, or a preparer here whose whole-model
-    passes run once per open ``ckpts`` (:meth:`Checkpoints.cached`)."""
+    passes run once per open ``ckpts`` (:meth:`Checkpoints.cached`); run on the checkpoints'
+    device (:meth:`Checkpoints.on_device`)."""
     module, name = recipe.recipe.vector.split(".")
     options = recipe.options
     if module == "maths":
         function = getattr(maths, name)
-        return functools.partial(function, **options) if options else function
+        return ckpts.on_device(functools.partial(function, **options) if options else function)
     preparer = globals()[name]
-    return ckpts.cached(recipe, lambda: preparer(ckpts, **options))
+    return ckpts.on_device(ckpts.cached(recipe, lambda: preparer(ckpts, **options)))
 
 
 def ties_vector(ckpts: Checkpoints, topk: float, agg: str) -> VectorFn:
