@@ -214,6 +214,10 @@ def test_reconstruct_all_writes_nothing_when_a_task_fails(built, tmp_path):
     (built / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(TallmergeError, match="task 'task2' decodes to masks that do not match"):
         Store(built).reconstruct_all(tmp_path / "all")
+    assert not (tmp_path / "all").exists()  # not even an empty folder
+    (tmp_path / "all").mkdir()  # into a folder that exists: nothing placed in it
+    with pytest.raises(TallmergeError, match="task 'task2' decodes to masks that do not match"):
+        Store(built).reconstruct_all(tmp_path / "all")
     assert not list((tmp_path / "all").iterdir())
 
 

@@ -225,12 +225,13 @@ def _cmd_import(args: argparse.Namespace) -> None:
     from tallmerge.clip.convert import import_checkpoint
     from tallmerge.clip.models import save_visual
     from tallmerge.errors import TallmergeError
-    from tallmerge.formats.files import atomic_write, check_output
+    from tallmerge.formats.files import atomic_write, check_output, refuse_special
 
     checkpoints = parse_finetuned(args.checkpoints)
     if not str(args.out).strip():
         raise TallmergeError("--out is empty; give a folder to write NAME.safetensors into")
     out = Path(args.out)
+    refuse_special(out)
     if out.exists() and not out.is_dir():
         raise TallmergeError(f"--out {out} is a file; give a folder to write NAME.safetensors into")
     for name in checkpoints:  # a folder around the inputs is fine, overwriting one is not

@@ -99,10 +99,15 @@ def exit_on_error(main, *args, debug: bool = False, **kwargs):
             signal.signal(sig, _interrupted)
     except ValueError:  # not the main thread: leave signals alone
         previous = {}
+    stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout) if sys.stdout is not None else None
     try:
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            return result
         finally:
+            sys.stdout = stdout
             _restore(previous)
     except BaseException as e:
         if debug or isinstance(e, SystemExit):
@@ -110,6 +115,48 @@ def exit_on_error(main, *args, debug: bool = False, **kwargs):
         status, line = _report(e)
         _print(line)
         raise SystemExit(status) from None
+
+
+class _NamedStdout:
+    """Standard output whose failures say so: a write or flush that fails (``> /dev/full``, a
+    full disk) is an error naming the stream, said once; the stream is then pointed at the null
+    device, so that Python's own flush at exit stays silent. A reader that left (a broken pipe)
+    is :func:`_report`'s business."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._failed(e) from None
+        except ValueError:  # closed: nothing to write
+            pass
+
+    def _failed(self, e: OSError) -> TallmergeError:
+        _silence_stdout()
+        return TallmergeError(f"standard output: {e.strerror or one_line(e)}")
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _silence_stdout() -> None:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _restore(previous: dict) -> None:
@@ -134,10 +181,7 @@ def _report(e: BaseException) -> tuple[int, str]:
     if isinstance(e, TallmergeError):
         return EXIT_ERROR, f"error: {one_line(e)}"
     if isinstance(e, BrokenPipeError):  # `tallmerge tasks | head`: the reader left
-        try:  # and Python's own flush at exit must not complain either
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        _silence_stdout()  # and Python's own flush at exit must not complain either
         return 0, ""
     if isinstance(e, MemoryError):
         return EXIT_ERROR, "error: out of memory"

@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -127,21 +128,69 @@ def _remove_empty(folders: list[Path]) -> None:
             break
 
 
+def shown(path: str | os.PathLike) -> Path:
+    """``path`` as a user knows it: each temporary along it (a file or a store's folder being
+    built, see :func:`temporary_name`) replaced by the target it stands for."""
+    parts = [(m["target"] if (m := _TEMPORARY.match(part)) else part) for part in Path(path).parts]
+    return Path(*parts) if parts else Path(path)
+
+
+@contextlib.contextmanager
+def _naming_write_errors(path: Path) -> Iterator[None]:
+    """A failed write says which output it was: an OS error that names no file or only a
+    temporary (a full disk, a quota, a read-only filesystem) and the serialization library's own
+    I/O errors become one line naming ``path``, as the user gave it."""
+    try:
+        yield
+    except OSError as e:
+        named = [Path(os.fsdecode(name)) for name in (e.filename, e.filename2) if name is not None]
+        if named and not any(_TEMPORARY.match(part) for name in named for part in name.parts):
+            raise
+        raise TallmergeError(f"{shown(path)}: {e.strerror or one_line(e)}") from None
+    except SafetensorError as e:  # only writing raises it here: readers turn theirs into TallmergeError
+        raise TallmergeError(f"{shown(path)}: cannot write it ({one_line(e)})") from None
+
+
+def refuse_special(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuse to write over something that is neither a file nor a folder (a device, a FIFO, a
+    socket): renaming over it would replace the node itself. A symlink is left to the rules for
+    what it points to."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # nothing there (or nothing we can see): nothing to protect
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+        return
+    kind = next((name for test, name in _SPECIAL if test(mode)), "special file")
+    raise TallmergeError(f"{flag} {path} is a {kind}, not a file or a folder; refusing to replace it")
+
+
+_SPECIAL = (
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success. On failure
-    nothing is left: not the temporary, nor the folders created for it."""
+    nothing is left: not the temporary, nor the folders created for it; a failed write names
+    ``path`` (:func:`_naming_write_errors`)."""
     path = Path(path)
     if path.is_dir():
         raise TallmergeError(f"{path}: is a folder; give a file name to write")
+    refuse_special(path, "output")
     created = _make_parents(path.parent)
     clean_stale_temporaries(path.parent)
     tmp = temporary_name(path)
     done = False
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
-        yield tmp
-        os.replace(tmp, path)
+        with _naming_write_errors(path):
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
+            yield tmp
+            os.replace(tmp, path)
         done = True
     finally:
         tmp.unlink(missing_ok=True)
@@ -152,15 +201,16 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 @contextlib.contextmanager
 def temporary_dir(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder beside ``path`` (created with its parents), removed however the block
-    ends; the block may rename it into place first."""
+    ends; the block may rename it into place first. A failed write in it names ``path``."""
     path = Path(path)
     created = _make_parents(path.parent)
     clean_stale_temporaries(path.parent)
     tmp = temporary_name(path)
     done = False
     try:
-        tmp.mkdir(0o777)  # the umask applies
-        yield tmp
+        with _naming_write_errors(path):
+            tmp.mkdir(0o777)  # the umask applies
+            yield tmp
         done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -172,10 +222,12 @@ def temporary_dir(path: str | os.PathLike) -> Iterator[Path]:
 def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], flag: str = "--out") -> Path:
     """Refuse an output that is one of the inputs, lies inside one (a store's folder), or
     contains one (an output folder around a checkpoint): paths are compared after resolving
-    symlinks, and existing files by identity (hard links too). Returns ``out`` as a Path."""
+    symlinks, and existing files by identity (hard links too). A device, FIFO or socket is
+    refused too (:func:`refuse_special`). Returns ``out`` as a Path."""
     if not str(out).strip():
         raise TallmergeError(f"{flag} is empty; give a path to write")
     out = Path(out)
+    refuse_special(out, flag)
     real_out = Path(os.path.realpath(out))
     for given in inputs:
         real_in = Path(os.path.realpath(given))

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from tallmerge.errors import TallmergeError, one_line
-from tallmerge.formats.files import temporary_dir
+from tallmerge.formats.files import refuse_special, temporary_dir
 from tallmerge.formats.tensorfile import DTYPES, TensorFile, write_tensors
 from tallmerge.merging.maths import all_finite
 from tallmerge.merging.recipes import MultiTaskVector
@@ -254,17 +254,33 @@ class Store:
 
     def reconstruct_all(self, out_dir: str | os.PathLike) -> list[Path]:
         """Write every task's rebuilt model to ``out_dir/<task>.safetensors`` in one pass over the
-        store (each entry's vector is read and decoded once for all tasks); all files appear
-        together, or none. Returns their paths."""
+        store (each entry's vector is read and decoded once for all tasks); returns their paths.
+
+        All or nothing: everything is checked before anything is created (the task names, the
+        store's files, the targets), the models are written into a temporary folder, and only
+        complete ones are placed: a folder that did not exist appears whole, by one rename; in
+        one that did, only regular files are ever replaced."""
         out_dir = Path(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise TallmergeError(f"{out_dir}: exists and is not a folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        specs = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
         names = [f"{task}.safetensors" for task in self.tasks]
         if any("/" in name or name.startswith(".") for name in names):
             raise TallmergeError(f"{self.path}: a task name cannot be a file name; use reconstruct --task")
-        with temporary_dir(out_dir / "reconstruct") as tmp, contextlib.ExitStack() as files:
+        missing = [path for path, _, _ in self.files.values() if not path.is_file()]
+        if missing:
+            raise TallmergeError(f"{missing[0]}: missing from the store")
+        fresh = not os.path.lexists(out_dir)
+        if not fresh:
+            if not out_dir.is_dir():
+                raise TallmergeError(f"{out_dir}: exists and is not a folder")
+            for task, name in zip(self.tasks, names):
+                target = out_dir / name
+                refuse_special(target, "output")
+                if target.is_dir():
+                    raise TallmergeError(f"{target}: is a folder; refusing to replace it with task '{task}'")
+        specs = [(key, dtype, shape) for key, dtype, shape, _ in self.tensors]
+        with (
+            temporary_dir(out_dir if fresh else out_dir / "reconstruct") as tmp,
+            contextlib.ExitStack() as files,
+        ):
             puts = [
                 files.enter_context(write_tensors(Path(tmp) / name, specs, self._metadata(task)))
                 for task, name in zip(self.tasks, names)
@@ -273,8 +289,11 @@ class Store:
                 for put, tensor in zip(puts, tensors):
                     put(key, tensor)
             files.close()  # every file complete: move them into place together
-            for name in names:
-                os.replace(Path(tmp) / name, out_dir / name)
+            if fresh:
+                os.rename(tmp, out_dir)
+            else:
+                for name in names:
+                    os.replace(Path(tmp) / name, out_dir / name)
         return [out_dir / name for name in names]
 
     def _rebuild(self, tasks: list[str]) -> Iterator[tuple[str, list[torch.Tensor]]]:
