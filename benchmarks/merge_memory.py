@@ -35,6 +35,7 @@ How to run
     python benchmarks/merge_memory.py --quick         # a few-MB smoke test, T = 3, seconds
     python benchmarks/merge_memory.py --spectral      # tsv-m, iso-c, iso-cts against task-arithmetic,
                                                       # streamed in the same run, T = 8 20
+    python benchmarks/merge_memory.py --spectral --device cuda   # the merges' maths on a GPU
 
     Results: a table on stdout and JSON in benchmarks/results/merge_memory.json (``--json``;
     --quick writes merge_memory.quick.json). ``--workdir DIR --keep`` keeps the checkpoints in DIR
@@ -160,7 +161,7 @@ def child_stream(job: dict) -> dict:
     options = (
         {"lam": LAM, "k": K, "alpha": ALPHA} if job["method"].startswith("consensus-") else {"alpha": ALPHA}
     )
-    merge_files(job["method"], job["base"], tasks, job["out"], **options)
+    merge_files(job["method"], job["base"], tasks, job["out"], device=job.get("device"), **options)
     return {"wall_s": time.perf_counter() - start, "peak_rss_kib": _rss_kib(), "idle_rss_kib": before}
 
 
@@ -468,6 +469,7 @@ def main() -> int:
         "streaming only; default T = 8 20",
     )
     ap.add_argument("--quick", action="store_true", help="smoke run: a tiny custom layout, T = 3")
+    ap.add_argument("--device", help="where the streaming merges' maths run (e.g. cuda; default the CPU)")
     ap.add_argument(
         "--workdir", type=Path, help="where to generate the checkpoints (default: a new temp folder)"
     )
@@ -540,7 +542,7 @@ def main() -> int:
         outs = {"stream": folder / "out-stream.safetensors", "naive": folder / "out-naive.safetensors"}
         for T in tasks_list:
             files = paths[: T + 1]
-            job_base = {"base": str(files[0]), "tasks": [str(p) for p in files[1:]]}
+            job_base = {"base": str(files[0]), "tasks": [str(p) for p in files[1:]], "device": args.device}
             matrix = T * numel * 4
             for method in args.methods:
                 row = {
@@ -654,6 +656,7 @@ def main() -> int:
                 "alpha": ALPHA,
                 "ties_topk": TOPK,
                 "threads": THREADS,
+                "device": args.device or "cpu",
                 "mem_total_gb": memory / GB,
                 "naive_mem_fraction": MEM_FRACTION,
             },
