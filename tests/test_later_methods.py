@@ -186,15 +186,11 @@ def test_iso_cts_where_round_and_floor_differ_matches_the_authors_rule():
     np.testing.assert_allclose(maths.iso_cts(taus, 0.8).numpy(), np_iso_cts(taus.numpy(), 0.8), atol=1e-10)
 
 
-@pytest.mark.parametrize(
-    "tasks,shape",
-    [(14, (512, 128)), (14, (128, 512)), (20, (768, 768))],
-    ids=["pocket x 14", "wide", "B/32 x 20"],
-)
-def test_iso_cts_at_the_shapes_where_round_and_floor_differ(tasks, shape):
-    """The pocket encoder's MLP matrices with 14 tasks (2 directions per task, not 1), and a
-    ViT-B/32 attention output matrix with 20 tasks (8, not 7), against the numpy formula."""
-    taus = _taus(14, tasks, shape)
+def test_iso_cts_at_the_pocket_shape_where_round_and_floor_differ():
+    """The pocket encoder's MLP input matrix with 14 tasks: 2 directions per task, not 1, against
+    the numpy formula. (At ViT-B/32 x 20 the split is checked above, and the whole merge against
+    a float64 reference by benchmarks/spectral_accuracy.py: too slow for a test.)"""
+    taus = _taus(14, 14, (512, 128))
     np.testing.assert_allclose(maths.iso_cts(taus, 0.8).numpy(), np_iso_cts(taus.numpy(), 0.8), atol=1e-10)
 
 
