@@ -27,7 +27,7 @@ from tallmerge.formats.tensorfile import TensorFile, write_tensors
 from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.recipes import MultiTaskVector
-from tallmerge.merging.statistics import prepare_recipe
+from tallmerge.merging.statistics import entry_vector
 
 FORMAT = "tallmerge.masks"
 VERSION = 2
@@ -76,7 +76,7 @@ def write_masks(
     ``vectors``: tau_MTL already formed by ``mtv`` (entry -> tensor), as a stage that also
     rebuilds models from it has it; otherwise it is formed here (after its recipe's own passes)."""
     lambdas = check_tall_inputs(ckpts, lambdas)
-    formed = prepare_recipe(mtv, ckpts) if vectors is None else None
+    vector = entry_vector(mtv, ckpts, vectors)
     names = ckpts.names
     specs = [
         (_name(task, i, key), torch.uint8, (math.ceil(math.prod(ckpts.base.shape(key)) / 8),))
@@ -88,8 +88,9 @@ def write_masks(
     metadata = _metadata(mtv, {task: lambdas for task in names}, shapes, ckpts.sources())
     with write_tensors(path, specs, metadata, checksum=True) as put:
         for key, _, taus in ckpts.sweep("masks"):
-            mtv_vector = formed(taus) if vectors is None else vectors[key]
-            packed = {(i, t): pack(mask) for t, i, mask in maths.tall_mask_grid(taus, mtv_vector, lambdas)}
+            packed = {
+                (i, t): pack(mask) for t, i, mask in maths.tall_mask_grid(taus, vector(key, taus), lambdas)
+            }
             for i in range(len(lambdas)):
                 for t, task in enumerate(names):
                     put(_name(task, i, key), packed[i, t])

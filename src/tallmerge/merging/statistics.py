@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -90,6 +90,18 @@ def prepare_recipe(recipe: MultiTaskVector, ckpts: Checkpoints) -> VectorFn:
         return ckpts.on_device(functools.partial(function, **options) if options else function)
     preparer = globals()[name]
     return ckpts.on_device(ckpts.cached(recipe, lambda: preparer(ckpts, **options)))
+
+
+def entry_vector(
+    recipe: MultiTaskVector, ckpts: Checkpoints, formed: Mapping[str, torch.Tensor] | None = None
+) -> Callable[[str, torch.Tensor], torch.Tensor]:
+    """``(key, taus) -> recipe's vector of that entry``: taken from ``formed`` (entry -> tensor,
+    already formed by ``recipe``, for a caller that uses one vector several times), or computed
+    by :func:`prepare_recipe`."""
+    if formed is not None:
+        return lambda key, taus: formed[key]
+    vector = prepare_recipe(recipe, ckpts)
+    return lambda key, taus: vector(taus)
 
 
 def ties_vector(ckpts: Checkpoints, topk: float, agg: str) -> VectorFn:

@@ -22,7 +22,7 @@ from tallmerge.merging import maths
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile, check_tall_inputs
 from tallmerge.merging.recipes import OPTIONS, MultiTaskVector
-from tallmerge.merging.statistics import magnitude_thresholds, prepare_recipe
+from tallmerge.merging.statistics import entry_vector, magnitude_thresholds
 from tallmerge.store import codec
 from tallmerge.store.manifest import (
     FILES,
@@ -129,11 +129,11 @@ def compress(
         raise TallmergeError(
             f"tensor '{scales_key(clash[0])}' clashes with the store's name for the scales of '{clash[0]}'"
         )
-    merged = prepare_recipe(source.mtv, ckpts) if vectors is None else None
+    merged = entry_vector(source.mtv, ckpts, vectors)
 
     def code(key):  # in a worker thread: one entry, from the checkpoints to its coded streams
         _, taus = ckpts.read(key)
-        vector = merged(taus) if vectors is None else vectors[key]
+        vector = merged(key, taus)
         masks = source.stacked(key, taus, vector)
         del taus
         try:
