@@ -3,9 +3,10 @@ import torch
 from helpers import small_task
 from tallmerge.clip.heads import Classifier, zeroshot_head
 from tallmerge.clip.models import create_clip, image_stats, tokenizer
-from tallmerge.clip.train import accuracy, batches, finetune, lr_factor, pretrain_clip
+from tallmerge.clip.train import accuracy, finetune, pretrain_clip
 from tallmerge.params import PretrainConfig, TrainConfig
 from tallmerge.tasks.web import caption_tokens, web_mix
+from tallmerge.training import batches, lr_factor
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
