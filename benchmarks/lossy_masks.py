@@ -29,7 +29,8 @@ from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile
 from tallmerge.merging.methods import mtv_vectors
 from tallmerge.params import Params
-from tallmerge.results.evaluation import SPLITS, Benchmark, avg_normalized, reference_top1
+from tallmerge.results.evaluation import Benchmark
+from tallmerge.results.selection import SPLITS, avg_normalized, reference_top1
 from tallmerge.store import codec
 
 CUTS = (None, 9, 8, 7, 6)  # None: lossless

@@ -97,7 +97,8 @@ def main() -> None:
     from tallmerge.formats.files import load_tensors, write_json
     from tallmerge.merging.executor import apply
     from tallmerge.params import Params
-    from tallmerge.results.evaluation import Benchmark, avg_normalized, reference_top1, search_alpha
+    from tallmerge.results.evaluation import Benchmark
+    from tallmerge.results.selection import avg_normalized, reference_top1, search_alpha
     from tallmerge.tasks.datafile import TaskData
 
     params = Params.load()

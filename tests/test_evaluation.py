@@ -1,7 +1,8 @@
 """Selection rules: alpha by average normalized validation accuracy, lambda per task; ties go to
 the first grid value; validation scores found during the search are reused, not recomputed."""
 
-from tallmerge.results.evaluation import Benchmark, avg_normalized, search_alpha, search_lambda
+from tallmerge.results.evaluation import Benchmark
+from tallmerge.results.selection import avg_normalized, search_alpha, search_lambda
 
 
 class FakeBench(Benchmark):
