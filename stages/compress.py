@@ -7,34 +7,34 @@ The smallest store whose average normalized validation accuracy is within `compr
 points of the best is kept (models/store). For comparison the magnitude-masking baseline is
 stored the same way. Sizes are bytes on disk; the projection to the paper's models applies our
 measured bits per weight to its accounting (the full fp32 zero-shot model + vector + 20 masks),
-and the overhead beyond that fp32 model (vector + 20 masks) on its own."""
+and the overhead beyond that fp32 model (vector + 20 masks) on its own. With --suite, on that
+suite of the text benchmark, projected to T5-large-LM-adapt with the suite's number of tasks."""
 
+import argparse
 import shutil
 from pathlib import Path
 
-from tallmerge import layout
 from tallmerge.errors import exit_on_error
 from tallmerge.formats.files import temporary_dir, write_json
-from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.masks import MaskFile
 from tallmerge.merging.methods import mtv_vectors
-from tallmerge.params import Params
-from tallmerge.results.evaluation import SPLITS, Benchmark, reference_top1, store_result
-from tallmerge.store.accounting import overhead_gbit, projected_gbit
+from tallmerge.results.selection import SPLITS, reference_top1, store_result
+from tallmerge.setting import Setting, suite_option
+from tallmerge.store.accounting import projections
 from tallmerge.store.build import compress, magnitude_mask_source, tall_mask_source
 from tallmerge.store.reader import Store
 
 
-def main() -> None:
-    params = Params.load()
-    config = params.compress
-    bench = Benchmark.from_params(params)
-    reference = {split: reference_top1(layout.method_metrics_path("finetuned"), split) for split in SPLITS}
-    layout.MODELS.mkdir(exist_ok=True)
+def main(suite: str | None) -> None:
+    setting = Setting.load(suite)
+    config, paths = setting.params.compress, setting.layout
+    bench = setting.benchmark()
+    reference = {split: reference_top1(setting.reference, split) for split in SPLITS}
+    paths.models.mkdir(parents=True, exist_ok=True)
     with (
-        Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts,
-        MaskFile(layout.selected_masks(config.mtv)) as masks,
-        temporary_dir(layout.MODELS / "compress") as scratch,
+        setting.checkpoints() as ckpts,
+        MaskFile(paths.selected_masks(config.mtv)) as masks,
+        temporary_dir(paths.models / "compress") as scratch,
     ):
         tau_mtl = {key: vector for key, _, vector in mtv_vectors(ckpts, masks.mtv)}  # formed once
         stores = {}
@@ -44,10 +44,10 @@ def main() -> None:
         best = max(s["avg_normalized_val"] for s in stores.values())
         eligible = [d for d, s in stores.items() if s["avg_normalized_val"] >= best - config.tolerance]
         kept = min(eligible, key=lambda d: stores[d]["bytes"]["total"])
-        shutil.rmtree(layout.STORE, ignore_errors=True)
-        shutil.move(Path(scratch) / kept, layout.STORE)
+        shutil.rmtree(paths.store, ignore_errors=True)
+        shutil.move(Path(scratch) / kept, paths.store)
 
-        topk = params.magnitude_topk
+        topk = setting.params.magnitude_topk
         compress(Path(scratch) / "magnitude", ckpts, magnitude_mask_source(ckpts, topk), kept)
         magnitude = store_result(Store(Path(scratch) / "magnitude"), bench, reference)
 
@@ -55,7 +55,7 @@ def main() -> None:
     bits = chosen["bits_per_weight"]
     write_json(
         {
-            "store": str(layout.STORE),
+            "store": str(paths.store),
             "mtv": config.mtv,
             "vector_dtype": kept,
             "bytes": {"finetuned": chosen["finetuned_bytes"], **chosen["bytes"]},
@@ -64,18 +64,7 @@ def main() -> None:
                 k: chosen[k]
                 for k in ("avg_top1_val", "avg_top1_test", "avg_normalized_val", "avg_normalized_test")
             },
-            "projected_gbit_vit_b32_20tasks": round(
-                projected_gbit("ViT-B-32", 20, bits["vector"], bits["mask"]), 3
-            ),
-            "projected_gbit_vit_l14_20tasks": round(
-                projected_gbit("ViT-L-14", 20, bits["vector"], bits["mask"]), 3
-            ),
-            "projected_overhead_gbit_vit_b32_20tasks": round(
-                overhead_gbit("ViT-B-32", 20, bits["vector"], bits["mask"]), 3
-            ),
-            "projected_overhead_gbit_vit_l14_20tasks": round(
-                overhead_gbit("ViT-L-14", 20, bits["vector"], bits["mask"]), 3
-            ),
+            **projections(setting.projections, bits["vector"], bits["mask"]),
             "accuracy": chosen["accuracy"],
             "stores": {
                 **{f"tall-{config.mtv} {d}": s for d, s in stores.items()},
@@ -83,9 +72,9 @@ def main() -> None:
             },
             "magnitude_topk": topk,
         },
-        layout.COMPRESSION,
+        paths.compression,
     )
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    exit_on_error(main, suite_option(argparse.ArgumentParser(description=__doc__)).parse_args().suite)

@@ -5,7 +5,8 @@ from tallmerge import layout
 from tallmerge.errors import exit_on_error
 from tallmerge.formats.files import write_json
 from tallmerge.params import Params
-from tallmerge.results.evaluation import Benchmark, method_result
+from tallmerge.results.evaluation import Benchmark
+from tallmerge.results.selection import method_result
 
 
 def main() -> None:

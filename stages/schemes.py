@@ -7,31 +7,31 @@ same accounting (bytes on disk, every task rebuilt and evaluated), at each vecto
 - TSV-C: each task's own task vector at rank r / T on every matrix (whole elsewhere), at the
   floating-point dtypes only (its factors are not quantized).
 
-The stores are measured and discarded; `tallmerge compress --scheme emr|tsv-c` writes one."""
+The stores are measured and discarded; `tallmerge compress --scheme emr|tsv-c` writes one. With
+--suite, on that suite of the text benchmark."""
 
+import argparse
 from pathlib import Path
 
-from tallmerge import layout
 from tallmerge.errors import exit_on_error
 from tallmerge.formats.files import temporary_dir, write_json
-from tallmerge.merging.checkpoints import Checkpoints
-from tallmerge.params import Params
-from tallmerge.results.evaluation import SPLITS, Benchmark, reference_top1, store_result
+from tallmerge.results.selection import SPLITS, reference_top1, store_result
+from tallmerge.setting import Setting, suite_option
 from tallmerge.store.build import compress, emr_mask_source
 from tallmerge.store.codec import FLOAT_FORMATS
 from tallmerge.store.lowrank import compress_low_rank, open_store
 
 
-def main() -> None:
-    params = Params.load()
-    dtypes = params.compress.vector_dtype
-    bench = Benchmark.from_params(params)
-    reference = {split: reference_top1(layout.method_metrics_path("finetuned"), split) for split in SPLITS}
-    layout.MODELS.mkdir(exist_ok=True)
+def main(suite: str | None) -> None:
+    setting = Setting.load(suite)
+    dtypes, paths = setting.params.compress.vector_dtype, setting.layout
+    bench = setting.benchmark()
+    reference = {split: reference_top1(setting.reference, split) for split in SPLITS}
+    paths.models.mkdir(parents=True, exist_ok=True)
     stores = {}
     with (
-        Checkpoints(layout.PRETRAINED_VISUAL, layout.finetuned_checkpoints(params.tasks)) as ckpts,
-        temporary_dir(layout.MODELS / "schemes") as scratch,
+        setting.checkpoints() as ckpts,
+        temporary_dir(paths.models / "schemes") as scratch,
     ):
         for dtype in dtypes:
             out = Path(scratch) / f"emr-{dtype}"
@@ -42,8 +42,8 @@ def main() -> None:
             out = Path(scratch) / f"tsv-c-{dtype}"
             compress_low_rank(out, ckpts, dtype)
             stores[f"tsv-c {dtype}"] = store_result(open_store(out), bench, reference)
-    write_json({"stores": stores}, layout.SCHEMES)
+    write_json({"stores": stores}, paths.schemes)
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    exit_on_error(main, suite_option(argparse.ArgumentParser(description=__doc__)).parse_args().suite)

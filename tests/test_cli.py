@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from tallmerge.cli import main
 
 
@@ -49,6 +51,24 @@ def test_tasks_lists_the_papers_datasets_and_prints_presets(capsys):
     block = yaml.safe_load(capsys.readouterr().out)
     assert list(block["tasks"])[:2] == ["Cars", "DTD"] and len(block["tasks"]) == 14
     assert all(v == {} for v in block["tasks"].values())
+
+
+def test_tasks_text_lists_the_text_tasks_and_prints_the_suites(capsys):
+    import yaml
+
+    main(["tasks", "--text"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 22  # 11 pocket text tasks, 11 datasets
+    assert any(line.startswith("fact-chain") and "stands for qasc" in line for line in lines)
+    assert any(line.startswith("paws") and "final/{train,dev}.tsv" in line for line in lines)
+    main(["tasks", "--text", "--preset", "qa8"])
+    block = yaml.safe_load(capsys.readouterr().out)
+    assert list(block["text"]["tasks"]) == [
+        "cosmos-qa", "social-iqa", "paws", "quail", "wiki-qa", "quartz", "qasc", "ropes"
+    ]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["tasks", "--text", "--preset", "nlp9"])
+    assert "unknown text suite 'nlp9'" in capsys.readouterr().err
 
 
 def test_tasks_root_checks_which_datasets_are_readable(tmp_path, capsys):

@@ -28,6 +28,14 @@ TINY = {
     "finetune": {"steps": 8, "batch_size": 32, "lr": 0.001, "weight_decay": 0.1, "warmup": 1},
     "lambda": [0.3, 0.5],
 }
+TEXT_TASKS = ["paraphrase-id", "pronoun-ref"]  # two yes / no tasks of the 7 NLP suite: never 0 % when barely trained
+TINY_TEXT = {
+    "tasks": {t: {} for t in TEXT_TASKS},
+    "suites": ["nlp7"],
+    "data": {"train": 64, "val": 16, "test": 16, "root": None},
+    "pretrain": {"texts": 400, "steps": 6, "batch_size": 16, "lr": 0.002, "weight_decay": 0.01, "warmup": 1},
+    "finetune": {"steps": 4, "batch_size": 16, "lr": 0.001, "weight_decay": 0.01, "warmup": 1},
+}
 GRID = [0.0, 0.5, 1.0]
 
 pytestmark = pytest.mark.slow
@@ -71,6 +79,7 @@ def repo(tmp_path_factory):
     for method in MERGES[1:]:
         params["merge"][method]["alpha"] = GRID
     params["consensus"]["alpha"] = GRID
+    params["text"].update(TINY_TEXT)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("git init -q && git add -A && git commit -qm init", repo)
     run("dvc repro", repo)
@@ -86,10 +95,14 @@ METHODS = {
     *(f"consensus-{m}" for m in MTVS),
     *(f"tall-{m}" for m in MTVS),
     "magnitude-masking",
+    "magnitude-pruning",
 }
 MASK_STAGES = {f"{stage}@{m}" for stage in ("tall", "consensus") for m in MTVS} | {
     "compress",
     "report",
+}
+TEXT_MASK_STAGES = {f"text-{stage}@nlp7-{m}" for stage in ("tall", "consensus") for m in MTVS} | {
+    "text-compress@nlp7"
 }
 
 
@@ -187,9 +200,38 @@ def test_compress_stage_keeps_a_store_that_rebuilds_the_tall_models(repo):
     (repo / "shapes.safetensors").unlink()
 
 
+def test_the_text_benchmark_writes_its_metrics_per_suite(repo):
+    """The text half runs in the same `dvc repro`: a T5 pre-trained here, fine-tuned per text task,
+    merged on the suite by the same stage scripts, reported beside the vision half."""
+    frame = pd.read_csv(repo / "metrics" / "text" / "accuracy.csv")
+    assert list(frame.columns) == ["suite", "method", "task", "split", "top1"]
+    assert (
+        set(frame.method) == METHODS and set(frame.task) == set(TEXT_TASKS) and set(frame.suite) == {"nlp7"}
+    )
+    summary = json.loads((repo / "metrics" / "text" / "summary.json").read_text())
+    assert set(summary["nlp7"]) == METHODS | {"compression"}
+    assert summary["nlp7"]["finetuned"]["avg_normalized_test"] == 100.0
+    assert "projected_gbit_t5_large_2tasks" in summary["nlp7"]["compression"]
+    for path in (
+        "models/text/pretrained/config.json",
+        "models/text/pretrained/tokenizer.json",
+        "models/text/pretrained.safetensors",
+        "models/text/finetuned/pronoun-ref.safetensors",
+        "models/text/nlp7/merged/iso-cts.safetensors",
+        "models/text/nlp7/masks/tall-tsv-m.safetensors",
+        "models/text/nlp7/store/manifest.json",
+        "metrics/text/suites/nlp7/schemes.json",
+        "plots/text/methods.csv",
+    ):
+        assert (repo / path).is_file(), path
+    report = (repo / "reports" / "results.md").read_text()
+    assert "## The NLP half" in report and "### 7 NLP tasks (nlp7): paraphrase-id, pronoun-ref" in report
+
+
 def test_plots_render(repo):
     plots = json.loads(run("dvc plots show --json", repo).stdout)["data"]
     assert set(plots) == {
+        "plots/text/methods.csv",
         "plots/alpha.csv",
         "plots/overlap.csv",
         "plots/methods.csv",
@@ -218,7 +260,9 @@ def test_changing_one_task_reruns_only_its_branch(repo):
     try:
         merging = {f"merge@{m}" for m in MERGES} | {"magnitude", "compress", "schemes"}
         stale = set(json.loads(run("dvc status --json", repo).stdout))
-        assert stale == {"finetune@colors", "evaluate"} | merging | (MASK_STAGES - {"report"})
+        assert stale == {"finetune@colors", "evaluate"} | merging | (
+            MASK_STAGES - {"report"}
+        )  # no text stage
         assert ran_stages(run("dvc repro --single-item finetune@colors", repo).stdout) == {"finetune@colors"}
         after = lock_hashes(repo)
         assert after["models/finetuned/colors.safetensors"] != before["models/finetuned/colors.safetensors"]
@@ -233,9 +277,11 @@ def test_changing_one_task_reruns_only_its_branch(repo):
 def test_exp_run_with_one_lambda_reruns_only_mask_stages(repo):
     run("git add -A && git commit -qm baseline", repo)
     ran = ran_stages(run("dvc exp run -S lambda=0.4", repo).stdout)
-    assert ran == MASK_STAGES
+    assert ran == MASK_STAGES | TEXT_MASK_STAGES  # of both benchmarks, and only those
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     assert summary["tall-ta"]["lambda"] == {"colors": 0.4, "shapes": 0.4}
+    text = json.loads((repo / "metrics" / "text" / "summary.json").read_text())
+    assert text["nlp7"]["tall-ta"]["lambda"] == {t: 0.4 for t in TEXT_TASKS}
     diff = run("dvc metrics diff --json", repo).stdout
     assert "tall-ta.lambda.colors" in diff or "tall-ta" in diff
     run("git checkout -q -- . && dvc checkout -q", repo)

@@ -7,8 +7,9 @@ too), the packages' ``__init__.py`` on the way, and so on recursively. Imports u
 one of the stage's deps: the file itself or a folder above it.
 
 The library's layers are checked from the same imports: a module imports only from the layers
-below its own (errors and layout, formats, tasks, clip, merging, store, results, then params and
-the CLI), and merging and store never import the model code (clip) or the tasks.
+below its own (errors and layout, formats, tasks, training, the model families clip and text,
+merging, store, results, then params, the stage setting and the CLI), and merging and store never
+import the model code (clip, text) or the tasks.
 """
 
 from __future__ import annotations
@@ -192,7 +193,15 @@ ALLOWED = {
     "tallmerge.layout": set(),
     "tallmerge.formats": {"tallmerge", "tallmerge.errors"},
     "tallmerge.tasks": {"tallmerge", "tallmerge.errors", "tallmerge.formats"},
-    "tallmerge.clip": {"tallmerge", "tallmerge.errors", "tallmerge.formats", "tallmerge.tasks"},
+    "tallmerge.training": {"tallmerge"},
+    "tallmerge.clip": {
+        "tallmerge",
+        "tallmerge.errors",
+        "tallmerge.formats",
+        "tallmerge.tasks",
+        "tallmerge.training",
+    },
+    "tallmerge.text": {"tallmerge", "tallmerge.errors", "tallmerge.formats", "tallmerge.training"},
     "tallmerge.merging": {"tallmerge", "tallmerge.errors", "tallmerge.formats"},
     "tallmerge.store": {"tallmerge", "tallmerge.errors", "tallmerge.formats", "tallmerge.merging"},
     "tallmerge.results": {
@@ -202,10 +211,32 @@ ALLOWED = {
         "tallmerge.formats",
         "tallmerge.tasks",
         "tallmerge.clip",
+        "tallmerge.text",
         "tallmerge.merging",  # the report reads the method registry (labels, published rows)
         "tallmerge.store",  # and the paper's storage accounting (the projections)
     },
     "tallmerge.params": {"tallmerge", "tallmerge.errors", "tallmerge.tasks", "tallmerge.merging"},
+    "tallmerge.text_params": {
+        "tallmerge",
+        "tallmerge.errors",
+        "tallmerge.formats",
+        "tallmerge.text",
+        "tallmerge.params",
+    },
+    # what a merge-side stage works on: the vision benchmark or a text suite (paths, checkpoints,
+    # evaluator), so it sits above everything but the CLI
+    "tallmerge.setting": {
+        "tallmerge",
+        "tallmerge.errors",
+        "tallmerge.layout",
+        "tallmerge.formats",
+        "tallmerge.clip",
+        "tallmerge.text",
+        "tallmerge.merging",
+        "tallmerge.results",
+        "tallmerge.params",
+        "tallmerge.text_params",
+    },
 }
 
 

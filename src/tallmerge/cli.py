@@ -26,6 +26,9 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
     from tallmerge.errors import TallmergeError
     from tallmerge.tasks import PRESETS, DatasetTask, available_tasks, get_task
 
+    if args.text:
+        _text_tasks(args.preset)
+        return
     if args.preset and args.preset not in PRESETS:
         raise TallmergeError(f"unknown preset {args.preset!r}; available: {', '.join(PRESETS)}")
     if args.root:
@@ -42,6 +45,30 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
             print(f"{name:16s} dataset under data.root: {task.layout}")
         else:
             print(f"{name:16s} {len(task.classnames):3d} classes: {', '.join(task.classnames)}")
+
+
+def _text_tasks(preset: str | None) -> None:
+    """The text tasks (pocket ones with the paper task each stands for, datasets with their
+    layout), or a suite's ``text: tasks:`` block for params.yaml."""
+    from tallmerge.errors import TallmergeError
+    from tallmerge.text.tasks import SUITES, available_text_tasks, get_text_task
+
+    if preset:
+        if preset not in SUITES:
+            raise TallmergeError(f"unknown text suite {preset!r}; available: {', '.join(SUITES)}")
+        print(f"text:\n  tasks:  # {preset}: the paper's suite, read from text.data.root")
+        for name in SUITES[preset]:
+            print(f"    {name}: {{}}")
+        return
+    for name in available_text_tasks():
+        task = get_text_task(name)
+        layout = getattr(task, "layout", None)
+        if layout is not None:
+            print(f"{name:20s} dataset under text.data.root: {layout()}")
+        else:
+            print(
+                f"{name:20s} pocket, stands for {task.paper_task}: {(task.__doc__ or '').strip().splitlines()[0]}"
+            )
 
 
 def _check_datasets(root: str, names) -> None:
@@ -325,7 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         metavar="NAME",
         help="print the params.yaml `tasks:` block of a preset "
-        "(paper-8, paper-14, paper-20: the paper's benchmarks, in its order)",
+        "(paper-8, paper-14, paper-20: the paper's benchmarks, in its order; with --text: nlp7, qa8, all11)",
+    )
+    tasks.add_argument(
+        "--text", action="store_true", help="the text tasks (pocket text tasks, the paper's 11 NLP datasets)"
     )
     tasks.add_argument(
         "--root",

@@ -15,18 +15,20 @@ REFERENCE = {  # rows that are not merges: their labels and published B/32 x 8 n
     "zeroshot": ("Zero-shot", PaperRow(48.4)),
     "finetuned": ("Fine-tuned", PaperRow(92.8)),
     "magnitude-masking": ("Magnitude masking", PaperRow(86.8, 93.3)),
+    "magnitude-pruning": ("Magnitude pruning", PaperRow(None, 98.4)),
 }
 TALL_PREFIX = "tall-"
 
 
 def report_methods(merges: Sequence[str], mtvs: Sequence[str]) -> list[str]:
     """The rows of the report, in the paper's table order: zero-shot, single-model merges,
-    consensus merges, then the per-task models (fine-tuned, magnitude masking, TALL masks)."""
+    consensus merges, then the per-task models (fine-tuned, magnitude pruning and masking, TALL masks)."""
     return [
         "zeroshot",
         *merges,
         *(CONSENSUS_PREFIX + m for m in mtvs),
         "finetuned",
+        "magnitude-pruning",
         "magnitude-masking",
         *(TALL_PREFIX + m for m in mtvs),
     ]
@@ -43,7 +45,7 @@ def describe_method(method: str) -> tuple[str, PaperRow | None]:
     return entry.label, entry.paper
 
 
-def _label(method: str) -> str:
+def method_label(method: str) -> str:
     return describe_method(method)[0]
 
 
@@ -153,7 +155,7 @@ def storage(summary_: dict, compression: dict, schemes: dict | None = None) -> p
     ]
     rows += [
         {
-            "storage": f"one model: {_label(m)}",
+            "storage": f"one model: {method_label(m)}",
             "kind": "one model",
             "megabytes": one_model,
             "avg_normalized_test": summary_[m]["avg_normalized_test"],
@@ -190,8 +192,8 @@ def markdown(
     sources: list[str] = []
 
     def cell(absolute: float | None, normalized: float | None) -> str:
-        if absolute is None:
-            return ""
+        if absolute is None:  # a paper that reports only the normalized number
+            return "" if normalized is None else f"({normalized:.1f})"
         return f"{absolute:.1f}" if normalized is None else f"{absolute:.1f} ({normalized:.1f})"
 
     def published(row: PaperRow | None) -> str:
@@ -234,7 +236,7 @@ def markdown(
     ]
     test = frame[frame.split == "test"].set_index(["method", "task"]).top1
     for method in present:
-        lines.append(f"| {_label(method)} | " + " | ".join(f"{test[(method, t)]:.1f}" for t in tasks) + " |")
+        lines.append(f"| {method_label(method)} | " + " | ".join(f"{test[(method, t)]:.1f}" for t in tasks) + " |")
 
     gains = [
         (m, summary_[m]["avg_normalized_test"] - summary_[METHODS[m].recipe.method]["avg_normalized_test"])
