@@ -6,9 +6,9 @@ from __future__ import annotations
 PAPER_MODELS = {  # merged parameters, parameters kept once as they are (CLIP's text side)
     "ViT-B-32": (87_849_216, 25_599_489),
     "ViT-L-14": (303_966_208, 38_595_841),
-    # T5-large-LM-adapt's config (T5 v1.1 large) builds 750,251,008 distinct weights, all merged;
-    # the paper's table counts 25.1 Gbit for it, about one 32128 x 1024 embedding more.
-    "T5-large-lm-adapt": (750_251_008, 0),
+    # T5-large-LM-adapt (T5 v1.1 large, its output projection a matrix of its own): 783,150,080
+    # weights, all merged; the paper's table counts 25.1 Gbit for it (783 M x 32 bits)
+    "T5-large-lm-adapt": (783_150_080, 0),
 }
 SHORT_NAMES = {"ViT-B-32": "vit_b32", "ViT-L-14": "vit_l14", "T5-large-lm-adapt": "t5_large"}
 

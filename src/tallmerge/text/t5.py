@@ -2,9 +2,11 @@
 local Hugging Face folder alike (``T5ForConditionalGeneration`` of ``transformers``).
 
 A checkpoint is every float tensor of the model once: the shared embedding (``shared.weight``;
-the aliases that read it, ``encoder.embed_tokens``, ``decoder.embed_tokens`` and, as transformers 5
-builds every T5, ``lm_head``, are not repeated) and every layer. All of it is fine-tuned and all of
-it is merged, as the paper counts the whole model in its storage.
+the aliases that read it, ``encoder.embed_tokens`` and ``decoder.embed_tokens``, are not
+repeated), every layer, and the output projection ``lm_head.weight`` where it is a matrix of its
+own (T5 v1.1 and LM-adapt checkpoints; transformers 5 ties it to ``shared`` in a T5 it builds
+afresh, such as the pocket one). All of it is fine-tuned and all of it is merged, as the paper
+counts the whole model in its storage.
 """
 
 from __future__ import annotations
