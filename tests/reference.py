@@ -106,6 +106,12 @@ def ref_magnitude_model(base, finetuned, task, topk=10.0):
     return _apply_delta(base, keys, mask.float() * taus.sum(0))
 
 
+def ref_pruned_model(base, finetuned, task, topk=10.0):
+    """Magnitude pruning: the task's own vector at its top-k% magnitudes."""
+    keys, taus = task_vectors(base, finetuned)
+    return _apply_delta(base, keys, _topk_mask(taus[task], topk).float() * taus[task])
+
+
 def ref_merge(
     method, base, finetuned, *, alpha=1.0, topk=20.0, ties_agg="mean", lam=None, masks=None, k=2, mtv=None
 ):

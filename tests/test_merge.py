@@ -6,14 +6,21 @@ import math
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from helpers import assert_same, make_case, save_case
-from reference import ref_magnitude_model, ref_merge, ref_tall_masks, ref_tall_model, ref_topk_threshold
+from reference import (
+    ref_magnitude_model,
+    ref_merge,
+    ref_pruned_model,
+    ref_tall_masks,
+    ref_tall_model,
+    ref_topk_threshold,
+)
 from tallmerge.merging.checkpoints import Checkpoints
 from tallmerge.merging.executor import apply, to_state
 from tallmerge.merging.masks import MaskFile, usage_counts, write_masks, write_selection
-from tallmerge.merging.methods import magnitude_vectors, merge_files, tall_vectors
+from tallmerge.merging.methods import magnitude_vectors, merge_files, pruned_vectors, tall_vectors
 from tallmerge.merging.recipes import MultiTaskVector
 from tallmerge.merging.statistics import magnitude_thresholds
 
@@ -152,14 +159,19 @@ def test_consensus_from_selected_masks(tmp_path):
             assert_same(rebuilt, ref_tall_model(base, finetuned, t, lam, mtv="ties"), exact=True)
 
 
-def test_magnitude_masking(tmp_path):
+@pytest.mark.parametrize(
+    "vectors_of, reference",
+    [(magnitude_vectors, ref_magnitude_model), (pruned_vectors, ref_pruned_model)],
+    ids=["masking", "pruning"],
+)
+def test_magnitude_baselines(tmp_path, vectors_of, reference):
     base, finetuned = make_case(seed=19, tasks=3, zero_tasks=(1,))
     base_path, paths = save_case(tmp_path, base, finetuned)
     with Checkpoints(base_path, paths) as ckpts:
-        state, vectors = to_state(ckpts, magnitude_vectors(ckpts, 10.0))
+        state, vectors = to_state(ckpts, vectors_of(ckpts, 10.0))
     for t in range(3):
         rebuilt = apply(state, {k: v[t] for k, v in vectors.items()})
-        assert_same(rebuilt, ref_magnitude_model(base, finetuned, t, 10.0), exact=True)
+        assert_same(rebuilt, reference(base, finetuned, t, 10.0), exact=True)
 
 
 def test_output_keeps_base_layout_and_metadata(tmp_path):
@@ -179,3 +191,121 @@ def test_output_keeps_base_layout_and_metadata(tmp_path):
 
     with TensorFile(tmp_path / "out.safetensors") as f:
         assert f.metadata == described
+
+
+# -- large entries in blocks of rows ---------------------------------------------------------------
+BLOCKED_CASES = [
+    ("consensus-ta", {"lam": 0.4}),
+    ("consensus-ta", {"lam": 0.3, "k": 3, "alpha": 0.7}),
+    ("consensus-ties", {"lam": 0.4}),
+    ("task-arithmetic", {"alpha": 0.3}),
+    ("average", {}),
+    ("ties", {"topk": 30.0}),
+    ("tsv-m", {}),  # not element-wise: never split, the same bytes too
+]
+
+
+def _wide_case(tmp_path, tasks: int = 5):
+    """Gaussian entries (where another order of the additions changes the last bits) whose
+    sizes are not multiples of 32 (the tail that torch sums in another order), split into
+    aligned blocks of 128 rows (24 columns), 64 rows (16 bfloat16 columns), 1024 weights (a
+    vector); an entry smaller than one aligned group; a scalar; an integer entry."""
+    g = torch.Generator().manual_seed(29)
+    shapes = {
+        "embed": ((301, 24), torch.float32),
+        "conv": ((9, 3, 4), torch.float32),
+        "head": ((701, 16), torch.bfloat16),
+        "vector": ((2500,), torch.float32),
+        "scale": ((), torch.float32),
+        "position_ids": ((5,), torch.int64),
+    }
+
+    def values(shape, dtype):
+        if not dtype.is_floating_point:
+            return torch.arange(math.prod(shape)).reshape(shape).to(dtype)
+        return torch.randn(shape, generator=g).to(dtype)
+
+    base = {k: values(*spec) for k, spec in shapes.items()}
+    finetuned = [
+        {  # task 1 equals the base: zero task vectors
+            k: v
+            if not v.is_floating_point() or t == 1
+            else (v.float() + 0.1 * values(v.shape, torch.float32)).to(v.dtype)
+            for k, v in base.items()
+        }
+        for t in range(tasks)
+    ]
+    return save_case(tmp_path, base, finetuned)
+
+
+def _count_blocks(monkeypatch) -> dict:
+    """Record the rows of every block that Checkpoints._row_blocks yields: {key: [rows, ...]}."""
+    blocks: dict[str, list[int]] = {}
+    row_blocks = Checkpoints._row_blocks
+
+    def counted(self, key, base, count):
+        for rows, taus in row_blocks(self, key, base, count):
+            blocks.setdefault(key, []).append(rows.stop - rows.start)
+            yield rows, taus
+
+    monkeypatch.setattr(Checkpoints, "_row_blocks", counted)
+    return blocks
+
+
+# block_bytes -> the blocks' rows (entries absent: whole); 5 tasks x 4 bytes x 24 columns = 480
+BLOCKINGS = {
+    1: {"embed": [128, 128, 45], "conv": [9], "head": [64] * 10 + [61], "vector": [1024, 1024, 452]},
+    480 * 256: {"embed": [256, 45], "head": [384, 317]},
+}
+
+
+@pytest.mark.parametrize(
+    "method,options", BLOCKED_CASES, ids=[f"{m}-{i}" for i, (m, _) in enumerate(BLOCKED_CASES)]
+)
+def test_blocked_rows_give_the_same_bytes(tmp_path, monkeypatch, method, options):
+    """Entries merged in blocks of rows give the same file, byte for byte, as whole entries."""
+    import tallmerge.merging.methods as methods
+
+    base_path, paths = _wide_case(tmp_path)
+    monkeypatch.setattr(methods, "BLOCK_BYTES", None)  # every entry whole
+    merge_files(method, base_path, paths, tmp_path / "whole.safetensors", **options)
+    whole = (tmp_path / "whole.safetensors").read_bytes()
+
+    blocks = _count_blocks(monkeypatch)
+    for block_bytes, expected in BLOCKINGS.items():
+        blocks.clear()
+        monkeypatch.setattr(methods, "BLOCK_BYTES", block_bytes)
+        merge_files(method, base_path, paths, tmp_path / "blocked.safetensors", **options)
+        assert (tmp_path / "blocked.safetensors").read_bytes() == whole, block_bytes
+        assert blocks == ({} if method == "tsv-m" else expected)  # TSV-M is not element-wise
+
+
+def test_blocked_rows_from_a_mask_file(tmp_path, monkeypatch):
+    import tallmerge.merging.methods as methods
+
+    base_path, paths = _wide_case(tmp_path)
+    with Checkpoints(base_path, paths) as ckpts:
+        write_masks(tmp_path / "masks.safetensors", ckpts, [0.5], MultiTaskVector("ta"))
+    blocks = _count_blocks(monkeypatch)
+    outputs = []
+    for block_bytes in (None, 1):
+        monkeypatch.setattr(methods, "BLOCK_BYTES", block_bytes)
+        out = tmp_path / f"out-{block_bytes}.safetensors"
+        merge_files("consensus-ta", base_path, paths, out, masks=tmp_path / "masks.safetensors")
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] and blocks == BLOCKINGS[1]
+
+
+def test_blocked_rows_are_checked(tmp_path, monkeypatch):
+    """A value that is not finite, in any block, is found as in a whole entry."""
+    import tallmerge.merging.methods as methods
+    from tallmerge.errors import TallmergeError
+
+    base_path, paths = _wide_case(tmp_path, tasks=3)
+    state = load_file(paths["task2"])
+    state["embed"][300, 5] = float("nan")  # in the last block
+    save_file(state, paths["task2"])
+    monkeypatch.setattr(methods, "BLOCK_BYTES", 1)
+    with pytest.raises(TallmergeError, match="'embed' has NaN or Inf values"):
+        merge_files("consensus-ta", base_path, paths, tmp_path / "out.safetensors", lam=0.4)
+    assert not (tmp_path / "out.safetensors").exists()

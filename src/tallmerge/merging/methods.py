@@ -10,7 +10,7 @@ TALL masks are on. Per-task methods (TALL reconstruction, magnitude masking) yie
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 
 from tallmerge.errors import TallmergeError
 from tallmerge.merging import maths
-from tallmerge.merging.checkpoints import Checkpoints
+from tallmerge.merging.checkpoints import BLOCK_BYTES, Checkpoints
 from tallmerge.merging.executor import write_model
 from tallmerge.merging.masks import MaskFile, check_lambdas
 from tallmerge.merging.recipes import OPTIONS, Method, MultiTaskVector, check_options, method_named
@@ -94,30 +94,52 @@ def plan(
 
 
 def method_vectors(merge_plan: MergePlan, ckpts: Checkpoints) -> VectorStream:
-    """``(key, base, vector)`` for every float entry of the merged model."""
+    """``(key, base, vector)`` for every float entry of the merged model.
+
+    With an element-wise recipe (task arithmetic, TIES) on the CPU, a large entry is computed in
+    blocks of rows (:meth:`Checkpoints.row_sweep`): every weight goes through the same
+    operations as in one piece, so the vector is the same bit for bit, and memory holds the task
+    vectors of one block, not T copies of the largest entry. (On a GPU entries stay whole: how
+    its sums are ordered depends on the tensor's size.)"""
     vector = prepare_recipe(merge_plan.mtv, ckpts)
-    name = merge_plan.method.name
-    if not merge_plan.method.consensus:
-        for key, base, taus in ckpts.sweep(name):
-            yield key, base, vector(taus)
-        return
-    if len(ckpts) < 2:
+    consensus = merge_plan.method.consensus
+    if consensus and len(ckpts) < 2:
         raise TallmergeError(f"consensus merging needs at least 2 tasks, got {len(ckpts)}")
-    masks = MaskFile(merge_plan.masks) if merge_plan.masks is not None else None
+    masks = MaskFile(merge_plan.masks) if consensus and merge_plan.masks is not None else None
+    block_bytes = BLOCK_BYTES if merge_plan.mtv.recipe.elementwise and ckpts.device.type == "cpu" else None
     try:
         if masks is not None:
             masks.check_matches(ckpts, merge_plan.mtv)
             selection = masks.selection()
-        for key, base, taus in ckpts.sweep(name):
-            mtv = vector(taus)
-            if masks is None:
-                task_masks = maths.tall_masks(taus, mtv, merge_plan.lam)
-            else:
-                task_masks = masks.stacked(key, ckpts.names, selection)
-            yield key, base, maths.consensus(mtv, task_masks, merge_plan.k)
+        for key, base, blocks in ckpts.row_sweep(merge_plan.method.name, block_bytes):
+            stacked = None if masks is None else masks.stacked(key, ckpts.names, selection)
+            out = None
+            for rows, taus in blocks:
+                merged = _vector(merge_plan, vector, taus, None if stacked is None else stacked[:, rows])
+                if rows is ...:  # the whole entry in one block
+                    out = merged
+                else:
+                    if out is None:
+                        out = torch.empty(base.shape, dtype=merged.dtype)
+                    out[rows] = merged
+            del taus, merged, stacked  # not held while the entry is written
+            yield key, base, out
     finally:
         if masks is not None:
             masks.close()
+
+
+def _vector(
+    merge_plan: MergePlan, vector: Callable, taus: torch.Tensor, masks: torch.Tensor | None
+) -> torch.Tensor:
+    """The method's vector of one block: the recipe's, or for consensus tau_MTL where at least k
+    tasks' masks are on (``masks`` from a mask file, or TALL masks at lambda if None)."""
+    mtv = vector(taus)
+    if not merge_plan.method.consensus:
+        return mtv
+    if masks is None:
+        masks = maths.tall_masks(taus, mtv, merge_plan.lam)
+    return maths.consensus(mtv, masks, merge_plan.k)
 
 
 def merge_files(
@@ -163,3 +185,11 @@ def magnitude_vectors(ckpts: Checkpoints, topk: float = 10.0) -> VectorStream:
     thresholds = magnitude_thresholds(ckpts, topk)
     for key, base, taus in ckpts.sweep("magnitude"):
         yield key, base, maths.task_sum(taus) * maths.magnitude_masks(taus, thresholds)
+
+
+def pruned_vectors(ckpts: Checkpoints, topk: float = 10.0) -> VectorStream:
+    """Row t: tau_t kept only at its own top-k% magnitudes (magnitude pruning, one model per task)."""
+    OPTIONS["topk"].validate(topk, "top-k")
+    thresholds = magnitude_thresholds(ckpts, topk)
+    for key, base, taus in ckpts.sweep("magnitude"):
+        yield key, base, taus * maths.magnitude_masks(taus, thresholds)

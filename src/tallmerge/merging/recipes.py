@@ -144,6 +144,7 @@ class Recipe:
     tall_paper: PaperRow | None = None  # TALL masks over this tau_MTL
     short: str = ""  # in "Consensus <short>", "TALL mask + <short>" (default: the label)
     describe: Callable[[Mapping[str, Any]], str] = lambda options: ""
+    elementwise: bool = False  # each weight's value depends on that weight's tau_t only (rows may be split)
 
 
 RECIPES = {
@@ -159,6 +160,7 @@ RECIPES = {
             tall_paper=PaperRow(92.6, 99.7),
             short="TA",
             describe=lambda o: "sum of task vectors",
+            elementwise=True,
         ),
         Recipe(
             "ties",
@@ -171,6 +173,7 @@ RECIPES = {
             consensus_paper=PaperRow(74.8, 80.6),
             tall_paper=PaperRow(93.0, 100.3),
             describe=lambda o: f"top-{o['topk']:g}%, disjoint {o['agg']}",
+            elementwise=True,
         ),
         Recipe(
             "tsv-m",
@@ -205,6 +208,7 @@ RECIPES = {
             "EMR unified vector",
             vector="maths.emr_unified",
             describe=lambda o: "sign of the sum, largest agreeing magnitude",
+            elementwise=True,
         ),
     )
 }
