@@ -14,12 +14,17 @@ What it measures
 
     Each approach runs in a fresh subprocess (2 torch threads) that reports its own wall time
     (the merge call only: reading, computing and writing the output; interpreter and library
-    imports excluded) and its peak resident set size (``ru_maxrss``, which includes the ~0.3 GB
-    an idle Python + torch process already holds). The checkpoint files are read once by the
-    parent right before each run, so both approaches start with them in the page cache.
+    imports excluded) and its peak resident set size (``VmHWM``, which includes the ~0.5 GB an
+    idle Python + torch process already holds; see ``_rss_kib`` for why not ``ru_maxrss``). The
+    checkpoint files are read once by the parent right before each run, so both approaches start
+    with them in the page cache (as much of them as it holds).
 
     The checkpoints are random float32 tensors with the shapes of a real open_clip visual encoder
-    (ViT-B-32: 87,849,216 parameters; ViT-L-14: 303,966,208): base ~ N(0, 0.02), each fine-tuned
+    (ViT-B-32: 87,849,216 parameters; ViT-L-14: 303,966,208) or, with ``--model t5-large``, of
+    google/t5-large-lm-adapt, the paper's NLP model (783,150,080 parameters: ``shared`` and
+    ``lm_head``, 32128 x 1024 each, and 24 + 24 blocks; built from a ``transformers.T5Config`` on
+    the meta device, nothing downloaded; ``--layers L`` keeps L + L blocks, every tensor still of
+    T5-large's shapes, for a naive run that fits in memory): base ~ N(0, 0.02), each fine-tuned
     one = base + N(0, 1e-3) noise with 1% of the entries given an extra N(0, 1e-2) kick; seeded,
     generated once for the largest T (smaller T use the first tasks) and deleted at the end.
 
@@ -32,6 +37,9 @@ How to run
     make bench                                        # runs every benchmarks/*.py (this one: defaults)
     python benchmarks/merge_memory.py                 # ViT-B-32, T = 8 14 20, consensus-ta and -ties
     python benchmarks/merge_memory.py --model ViT-L-14 --tasks 8
+    python benchmarks/merge_memory.py --model t5-large --tasks 11 --methods consensus-ta \
+        --workdir DIR --keep --json benchmarks/results/merge_memory.t5-large.json   # 12 x 3.1 GB
+    python benchmarks/merge_memory.py --model t5-large --layers 1 --tasks 11 --methods consensus-ta
     python benchmarks/merge_memory.py --quick         # a few-MB smoke test, T = 3, seconds
     python benchmarks/merge_memory.py --spectral      # tsv-m, iso-c, iso-cts against task-arithmetic,
                                                       # streamed in the same run, T = 8 20
@@ -99,6 +107,23 @@ DTYPE_NAMES = {
     "BOOL": "bool",
 }
 
+# --model t5-large: the shapes of google/t5-large-lm-adapt (T5 v1.1 with the LM adaptation), as its
+# config.json on the Hugging Face Hub gives them. 783,150,080 parameters: `shared` and `lm_head`
+# (32128 x 1024 each, untied) and 24 + 24 blocks with a gated-GELU MLP (wi_0, wi_1: 2816 x 1024).
+T5_CONFIGS = {
+    "t5-large": {
+        "vocab_size": 32128,
+        "d_model": 1024,
+        "d_kv": 64,
+        "d_ff": 2816,
+        "num_layers": 24,
+        "num_decoder_layers": 24,
+        "num_heads": 16,
+        "feed_forward_proj": "gated-gelu",
+        "tie_word_embeddings": False,
+    }
+}
+
 # --quick: a tiny visual-encoder-like layout (~1.7M parameters, 6.6 MB per checkpoint) with a
 # float16 and an integer entry, so the dtype handling of both approaches is exercised too.
 QUICK_SPECS = [
@@ -129,11 +154,25 @@ QUICK_SPECS = [
 
 # -- children ------------------------------------------------------------------------------------
 def _rss_kib() -> int:
+    """This process's peak resident set size so far, in KiB: ``VmHWM``, the high-water mark of
+    the program's own memory. Not ``ru_maxrss``: Linux carries that over an exec from the forked
+    copy of the parent, so a child started while the parent held 3 GB (after comparing two
+    outputs) reported at least 3 GB whatever it used itself."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
 def child_shapes(job: dict) -> dict:
-    """The state-dict layout of an open_clip model's visual encoder, built on the meta device."""
+    """The state-dict layout of an open_clip model's visual encoder (or of a T5, see
+    :func:`t5_shapes`), built on the meta device."""
+    if job["model"] in T5_CONFIGS:
+        return {"specs": t5_shapes(job["model"], job.get("layers"))}
     import open_clip
 
     names = {v: k for k, v in DTYPE_NAMES.items()}
@@ -150,6 +189,34 @@ def child_shapes(job: dict) -> dict:
     ]
     del model
     return {"specs": specs}
+
+
+def t5_shapes(model: str, layers: int | None = None) -> list:
+    """The state-dict layout of a Hugging Face T5 (``T5_CONFIGS``), built on the meta device from
+    its config alone (nothing downloaded, nothing allocated); ``layers``: that many encoder and
+    decoder blocks instead of the model's, every tensor still of the model's shapes.
+
+    ``encoder.embed_tokens`` and ``decoder.embed_tokens`` are views of ``shared`` in every T5 and
+    are left out, as a saved checkpoint leaves them. ``lm_head`` is kept: T5 v1.1 / LM-adapt
+    does not tie it to ``shared`` (its checkpoints store both), although transformers 5 ties them
+    when it builds the model whatever the config says."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    options = dict(T5_CONFIGS[model])
+    if layers is not None:
+        options.update(num_layers=layers, num_decoder_layers=layers)
+    with torch.device("meta"):
+        state = T5ForConditionalGeneration(T5Config(**options)).state_dict()
+    names = {v: k for k, v in DTYPE_NAMES.items()}
+    aliases = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
+    if not aliases <= set(state) or "lm_head.weight" not in state:
+        raise RuntimeError(f"unexpected T5 state dict: {sorted(state)[:5]} ...")
+    return [
+        (k, names[str(v.dtype).removeprefix("torch.")], list(v.shape))
+        for k, v in state.items()
+        if k not in aliases
+    ]
 
 
 def child_stream(job: dict) -> dict:
@@ -452,7 +519,17 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="ViT-B-32", help="open_clip model whose visual encoder shapes to use")
+    ap.add_argument(
+        "--model",
+        default="ViT-B-32",
+        help="open_clip model whose visual encoder shapes to use, or t5-large (google/t5-large-lm-adapt)",
+    )
+    ap.add_argument(
+        "--layers",
+        type=int,
+        help="T5 only: this many encoder and decoder blocks instead of 24 (the same tensor shapes, "
+        "fewer of them), for a naive run that fits in memory",
+    )
     ap.add_argument(
         "--tasks", type=int, nargs="+", default=[8, 14, 20], help="numbers of fine-tuned checkpoints T"
     )
@@ -502,9 +579,14 @@ def main() -> int:
         model, specs, tasks_list = "quick", [list(s) for s in QUICK_SPECS], [3]
     else:
         model, tasks_list = args.model, sorted(set(args.tasks))
-        got = run_child("shapes", {"model": model})
+        if args.layers is not None:
+            if model not in T5_CONFIGS or args.layers < 1:
+                ap.error(f"--layers takes a positive number of blocks with --model {' or '.join(T5_CONFIGS)}")
+            model = f"{model}-{args.layers}L"  # also names the checkpoints' folder
+        got = run_child("shapes", {"model": args.model, "layers": args.layers})
         if "error" in got:
-            print(f"cannot build {model!r} with open_clip: {got['error']}", file=sys.stderr)
+            library = "transformers" if args.model in T5_CONFIGS else "open_clip"
+            print(f"cannot build {args.model!r} with {library}: {got['error']}", file=sys.stderr)
             return 2
         specs = got["specs"]
     if min(tasks_list) < 2:
@@ -633,6 +715,12 @@ def main() -> int:
         f"\ncheckpoint size: {ckpt_bytes / GB:.3f} GB ({numel:,} parameters, float32); "
         f"ratios are streaming / naive; total run time {total:.0f} s"
     )
+    if model == "t5-large":
+        for r in rows:
+            s = r["streaming"]
+            if r["tasks"] == 11 and r["method"] == "consensus-ta" and "error" not in s:
+                ok = "ok" if s["peak_rss_gb"] <= 2.5 else "ABOVE the 2.5 GB target"
+                print(f"check: streaming peak, T=11 consensus-ta: {s['peak_rss_gb']:.2f} GB ({ok})")
     if model == "ViT-B-32":
         for r in rows:
             s = r["streaming"]
@@ -648,6 +736,7 @@ def main() -> int:
             "benchmark": "merge_memory",
             "settings": {
                 "model": model,
+                "layers": args.layers,
                 "tasks": tasks_list,
                 "methods": args.methods,
                 "seed": args.seed,
