@@ -236,7 +236,9 @@ def markdown(
     ]
     test = frame[frame.split == "test"].set_index(["method", "task"]).top1
     for method in present:
-        lines.append(f"| {method_label(method)} | " + " | ".join(f"{test[(method, t)]:.1f}" for t in tasks) + " |")
+        lines.append(
+            f"| {method_label(method)} | " + " | ".join(f"{test[(method, t)]:.1f}" for t in tasks) + " |"
+        )
 
     gains = [
         (m, summary_[m]["avg_normalized_test"] - summary_[METHODS[m].recipe.method]["avg_normalized_test"])
