@@ -126,6 +126,20 @@ class TensorFile(Closable):
             raise TallmergeError(f"{self.path}: corrupted safetensors file (tensor '{key}' is cut short)")
         return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
 
+    def rows(self, key: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` (along the first dimension) of an entry of at least one dimension,
+        a fresh CPU tensor: a row-major tensor's rows are one contiguous range of the file."""
+        if key not in self._specs:
+            raise TallmergeError(f"{self.path}: no tensor '{key}'")
+        dtype, shape, offset, _ = self._specs[key]
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        buffer = bytearray((stop - start) * row_bytes)
+        position = self._data_start + offset + start * row_bytes
+        if buffer and _read_at(self._file, buffer, position) != len(buffer):
+            raise TallmergeError(f"{self.path}: corrupted safetensors file (tensor '{key}' is cut short)")
+        out = torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
+        return out.reshape((stop - start, *shape[1:]))
+
     def _hash_data(self, digest, start: int, end: int) -> None:
         self._file.seek(self._data_start + start)
         remaining = end - start

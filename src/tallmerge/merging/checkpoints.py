@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from tallmerge.errors import TallmergeError
 from tallmerge.formats.files import Closable
-from tallmerge.formats.tensorfile import TensorFile, _read_at
+from tallmerge.formats.tensorfile import TensorFile
 from tallmerge.merging import maths
 
 T = TypeVar("T")
@@ -46,22 +46,6 @@ rest take 4 interleaved partial sums): aligned blocks put exactly the same weigh
 as the whole entry does, so sums in blocks equal the whole entry's bit for bit."""
 
 Rows = tuple[slice | EllipsisType, torch.Tensor]  # which rows of an entry (... = all), their task vectors
-
-
-class _RowsFile(TensorFile):
-    """A :class:`TensorFile` that also reads a range of rows of an entry (along its first
-    dimension): a row-major tensor's rows are one contiguous range of the file's bytes."""
-
-    def rows(self, key: str, start: int, stop: int) -> torch.Tensor:
-        """Rows ``start:stop`` of an entry of at least one dimension (a fresh CPU tensor)."""
-        dtype, shape, offset, _ = self._specs[key]
-        row_bytes = math.prod(shape[1:]) * dtype.itemsize
-        buffer = bytearray((stop - start) * row_bytes)
-        position = self._data_start + offset + start * row_bytes
-        if buffer and _read_at(self._file, buffer, position) != len(buffer):
-            raise TallmergeError(f"{self.path}: corrupted safetensors file (tensor '{key}' is cut short)")
-        out = torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
-        return out.reshape((stop - start, *shape[1:]))
 
 
 def maths_device(device: str | torch.device | None) -> torch.device:
@@ -98,10 +82,10 @@ class Checkpoints(Closable):
         self.device = maths_device(device)
         self.names = list(finetuned)
         self.base = TensorFile(base)
-        self.files: list[_RowsFile] = []
+        self.files: list[TensorFile] = []
         try:
             for path in finetuned.values():
-                self.files.append(_RowsFile(path))
+                self.files.append(TensorFile(path))
                 self._check_matches_base(self.files[-1])
         except BaseException:
             self.close()
