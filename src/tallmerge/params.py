@@ -122,22 +122,28 @@ class Params:
 
     @property
     def data(self) -> DataConfig:
-        section = self._mapping("data")
-        allowed = ("train", "val", "test", "root", "workers")
+        return self._data("data", workers=True)
+
+    def _data(self, dotted: str, workers: bool) -> DataConfig:
+        """Section ``dotted``: examples per split, the datasets' folder (and DataLoader workers)."""
+        section = self._mapping(dotted)
+        allowed = ("train", "val", "test", "root") + (("workers",) if workers else ())
         for key in section:
             if key not in allowed:
                 raise TallmergeError(
-                    f"{self.source}: unknown key 'data.{key}' (allowed: {', '.join(allowed)})"
+                    f"{self.source}: unknown key '{dotted}.{key}' (allowed: {', '.join(allowed)})"
                 )
         sizes = {}
         for split in ("train", "val", "test"):
-            value = self._get(f"data.{split}")
-            sizes[split] = None if value is None else self._int(f"data.{split}", value, minimum=1)
+            value = self._get(f"{dotted}.{split}")
+            sizes[split] = None if value is None else self._int(f"{dotted}.{split}", value, minimum=1)
         root = section.get("root")
         if root is not None and (not isinstance(root, str) or not root.strip()):
-            raise TallmergeError(f"{self.source}: 'data.root' must be null or a folder path, got {root!r}")
-        workers = self._int("data.workers", section.get("workers", 0), minimum=0)
-        return DataConfig(**sizes, root=root, workers=workers)
+            raise TallmergeError(
+                f"{self.source}: '{dotted}.root' must be null or a folder path, got {root!r}"
+            )
+        count = self._int(f"{dotted}.workers", section.get("workers", 0), minimum=0) if workers else 0
+        return DataConfig(**sizes, root=root, workers=count)
 
     @property
     def pretrain(self) -> PretrainConfig:

@@ -88,23 +88,7 @@ class TextParams(Params):
 
     @property
     def data(self) -> DataConfig:
-        section = self._mapping("text.data")
-        allowed = ("train", "val", "test", "root")
-        for key in section:
-            if key not in allowed:
-                raise TallmergeError(
-                    f"{self.source}: unknown key 'text.data.{key}' (allowed: {', '.join(allowed)})"
-                )
-        sizes = {}
-        for split in ("train", "val", "test"):
-            value = self._get(f"text.data.{split}")
-            sizes[split] = None if value is None else self._int(f"text.data.{split}", value, minimum=1)
-        root = section.get("root")
-        if root is not None and (not isinstance(root, str) or not root.strip()):
-            raise TallmergeError(
-                f"{self.source}: 'text.data.root' must be null or a folder path, got {root!r}"
-            )
-        return DataConfig(**sizes, root=root, workers=0)
+        return self._data("text.data", workers=False)
 
     @property
     def pretrain(self) -> TextPretrainConfig:

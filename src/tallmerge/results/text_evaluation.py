@@ -13,7 +13,7 @@ import torch
 from tallmerge.results.selection import SPLITS, Scored, State
 from tallmerge.text import t5
 from tallmerge.text.rank import accuracy, choice_scores
-from tallmerge.text.tasks import read_split
+from tallmerge.text.tasks import read_splits
 from tallmerge.text.tokenizer import load_tokenizer
 from tallmerge.text.train import encode_examples
 
@@ -37,8 +37,7 @@ class TextBenchmark(Scored):
         self.model = t5.create_t5(t5.load_config(model_folder)).to(t5.device())
         self.encoded = {}
         for task in self.tasks:
-            for split in SPLITS:
-                examples = read_split(data(task), split)
+            for split, examples in read_splits(data(task), SPLITS).items():
                 inputs, choices = encode_examples(self.tokenizer, examples, max_input)
                 self.encoded[task, split] = (inputs, choices, [e.label for e in examples])
 

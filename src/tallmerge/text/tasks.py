@@ -143,11 +143,18 @@ def write_task_data(task: TextTask, sizes: dict, seed: int, root, path: str | os
 
 def read_split(path: str | os.PathLike, split: str) -> list[Example]:
     """One split's examples from a task's data file; a malformed file fails naming it."""
+    return read_splits(path, (split,))[split]
+
+
+def read_splits(path: str | os.PathLike, splits) -> dict[str, list[Example]]:
+    """Several splits' examples from one reading of a task's data file."""
     data = read_json(path)
-    try:
-        rows = data["splits"][split]
-        return [Example.from_json(row) for row in rows]
-    except TallmergeError as e:
-        raise TallmergeError(f"{path}: {e}") from None
-    except (KeyError, TypeError, ValueError):
-        raise TallmergeError(f"{path}: not a text task data file (no valid '{split}' split)") from None
+    out = {}
+    for split in splits:
+        try:
+            out[split] = [Example.from_json(row) for row in data["splits"][split]]
+        except TallmergeError as e:
+            raise TallmergeError(f"{path}: {e}") from None
+        except (KeyError, TypeError, ValueError):
+            raise TallmergeError(f"{path}: not a text task data file (no valid '{split}' split)") from None
+    return out
